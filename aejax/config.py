@@ -1,0 +1,274 @@
+"""Typed views of the Hydra config, checked once at the start of a run.
+
+Every bad setting raises `ConfigError` with one line naming the setting, its value and
+what is allowed. Nothing downstream reads the raw Hydra config: builders receive these
+dataclasses, so a typo can never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "elu", "gelu", "softplus")
+# Per-member hyperparameters: they keep every array shape, so a population can vary them
+# inside one compiled program. Anything else (code size, depth) is a Hydra multirun axis.
+MEMBER_HYPERPARAMETERS = ("optim.learning_rate", "model.sparsity_weight", "model.noise_level",
+                          "model.beta", "model.contractive_weight")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or out of range. The message is one line."""
+
+
+def require(ok: bool, setting: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{setting}={value!r} is not allowed; expected {allowed}")
+
+
+def one_of(setting: str, value: Any, choices) -> None:
+    require(value in choices, setting, value, "one of " + ", ".join(map(str, choices)))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str = "autoencoder"          # autoencoder | vae
+    architecture: str = "mlp"            # mlp | conv
+    hidden: tuple = (256,)               # MLP hidden sizes, encoder order (decoder mirrors)
+    channels: tuple = (16, 32)           # conv channels, encoder order
+    code_size: int = 32
+    activation: str = "relu"
+    code_activation: str = "linear"
+    output_activation: str = "sigmoid"
+    tied_weights: bool = False
+    init_scale: float = 1.0              # multiplies every initial weight matrix
+    sparsity: str = "none"               # none | l1 | kl | topk
+    sparsity_weight: float = 0.0
+    sparsity_target: float = 0.05        # rho, for sparsity=kl
+    top_k: int = 0                       # k, for sparsity=topk
+    corruption: str = "gaussian"         # gaussian | mask | salt_pepper
+    noise_level: float = 0.0             # sigma, or the fraction of inputs corrupted
+    contractive_weight: float = 0.0
+    beta: float = 1.0
+    likelihood: str = "bernoulli"        # VAE decoder: bernoulli | gaussian
+
+    def check(self) -> None:
+        one_of("model.family", self.family, ("autoencoder", "vae"))
+        one_of("model.architecture", self.architecture, ("mlp", "conv"))
+        require(self.code_size > 0, "model.code_size", self.code_size, "an integer > 0")
+        require(all(h > 0 for h in self.hidden), "model.hidden", list(self.hidden), "positive layer sizes")
+        require(len(self.channels) > 0 and all(c > 0 for c in self.channels), "model.channels",
+                list(self.channels), "a non-empty list of positive channel counts")
+        for name in ("activation", "code_activation", "output_activation"):
+            one_of(f"model.{name}", getattr(self, name), ACTIVATIONS)
+        require(self.init_scale > 0, "model.init_scale", self.init_scale, "a number > 0")
+        one_of("model.sparsity", self.sparsity, ("none", "l1", "kl", "topk"))
+        require(self.sparsity_weight >= 0, "model.sparsity_weight", self.sparsity_weight, "a number >= 0")
+        require(0 < self.sparsity_target < 1, "model.sparsity_target", self.sparsity_target,
+                "a number in (0, 1)")
+        if self.sparsity == "kl":
+            require(self.code_activation == "sigmoid", "model.code_activation", self.code_activation,
+                    "sigmoid when model.sparsity=kl (the KL penalty needs activations in (0, 1))")
+        if self.sparsity == "topk":
+            require(0 < self.top_k <= self.code_size, "model.top_k", self.top_k,
+                    f"an integer in [1, model.code_size={self.code_size}] when model.sparsity=topk")
+        one_of("model.corruption", self.corruption, ("gaussian", "mask", "salt_pepper"))
+        check_noise_level(self.corruption, self.noise_level)
+        require(self.contractive_weight >= 0, "model.contractive_weight", self.contractive_weight,
+                "a number >= 0")
+        require(self.beta >= 0, "model.beta", self.beta, "a number >= 0")
+        one_of("model.likelihood", self.likelihood, ("bernoulli", "gaussian"))
+
+
+def check_noise_level(corruption: str, level: float) -> None:
+    if corruption == "gaussian":
+        require(level >= 0, "model.noise_level", level, "a standard deviation >= 0")
+    else:
+        require(0 <= level <= 1, "model.noise_level", level,
+                f"a probability in [0, 1] for model.corruption={corruption}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "digits"                 # synthetic | digits | mnist
+    root: str | None = None              # mnist: folder of IDX .gz files (or $AEJAX_DATA_ROOT)
+    download: bool = True                # mnist: fetch missing files where the network allows
+    train_size: int | None = None        # cap on training examples (None: all)
+    val_fraction: float = 0.1            # of the training split, taken from its end
+    test_size: int | None = None         # cap on test examples
+    binarize: str = "none"               # none | fixed (one Bernoulli draw, kept) | threshold
+    # synthetic data
+    generator: str = "manifold"          # manifold | cosine_pairs
+    dim: int = 64
+    intrinsic_dim: int = 2
+    num_samples: int = 2000
+    noise: float = 0.05
+    similarity: float = 0.9              # cosine_pairs
+    seed: int = 0
+
+    def check(self) -> None:
+        one_of("data.name", self.name, ("synthetic", "digits", "mnist"))
+        for key in ("train_size", "test_size"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"data.{key}", value, "null or an integer > 0")
+        require(0 <= self.val_fraction < 1, "data.val_fraction", self.val_fraction, "a number in [0, 1)")
+        one_of("data.binarize", self.binarize, ("none", "fixed", "threshold"))
+        one_of("data.generator", self.generator, ("manifold", "cosine_pairs"))
+        require(self.dim > 0, "data.dim", self.dim, "an integer > 0")
+        require(0 < self.intrinsic_dim <= self.dim, "data.intrinsic_dim", self.intrinsic_dim,
+                f"an integer in [1, data.dim={self.dim}]")
+        require(self.num_samples > 1, "data.num_samples", self.num_samples, "an integer > 1")
+        require(self.noise >= 0, "data.noise", self.noise, "a number >= 0")
+        require(-1 <= self.similarity <= 1, "data.similarity", self.similarity, "a cosine in [-1, 1]")
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    name: str = "adam"                   # adam | adamw | sgd | rmsprop
+    learning_rate: float = 1e-3
+    schedule: str = "constant"           # constant | cosine | warmup_cosine
+    warmup_steps: int = 0
+    momentum: float = 0.9                # sgd
+    weight_decay: float = 1e-4           # adamw
+    clip_norm: float | None = None
+
+    def check(self) -> None:
+        one_of("optim.name", self.name, ("adam", "adamw", "sgd", "rmsprop"))
+        require(self.learning_rate > 0, "optim.learning_rate", self.learning_rate, "a number > 0")
+        one_of("optim.schedule", self.schedule, ("constant", "cosine", "warmup_cosine"))
+        require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
+        require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", self.clip_norm,
+                "null or a number > 0")
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    epochs: int = 10
+    batch_size: int = 128
+    log_every: int = 50                  # steps between metrics.jsonl lines
+    checkpoint_every: int = 0            # epochs between checkpoints; 0: only at the end
+    resume: bool = False                 # continue from the latest checkpoint in the run dir
+    progress: str = "auto"               # auto (only on a terminal) | on | off
+
+    def check(self) -> None:
+        require(self.epochs > 0, "trainer.epochs", self.epochs, "an integer > 0")
+        require(self.batch_size > 0, "trainer.batch_size", self.batch_size, "an integer > 0")
+        require(self.log_every > 0, "trainer.log_every", self.log_every, "an integer > 0")
+        require(self.checkpoint_every >= 0, "trainer.checkpoint_every", self.checkpoint_every,
+                "an integer >= 0")
+        one_of("trainer.progress", self.progress, ("auto", "on", "off"))
+
+
+@dataclass(frozen=True)
+class LoggerSpec:
+    name: str = "wandb"                  # wandb | none
+    mode: str | None = None              # offline | online | disabled; None: $WANDB_MODE or offline
+    project: str = "aejax"
+    entity: str | None = None
+    group: str | None = None             # multirun jobs share one group
+    max_member_runs: int = 16            # above this a population logs as one run with a table
+
+    def check(self) -> None:
+        one_of("logger.name", self.name, ("wandb", "none"))
+        require(self.mode in (None, "offline", "online", "disabled"), "logger.mode", self.mode,
+                "one of offline, online, disabled")
+        require(self.max_member_runs >= 1, "logger.max_member_runs", self.max_member_runs, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class PopulationSpec:
+    seeds: tuple = (0,)
+    grid: dict = field(default_factory=dict)   # flat {"model.beta": (0.5, 1.0), ...}
+
+    def check(self) -> None:
+        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "population.seeds",
+                list(self.seeds), "a non-empty list of distinct integers")
+        for key, values in self.grid.items():
+            one_of("population.grid key", key, MEMBER_HYPERPARAMETERS)
+            require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parse_section(section: str, cls, raw: dict | None):
+    """Build a spec dataclass from a plain dict, rejecting unknown keys and wrong types."""
+    raw = dict(raw or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{section}.{key} is not a setting; allowed: {', '.join(fields)}")
+    values = {}
+    for key, value in raw.items():
+        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
+        values[key] = _coerce(f"{section}.{key}", value, default)
+    spec = cls(**values)
+    spec.check()
+    return spec
+
+
+def _coerce(setting: str, value, default):
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, bool) or value is None or isinstance(value, dict):
+        return value
+    if isinstance(default, int) and not isinstance(value, bool):
+        require(isinstance(value, int), setting, value, "an integer")
+    if isinstance(default, float):
+        require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                setting, value, "a finite number")
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: ModelSpec
+    data: DataSpec
+    optim: OptimSpec
+    trainer: TrainerSpec
+    logger: LoggerSpec
+    population: PopulationSpec
+    name: str = "run"
+
+
+def parse_run(cfg: dict) -> RunSpec:
+    """`cfg` is the resolved Hydra config as a plain dict (`OmegaConf.to_container`)."""
+    known = {"model", "data", "optim", "trainer", "logger", "population", "name", "hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(f"{key} is not a setting; allowed: {', '.join(sorted(known - {'hydra'}))}")
+    pop = dict(cfg.get("population") or {})
+    seeds = pop.get("seeds", [0])
+    pop["seeds"] = list(range(seeds)) if isinstance(seeds, int) else seeds
+    pop["grid"] = {k: tuple(v) if isinstance(v, (list, tuple)) else (v,)
+                   for k, v in _flatten(pop.get("grid") or {}).items()}
+    spec = RunSpec(
+        model=parse_section("model", ModelSpec, cfg.get("model")),
+        data=parse_section("data", DataSpec, cfg.get("data")),
+        optim=parse_section("optim", OptimSpec, cfg.get("optim")),
+        trainer=parse_section("trainer", TrainerSpec, cfg.get("trainer")),
+        logger=parse_section("logger", LoggerSpec, cfg.get("logger")),
+        population=parse_section("population", PopulationSpec, pop),
+        name=str(cfg.get("name", "run")),
+    )
+    # Grid values are checked with the same rules as the single setting they replace.
+    for key, values in spec.population.grid.items():
+        section, attr = key.split(".")
+        base = getattr(spec, section)
+        for v in values:
+            try:
+                dataclasses.replace(base, **{attr: float(v)}).check()
+            except ConfigError as err:
+                raise ConfigError(f"population.grid.{err}") from None
+    return spec

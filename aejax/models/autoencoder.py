@@ -1,0 +1,45 @@
+"""Deterministic autoencoders: h = f(x), r = g(h).
+
+One class covers undercomplete, overcomplete, linear, tied, sparse (top-k) and
+denoising variants: they differ in sizes, activations and in the training
+objective (see `aejax.objectives`), not in the forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def keep_top_k(h: jax.Array, k: int) -> jax.Array:
+    """Zero all but the k largest entries of each code vector `(..., code_size)`.
+
+    Ties at the threshold are all kept; gradients flow through the kept entries only.
+    """
+    threshold = jax.lax.top_k(h, k)[0][..., -1:]
+    return jnp.where(h >= threshold, h, 0.0)
+
+
+class Autoencoder(nnx.Module):
+    def __init__(self, encoder: nnx.Module, decoder: nnx.Module, code_activation: Callable,
+                 output_activation: Callable, top_k: int = 0):
+        self.encoder = encoder
+        self.decoder = decoder
+        self.code_activation = code_activation
+        self.output_activation = output_activation
+        self.top_k = top_k
+
+    def encode(self, x):
+        h = self.code_activation(self.encoder(x))
+        return keep_top_k(h, self.top_k) if self.top_k else h
+
+    def decode(self, h):
+        return self.output_activation(self.decoder(h))
+
+    def __call__(self, x, key=None):
+        """Returns `(reconstruction, {"code": h})`; `key` is unused (the interface is shared with the VAE)."""
+        h = self.encode(x)
+        return self.decode(h), {"code": h}

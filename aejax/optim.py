@@ -1,0 +1,36 @@
+"""Optimisers from optax, picked by name (`optim.name`).
+
+The optax transform is built with a *normalised* schedule (peak 1); the step multiplies
+its update by each member's own learning rate. For adam, adamw, sgd and rmsprop the
+learning rate is the last factor of the update, so this equals building the optimiser
+with that learning rate, and lets one compiled program train members with different rates.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from aejax.config import OptimSpec
+
+
+def make_schedule(spec: OptimSpec, total_steps: int) -> optax.Schedule:
+    if spec.schedule == "constant":
+        return optax.constant_schedule(1.0)
+    if spec.schedule == "cosine":
+        return optax.cosine_decay_schedule(1.0, max(total_steps, 1))
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, spec.warmup_steps, max(total_steps, spec.warmup_steps + 1))
+
+
+OPTIMIZERS = {
+    "adam": lambda s, lr: optax.adam(lr),
+    "adamw": lambda s, lr: optax.adamw(lr, weight_decay=s.weight_decay),
+    "sgd": lambda s, lr: optax.sgd(lr, momentum=s.momentum or None),
+    "rmsprop": lambda s, lr: optax.rmsprop(lr),
+}
+
+
+def make_optimizer(spec: OptimSpec, total_steps: int) -> optax.GradientTransformation:
+    optimizer = OPTIMIZERS[spec.name](spec, make_schedule(spec, total_steps))
+    if spec.clip_norm:
+        optimizer = optax.chain(optax.clip_by_global_norm(spec.clip_norm), optimizer)
+    return optimizer

@@ -1,0 +1,60 @@
+"""Populations: many members trained in one compiled program.
+
+A member is a seed plus one value of every per-member hyperparameter. The config
+
+    population:
+      seeds: [0, 1, 2]                 # or an integer n, meaning 0..n-1
+      grid:
+        model:
+          sparsity_weight: [0.0, 1e-3]
+        optim:
+          learning_rate: [1e-3, 3e-3]
+
+gives 3 x 2 x 2 = 12 members (the Cartesian product, seeds outermost). Only settings that
+keep array shapes may vary (`aejax.config.MEMBER_HYPERPARAMETERS`); code size or depth
+are Hydra multirun axes instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+
+from aejax.config import RunSpec
+
+# Name inside the step -> the setting it comes from.
+HYPERPARAMETER_SOURCES = {
+    "learning_rate": "optim.learning_rate",
+    "sparsity_weight": "model.sparsity_weight",
+    "noise_level": "model.noise_level",
+    "beta": "model.beta",
+    "contractive_weight": "model.contractive_weight",
+}
+
+
+def members(spec: RunSpec) -> list[dict]:
+    """One dict per member: {"member", "seed", and every hyperparameter by its setting name}."""
+    defaults = {setting: float(getattr(getattr(spec, setting.split(".")[0]), setting.split(".")[1]))
+                for setting in HYPERPARAMETER_SOURCES.values()}
+    grid = spec.population.grid
+    keys = list(grid)
+    rows = []
+    for seed in spec.population.seeds:
+        for values in itertools.product(*(grid[k] for k in keys)):
+            row = {"member": len(rows), "seed": int(seed), **defaults}
+            row.update({k: float(v) for k, v in zip(keys, values)})
+            rows.append(row)
+    return rows
+
+
+def hyperparameter_arrays(rows: list[dict]) -> dict:
+    """The per-member scalars the step reads, each an array of shape `(E,)`."""
+    return {name: jnp.array([r[setting] for r in rows], jnp.float32)
+            for name, setting in HYPERPARAMETER_SOURCES.items()}
+
+
+def varied_settings(rows: list[dict]) -> list[str]:
+    """Settings that differ between members (seed included), for labels and logging."""
+    names = ["seed", *HYPERPARAMETER_SOURCES.values()]
+    return [n for n in names if len({r[n] for r in rows}) > 1]
