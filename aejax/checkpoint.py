@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+
+logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file operation at INFO
 
 
 class PopulationCheckpointer:

@@ -80,6 +80,8 @@ class ModelSpec:
                 "a number >= 0")
         require(self.beta >= 0, "model.beta", self.beta, "a number >= 0")
         one_of("model.likelihood", self.likelihood, ("bernoulli", "gaussian"))
+        if self.family == "vae":
+            require(not self.tied_weights, "model.tied_weights", self.tied_weights, "false for model.family=vae")
 
 
 def check_noise_level(corruption: str, level: float) -> None:
@@ -147,7 +149,7 @@ class OptimSpec:
 class TrainerSpec:
     epochs: int = 10
     batch_size: int = 128
-    log_every: int = 50                  # steps between metrics.jsonl lines
+    log_every: int = 10                  # steps between metrics.jsonl lines
     checkpoint_every: int = 0            # epochs between checkpoints; 0: only at the end
     resume: bool = False                 # continue from the latest checkpoint in the run dir
     progress: str = "auto"               # auto (only on a terminal) | on | off

@@ -56,7 +56,7 @@ def training_curves(metrics_path: Path, path: Path, key: str = "train/loss") -> 
     ax.set_xlabel("step")
     ax.set_ylabel(key)
     ax.set_yscale("log")
-    if len(by_member) <= 8:
+    if 1 < len(by_member) <= 8:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

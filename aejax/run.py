@@ -42,13 +42,14 @@ def chunk_epochs(epochs: int, steps_per_epoch: int, checkpoint_every: int) -> in
     return max(d for d in range(1, period + 1) if period % d == 0 and d <= target)
 
 
-def _log_rows(terms: dict, first_step: int, log_every: int, seconds_per_step: float, batch: int) -> list[list[dict]]:
-    """Average the `(E, T)` terms over windows ending at multiples of `log_every`."""
+def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,
+              batch: int) -> list[list[dict]]:
+    """Average the `(E, T)` terms over windows ending at multiples of `log_every` (and the last step)."""
     n_steps = next(iter(terms.values())).shape[1]
     out = []
     for end in range(n_steps):
         step = first_step + end + 1
-        if step % log_every:
+        if step % log_every and step != last_step:
             continue
         lo = max(0, end + 1 - log_every)
         means = {k: v[:, lo:end + 1].mean(axis=1) for k, v in terms.items()}
@@ -102,11 +103,12 @@ def train_and_evaluate(config: dict, workdir: str | Path) -> dict:
             try:
                 check_finite(terms["loss"], first_step)
             except Exception:
-                if not spec.trainer.checkpoint_every or epoch % spec.trainer.checkpoint_every:
+                if checkpoints.latest_epoch() != epoch:
                     checkpoints.save(epoch, params, opt_state)  # the last good state
+                checkpoints.close()
                 raise
             params, opt_state = new_params, new_opt_state
-            for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, seconds_per_step,
+            for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
                                        spec.trainer.batch_size * len(rows)):
                 metrics.write(step_rows)
                 logger.log(step_rows)

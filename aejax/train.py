@@ -37,8 +37,8 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Cal
         updates, opt_state = optimizer.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: hp["learning_rate"] * u, updates)
         params = optax.apply_updates(params, updates)
-        terms = dict(terms, grad_norm=optax.global_norm(grads), update_norm=optax.global_norm(updates),
-                     param_norm=optax.global_norm(params))
+        terms = dict(terms, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
+                     param_norm=optax.tree.norm(params))
         return params, opt_state, terms
 
     return step
@@ -85,7 +85,8 @@ def compile_population(member_program: Callable, shared_data: bool) -> Callable:
     (a new value compiles a new program), `first_epoch` is traced (no recompilation).
     """
     vectorised = jax.vmap(member_program, in_axes=(0, 0, 0, None if shared_data else 0, 0, None, None))
-    return jax.jit(vectorised, static_argnums=6, donate_argnums=(0, 1))
+    # No buffer donation: the caller keeps the pre-call state, the last good one if this call diverges.
+    return jax.jit(vectorised, static_argnums=6)
 
 
 def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array):
@@ -96,11 +97,14 @@ def init_population(init_one: Callable, optimizer: optax.GradientTransformation,
 
 
 def check_finite(losses, first_step: int) -> None:
-    """Raise `Diverged` at the first non-finite loss; `losses` is `(E, steps)` on the host."""
+    """Raise `Diverged` at the first non-finite loss; `losses` is `(E, steps)` on the host.
+
+    Steps are counted from 1, as in metrics.jsonl: step `first_step + 1` is the first of `losses`.
+    """
     import numpy as np
 
     bad = ~np.isfinite(losses)
     if bad.any():
         step = int(np.argmax(bad.any(axis=0)))
         member = int(np.argmax(bad[:, step]))
-        raise Diverged(member, first_step + step, float(losses[member, step]))
+        raise Diverged(member, first_step + step + 1, float(losses[member, step]))

@@ -29,7 +29,7 @@ def _backbone(spec: ModelSpec, input_dim: int, image_shape, encoder_out: int, rn
     if spec.architecture == "mlp":
         encoder = MLPEncoder(input_dim, spec.hidden, encoder_out, act, rngs=rngs)
         decoder = MLPDecoder(spec.code_size, spec.hidden, input_dim, act, rngs=rngs,
-                             tied_to=encoder if spec.tied_weights else None)
+                             tied=spec.tied_weights)
         return encoder, decoder
     if image_shape is None:
         raise ConfigError("model.architecture='conv' is not allowed; expected mlp for data without an image shape")

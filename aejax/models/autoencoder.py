@@ -37,6 +37,8 @@ class Autoencoder(nnx.Module):
         return keep_top_k(h, self.top_k) if self.top_k else h
 
     def decode(self, h):
+        if getattr(self.decoder, "tied", False):  # tied weights: the decoder borrows the encoder's kernels
+            return self.output_activation(self.decoder(h, self.encoder))
         return self.output_activation(self.decoder(h))
 
     def __call__(self, x, key=None):

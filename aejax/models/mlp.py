@@ -29,26 +29,26 @@ class MLPEncoder(nnx.Module):
 class MLPDecoder(nnx.Module):
     """Mirror of an encoder: `hidden` is given in the encoder's order and reversed here.
 
-    With `tied_to=encoder` the decoder reuses the transposed encoder kernels and owns
-    only its biases, so the autoencoder has roughly half the parameters.
+    With `tied=True` the decoder owns only its biases and is called with the encoder,
+    whose kernels it uses transposed: the autoencoder has roughly half the parameters.
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int,
-                 activation: Callable, *, rngs: nnx.Rngs, tied_to: MLPEncoder | None = None):
+                 activation: Callable, *, rngs: nnx.Rngs, tied: bool = False):
         sizes = [in_dim, *reversed(hidden), out_dim]
         self.activation = activation
-        self.tied_to = tied_to
-        if tied_to is None:
-            self.layers = nnx.List(nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:]))
-        else:
+        self.tied = tied
+        if tied:
             self.biases = nnx.List(nnx.Param(jnp.zeros((b,))) for b in sizes[1:])
+        else:
+            self.layers = nnx.List(nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:]))
 
-    def __call__(self, h):
-        if self.tied_to is None:
+    def __call__(self, h, encoder: MLPEncoder | None = None):
+        if not self.tied:
             for layer in self.layers[:-1]:
                 h = self.activation(layer(h))
             return self.layers[-1](h)
-        kernels = [layer.kernel[...].T for layer in reversed(self.tied_to.layers)]
+        kernels = [layer.kernel[...].T for layer in reversed(encoder.layers)]
         for i, (kernel, bias) in enumerate(zip(kernels, self.biases)):
             h = h @ kernel + bias[...]
             if i < len(kernels) - 1:
