@@ -65,7 +65,7 @@ class WandbLogger:
         """`rows` are metrics.jsonl lines for one step, one per member."""
         if self.per_member:
             for run, row in zip(self.runs, rows):
-                run.log({k: v for k, v in row.items() if k not in ("member",)}, step=row["step"])
+                run.log({k: v for k, v in row.items() if k not in ("step", "member")}, step=row["step"])
         else:
             keys = [k for k in rows[0] if k not in ("step", "member")]
             mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}

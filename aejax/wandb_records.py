@@ -72,8 +72,9 @@ def run_config(path: str | Path) -> dict:
     """The run's config as logged (the last value of each key wins)."""
     config = {}
     for record in read_records(path):
-        if record.WhichOneof("record_type") == "config":
-            for item in record.config.update:
-                key = item.key or "/".join(item.nested_key)
-                config[key] = json.loads(item.value_json)
+        kind = record.WhichOneof("record_type")
+        updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
+        for item in updates:
+            key = item.key or "/".join(item.nested_key)
+            config[key] = json.loads(item.value_json)
     return config
