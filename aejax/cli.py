@@ -43,9 +43,12 @@ def precheck_overrides(args: list[str]) -> None:
             first.append(f"{o.get_key_element()}={value}")
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             compose("config", overrides=first)
-    except Exception as err:  # Hydra's messages span several lines; keep the informative ones
-        lines = [l.strip() for l in str(err).splitlines() if l.strip()]
-        fail("; ".join(lines[:3]), EXIT_CONFIG)
+    except Exception as err:  # Hydra's messages span several lines: make them one
+        message = str(err).split("Config search path")[0]
+        if message.startswith("Could not override"):
+            key = message.split("'")[1]
+            message = f"{key} is not a setting; the allowed keys are those in conf/{key.split('.')[0]}/*.yaml"
+        fail("; ".join(l.strip() for l in message.splitlines() if l.strip()), EXIT_CONFIG)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -53,9 +56,8 @@ def _task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from aejax.config import ConfigError
-    from aejax.run import train_and_evaluate
-    from aejax.train import Diverged
+    from aejax.config import parse_run
+    from aejax.errors import ConfigError, Diverged
 
     hc = HydraConfig.get()
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -63,6 +65,9 @@ def _task(cfg: DictConfig) -> None:
         config["logger"]["group"] = f"{config['name']}-{Path(hc.sweep.dir).name}"  # jobs share a group
     workdir = Path(hc.runtime.output_dir)
     try:
+        parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
+        from aejax.run import train_and_evaluate
+
         summary = train_and_evaluate(config, workdir)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)

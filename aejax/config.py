@@ -12,15 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from aejax.errors import ConfigError
+
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "elu", "gelu", "softplus")
 # Per-member hyperparameters: they keep every array shape, so a population can vary them
 # inside one compiled program. Anything else (code size, depth) is a Hydra multirun axis.
 MEMBER_HYPERPARAMETERS = ("optim.learning_rate", "model.sparsity_weight", "model.noise_level",
                           "model.beta", "model.contractive_weight")
-
-
-class ConfigError(ValueError):
-    """A setting is missing, unknown or out of range. The message is one line."""
 
 
 def require(ok: bool, setting: str, value: Any, allowed: str) -> None:

@@ -40,6 +40,8 @@ class MetricsFile:
 
 
 def wandb_mode(spec: LoggerSpec) -> str:
+    if os.environ.get("WANDB_MODE") == "":
+        del os.environ["WANDB_MODE"]  # wandb rejects an empty mode; empty means unset here
     return spec.mode or os.environ.get("WANDB_MODE") or "offline"
 
 

@@ -18,13 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aejax.errors import Diverged
+
 INIT, STEP, SHUFFLE = 0, 1, 2  # independent random streams of one member
-
-
-class Diverged(RuntimeError):
-    def __init__(self, member: int, step: int, loss: float):
-        super().__init__(f"training diverged: loss={loss} at step {step} of member {member}")
-        self.member, self.step = member, step
 
 
 def member_keys(seeds) -> jax.Array:
