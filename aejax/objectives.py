@@ -85,21 +85,25 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- objective
-def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None) -> Callable:
+def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
+              use_corruption: bool | None = None) -> Callable:
     """The training objective `loss(params, x, key, hp) -> (scalar, terms)`.
 
     `hp` holds this member's scalar hyperparameters (noise_level, sparsity_weight,
     contractive_weight, beta); which terms exist is decided here, once, from `spec`.
-    The Jacobian is only computed when `use_contractive` (default: the weight is > 0);
-    a population that varies the weight passes True.
+    The Jacobian is only computed when `use_contractive`, and noise only drawn when
+    `use_corruption` (defaults: the weight, the level is > 0); a population that varies
+    them passes True.
     """
     if use_contractive is None:
         use_contractive = spec.contractive_weight > 0
+    if use_corruption is None:
+        use_corruption = spec.noise_level > 0
 
     def loss(params, x, key, hp):
         model = nnx.merge(graph, params)
         noise_key, model_key = jax.random.split(key)
-        x_in = corrupt(x, noise_key, spec.corruption, hp["noise_level"])
+        x_in = corrupt(x, noise_key, spec.corruption, hp["noise_level"]) if use_corruption else x
         recon, aux = model(x_in, model_key)
         terms = {"sse": jnp.mean(squared_error(recon, x))}
         terms["mse"] = terms["sse"] / x.shape[-1]

@@ -28,7 +28,7 @@ from aejax.objectives import make_loss
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
-from aejax.train import (check_finite, compile_population, init_population, make_member_program,
+from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
                          make_step, member_keys)
 
 STEPS_PER_CALL = 500  # steps fused into one compiled call when epochs are short
@@ -52,7 +52,8 @@ def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seco
         if step % log_every and step != last_step:
             continue
         lo = max(0, end + 1 - log_every)
-        means = {k: v[:, lo:end + 1].mean(axis=1) for k, v in terms.items()}
+        # Norms exist only at multiples of log_every (see make_step); the rest are window means.
+        means = {k: v[:, end] if k in NORM_TERMS else v[:, lo:end + 1].mean(axis=1) for k, v in terms.items()}
         out.append([{"step": step, "member": m, **{f"train/{k}": float(v[m]) for k, v in means.items()},
                      "perf/ms_per_step": 1e3 * seconds_per_step,
                      "perf/samples_per_s": batch / seconds_per_step}
@@ -72,11 +73,12 @@ def train_and_evaluate(config: dict, workdir: str | Path) -> dict:
     steps_per_epoch = len(data.train) // spec.trainer.batch_size
     total_steps = steps_per_epoch * spec.trainer.epochs
     graph = model_graph(spec.model, data.dim, data.image_shape)
-    use_contractive = max(r["model.contractive_weight"] for r in rows) > 0
+    loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
+                     use_corruption=max(r["model.noise_level"] for r in rows) > 0)
     optimizer = make_optimizer(spec.optim, total_steps)
-    step = make_step(make_loss(spec.model, graph, use_contractive), optimizer)
-    program = compile_population(make_member_program(step, len(data.train), spec.trainer.batch_size),
-                                 shared_data=True)
+    program = compile_population(
+        make_member_program(make_step(loss, optimizer), len(data.train), spec.trainer.batch_size,
+                            norms_every=spec.trainer.log_every, last_step=total_steps), shared_data=True)
     params, opt_state = init_population(
         lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys)
 

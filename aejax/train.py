@@ -28,23 +28,36 @@ def member_keys(seeds) -> jax.Array:
 
 
 def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    def step(params, opt_state, batch, key, hp):
+    """`step(params, opt_state, batch, key, hp, with_norms)` -> (params, opt_state, terms).
+
+    Gradient, update and parameter norms cost a full pass over the parameters each, which
+    doubles the time of a tiny model's step; they are computed only when `with_norms` (an
+    unbatched traced bool: a real branch, even under vmap) and are 0 otherwise.
+    """
+
+    def step(params, opt_state, batch, key, hp, with_norms=True):
         (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: hp["learning_rate"] * u, updates)
         params = optax.apply_updates(params, updates)
-        terms = dict(terms, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
-                     param_norm=optax.tree.norm(params))
+        norms = jax.lax.cond(with_norms, lambda: tuple(optax.tree.norm(t) for t in (grads, updates, params)),
+                             lambda: (jnp.float32(0),) * 3)
+        terms = dict(terms, grad_norm=norms[0], update_norm=norms[1], param_norm=norms[2])
         return params, opt_state, terms
 
     return step
 
 
-def make_member_program(step: Callable, n_train: int, batch_size: int) -> Callable:
+NORM_TERMS = ("grad_norm", "update_norm", "param_norm")  # only valid at steps where with_norms was true
+
+
+def make_member_program(step: Callable, n_train: int, batch_size: int, norms_every: int = 1,
+                        last_step: int = -1) -> Callable:
     """`run(params, opt_state, key, x, hp, first_epoch, n_epochs)` for ONE member.
 
     Trains `n_epochs` epochs of `n_train // batch_size` steps (the last partial batch is
     dropped) and returns the new state and every step's terms, each `(n_epochs, steps)`.
+    Norms are computed at steps (counted from 1) that are multiples of `norms_every`, and at `last_step`.
     """
     steps_per_epoch = n_train // batch_size
     full_batch = steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant: skip shuffling
@@ -60,8 +73,10 @@ def make_member_program(step: Callable, n_train: int, batch_size: int) -> Callab
                     batch = x
                 else:
                     batch = jnp.take(x, jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size), axis=0)
-                step_key = jax.random.fold_in(jax.random.fold_in(key, STEP), epoch * steps_per_epoch + i)
-                params, opt_state, terms = step(params, opt_state, batch, step_key, hp)
+                step_index = epoch * steps_per_epoch + i
+                step_key = jax.random.fold_in(jax.random.fold_in(key, STEP), step_index)
+                with_norms = ((step_index + 1) % norms_every == 0) | (step_index + 1 == last_step)
+                params, opt_state, terms = step(params, opt_state, batch, step_key, hp, with_norms)
                 return (params, opt_state), terms
 
             return jax.lax.scan(one_step, carry, jnp.arange(steps_per_epoch))
@@ -73,16 +88,65 @@ def make_member_program(step: Callable, n_train: int, batch_size: int) -> Callab
     return run
 
 
-def compile_population(member_program: Callable, shared_data: bool) -> Callable:
+def member_block_size(population: int, largest: int = 256) -> int:
+    """Members per block: the largest divisor of the population up to `largest` (or all of it)."""
+    block = max(d for d in range(1, min(population, largest) + 1) if population % d == 0)
+    return block if block >= 32 or population <= largest else population
+
+
+def compile_population(member_program: Callable, shared_data: bool, block: int | None = None) -> Callable:
     """Vectorise a member program over the population and compile it.
 
     `x` is `(N, D)` shared by all members, or `(E, N, D)` when each member has its own data.
     Returns `run(params, opt_state, keys, x, hp, first_epoch, n_epochs)`; `n_epochs` is static
     (a new value compiles a new program), `first_epoch` is traced (no recompilation).
+
+    Large populations run in blocks of `block` members (`member_block_size`), one block after
+    another inside the program: a block's parameters and optimiser state stay in cache for
+    all its steps instead of streaming the whole population through memory at every step.
     """
     vectorised = jax.vmap(member_program, in_axes=(0, 0, 0, None if shared_data else 0, 0, None, None))
+
+    def run(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+        population = keys.shape[0]
+        size = block or member_block_size(population)
+        if size >= population:
+            return vectorised(params, opt_state, keys, x, hp, first_epoch, n_epochs)
+        blocks = lambda a: a.reshape(population // size, size, *a.shape[1:])
+        per_member = (params, opt_state, keys, hp) if shared_data else (params, opt_state, keys, hp, x)
+        stacked = jax.tree.map(blocks, per_member)
+
+        def one_block(args):
+            p, o, k, h = args[:4]
+            return vectorised(p, o, k, x if shared_data else args[4], h, first_epoch, n_epochs)
+
+        out = jax.lax.map(one_block, stacked)
+        return jax.tree.map(lambda a: a.reshape(population, *a.shape[2:]), out)
+
+    devices = jax.devices()
+    if len(devices) > 1:
+        run = _shard_members(run, devices, shared_data)
     # No buffer donation: the caller keeps the pre-call state, the last good one if this call diverges.
-    return jax.jit(vectorised, static_argnums=6)
+    return jax.jit(run, static_argnums=6)
+
+
+def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
+    """Split the member axis across devices (GPUs, TPU cores, or CPU devices made with
+    XLA_FLAGS=--xla_force_host_platform_device_count=N): each trains its share independently."""
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    mesh = Mesh(devices, ("members",))
+
+    def sharded(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+        if keys.shape[0] % len(devices):
+            return run(params, opt_state, keys, x, hp, first_epoch, n_epochs)  # uneven: one device
+        local = jax.shard_map(lambda p, o, k, xx, h, e: run(p, o, k, xx, h, e, n_epochs), mesh=mesh,
+                              in_specs=(P("members"), P("members"), P("members"),
+                                        P() if shared_data else P("members"), P("members"), P()),
+                              out_specs=P("members"), check_vma=False)
+        return local(params, opt_state, keys, x, hp, first_epoch)
+
+    return sharded
 
 
 def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array):

@@ -1,0 +1,64 @@
+"""Datasets: real MNIST bytes, fixed splits, synthetic generators with known structure."""
+
+import numpy as np
+import pytest
+
+from aejax.config import DataSpec
+from aejax.data import cosine_pairs, load_dataset, manifold_points
+from aejax.data.mnist import read_idx, verified_path
+from aejax.errors import ConfigError
+
+
+def test_mnist_loads_real_files_with_fixed_split(mnist_root):
+    d = load_dataset(DataSpec(name="mnist", root=str(mnist_root), download=False))
+    assert d.train.shape == (54000, 784) and d.val.shape == (6000, 784) and d.test.shape == (10000, 784)
+    assert d.train.dtype == np.float32 and d.train.min() == 0.0 and d.train.max() == 1.0
+    assert d.image_shape == (28, 28, 1)
+    # The published label counts of the test set (digit 1 is the most frequent, 1135).
+    assert np.bincount(d.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_idx_header_is_parsed(mnist_root):
+    images = read_idx(mnist_root / "t10k-images-idx3-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+
+
+def test_missing_file_error_names_file_and_checksum(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        verified_path(tmp_path, "train_labels", download=False)
+    msg = str(err.value)
+    assert "train-labels-idx1-ubyte.gz is missing" in msg and "3552534a0a55" in msg and "\n" not in msg
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    a, b = load_dataset(DataSpec()), load_dataset(DataSpec(seed=5))
+    np.testing.assert_array_equal(a.test, b.test)  # the data seed does not move the split
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    rows = {r.tobytes() for r in a.train}
+    assert not any(r.tobytes() in rows for r in a.test if r.any())
+
+
+def test_binarize_fixed_is_a_fixed_bernoulli_draw():
+    a = load_dataset(DataSpec(binarize="fixed"))
+    b = load_dataset(DataSpec(binarize="fixed"))
+    raw = load_dataset(DataSpec())
+    np.testing.assert_array_equal(a.train, b.train)
+    assert set(np.unique(a.train)) == {0.0, 1.0}
+    assert abs(a.train.mean() - raw.train.mean()) < 0.01
+
+
+@pytest.mark.parametrize("similarity", [-0.5, 0.0, 0.25, 0.9, 0.99, 1.0])
+def test_cosine_pairs_hit_requested_similarity(similarity):
+    v1, v2 = cosine_pairs(np.random.default_rng(0), 300, 64, similarity)
+    cos = (v1 * v2).sum(1) / np.linalg.norm(v1, axis=1) / np.linalg.norm(v2, axis=1)
+    np.testing.assert_allclose(cos, similarity, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(v2, axis=1), 1.0, atol=1e-5)
+
+
+def test_manifold_points_have_low_intrinsic_dimension():
+    x = manifold_points(np.random.default_rng(0), 3000, 32, 2, noise=0.0)
+    # Locally the data span only ~2 directions: PCA of a small neighbourhood.
+    centre = x[0]
+    near = x[np.argsort(((x - centre) ** 2).sum(1))[:50]]
+    s = np.linalg.svd(near - near.mean(0), compute_uv=False)
+    assert s[2] / s[0] < 0.1
