@@ -1,0 +1,1 @@
+"""Studies built on the population engine; each is one `run(config, workdir)`."""

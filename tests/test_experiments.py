@@ -1,0 +1,29 @@
+"""Every experiment config composes and runs end to end, shrunk to a few steps on tiny data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aejax.run import train_and_evaluate
+from conftest import REPO, compose
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+SHRINK = ["trainer.epochs=1", "data.train_size=64", "data.test_size=50", "trainer.batch_size=32",
+          "logger=none", "trainer.progress=off", "trainer.checkpoint_every=0"]
+STUDIES = {"single_vector_similarity"}  # not aejax-train runs: tested in their own files
+
+
+@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in STUDIES])
+def test_experiment_runs(name, tmp_path):
+    config = compose([f"experiment={name}", *SHRINK])
+    assert config["name"] == name
+    summary = train_and_evaluate(config, tmp_path)
+    assert (tmp_path / "summary.json").exists()
+    for member in summary["members"]:
+        assert member["test"]["mse"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["num_members"] == summary["num_members"]
+
+
+def test_there_are_experiments():
+    assert len(EXPERIMENTS) >= 4
