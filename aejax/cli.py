@@ -66,15 +66,18 @@ def _task(cfg: DictConfig) -> None:
     workdir = Path(hc.runtime.output_dir)
     try:
         parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
-        from aejax.run import train_and_evaluate
+        from aejax.tasks import load_task
 
-        summary = train_and_evaluate(config, workdir)
+        summary = load_task(config.get("task", "train"))(config, workdir)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)
     except Diverged as err:
         fail(f"{err}; last good checkpoint kept in {workdir / 'checkpoints'}", EXIT_DIVERGED)
-    best = min(m["test"]["mse"] for m in summary["members"])
-    print(f"{summary['num_members']} member(s) trained; best test mse {best:.5f}; outputs in {workdir}")
+    if "members" in summary:
+        best = min(m["test"]["mse"] for m in summary["members"])
+        print(f"{summary['num_members']} member(s) trained; best test mse {best:.5f}; outputs in {workdir}")
+    else:
+        print(f"done in {summary.get('seconds', 0):.0f} s; outputs in {workdir}")
 
 
 def main() -> None:

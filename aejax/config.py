@@ -244,7 +244,7 @@ class RunSpec:
 
 def parse_run(cfg: dict) -> RunSpec:
     """`cfg` is the resolved Hydra config as a plain dict (`OmegaConf.to_container`)."""
-    known = {"model", "data", "optim", "trainer", "logger", "population", "name", "hydra"}
+    known = {"model", "data", "optim", "trainer", "logger", "population", "name", "hydra", "task", "study"}
     for key in cfg:
         if key not in known:
             raise ConfigError(f"{key} is not a setting; allowed: {', '.join(sorted(known - {'hydra'}))}")
@@ -253,6 +253,9 @@ def parse_run(cfg: dict) -> RunSpec:
     pop["seeds"] = list(range(seeds)) if isinstance(seeds, int) else seeds
     pop["grid"] = {k: tuple(v) if isinstance(v, (list, tuple)) else (v,)
                    for k, v in _flatten(pop.get("grid") or {}).items()}
+    from aejax.tasks import TASKS
+
+    one_of("task", cfg.get("task", "train"), tuple(TASKS))
     spec = RunSpec(
         model=parse_section("model", ModelSpec, cfg.get("model")),
         data=parse_section("data", DataSpec, cfg.get("data")),
