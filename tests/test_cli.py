@@ -83,3 +83,30 @@ def test_end_to_end_run_writes_every_output(tmp_path):
         "training_curves.png", "reconstructions.png", "latent_scatter.png"}
     assert (run / "config.yaml").exists()
     assert len(list(run.glob("wandb/offline-run-*/run-*.wandb"))) == 2
+
+
+def test_wandb_never_prompts_even_on_a_terminal(tmp_path):
+    """With a terminal, no API key and no WANDB_MODE, wandb would ask for a login; aejax must not."""
+    command = " ".join([str(Path(sys.executable).parent / "aejax-train"), *TINY[:-2], "logger=wandb",
+                        "trainer.progress=on", f"hydra.run.dir={tmp_path}/run"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc with a key
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "step 8/8" in result.stdout  # the progress line, shown on a terminal
+    assert (tmp_path / "run" / "summary.json").exists()
+    assert list((tmp_path / "run").glob("wandb/offline-run-*"))
+
+
+def test_multirun_jobs_share_a_wandb_group(tmp_path):
+    from aejax.wandb_records import read_records
+
+    result = aejax_train(["-m", *TINY[:-2], "logger=wandb", "model.code_size=2,3",
+                          f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    groups = []
+    for path in sorted(tmp_path.glob("sweep/*/wandb/offline-run-*/run-*.wandb")):
+        run = next(r.run for r in read_records(path) if r.WhichOneof("record_type") == "run")
+        groups.append(run.run_group)
+    assert len(groups) == 2 and groups[0] == groups[1] == "default-sweep"
