@@ -61,7 +61,9 @@ def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seco
     return out
 
 
-def train_and_evaluate(config: dict, workdir: str | Path) -> dict:
+def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = False):
+    """Train, evaluate and write every output; returns the summary (and the final
+    population parameters, leading axis = member, when `return_params`)."""
     spec = parse_run(config)
     workdir = Path(workdir)
     data = load_dataset(spec.data)
@@ -138,7 +140,7 @@ def train_and_evaluate(config: dict, workdir: str | Path) -> dict:
         tmp.write_text(json.dumps(summary, indent=1))
         tmp.replace(workdir / "summary.json")
         logger.finish(0)
-        return summary
+        return (summary, params) if return_params else summary
     except BaseException:
         progress.close()
         metrics.close()

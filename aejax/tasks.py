@@ -7,6 +7,7 @@ imported only when chosen (studies pull in their own dependencies).
 TASKS = {
     "train": "aejax.run:train_and_evaluate",
     "single_vector_similarity": "aejax.studies.single_vector_run:run",
+    "pca_comparison": "aejax.studies.pca_comparison:run",
 }
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aejax.run import train_and_evaluate
+from aejax.tasks import load_task
 from conftest import REPO, compose
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -18,7 +18,7 @@ STUDIES = {"single_vector_similarity"}  # not aejax-train runs: tested in their 
 def test_experiment_runs(name, tmp_path):
     config = compose([f"experiment={name}", *SHRINK])
     assert config["name"] == name
-    summary = train_and_evaluate(config, tmp_path)
+    summary = load_task(config["task"])(config, tmp_path)
     assert (tmp_path / "summary.json").exists()
     for member in summary["members"]:
         assert member["test"]["mse"] > 0

@@ -188,6 +188,7 @@ def measure(trainer: Trainer, v1, v2, s, seed: int) -> dict:
         "cka_b_shared_init": cka(params_sh),
         "mse_a1": mse_ind[:n], "mse_a2_independent": mse_ind[n:], "mse_a2_shared": mse_sh[n:],
         "dataset_ae_mse": np.full(n, data_mse),
+        "ms_v1": np.mean(v1**2, axis=1), "ms_v2": np.mean(v2**2, axis=1),
     }
 
 

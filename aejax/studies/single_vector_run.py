@@ -21,6 +21,9 @@ from aejax.studies.similarity import spearman_with_ci
 from aejax.studies.single_vector import CONDITIONS, Trainer, measure, mnist_pairs, parse_study, synthetic_pairs
 
 
+UNFIT = 0.01  # an autoencoder "did not fit" its vector when MSE / mean square of the vector > 1%
+
+
 def _stack(parts: list[dict]) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -51,7 +54,10 @@ def by_level(pooled: dict, key_values: np.ndarray) -> dict:
 def fit_report(pooled: dict) -> dict:
     """Did every autoencoder fit its vector? Relative error = MSE / mean square of the input."""
     mse = np.concatenate([pooled["mse_a1"], pooled["mse_a2_independent"], pooled["mse_a2_shared"]])
+    relative = mse / np.concatenate([pooled["ms_v1"], pooled["ms_v2"], pooled["ms_v2"]])
     return {"median_mse": float(np.median(mse)), "max_mse": float(mse.max()),
+            "max_relative_error": float(relative.max()),
+            "unfit_fraction": float(np.mean(relative > UNFIT)),  # relative error above 1%
             "dataset_ae_mse": float(pooled["dataset_ae_mse"].mean())}
 
 
