@@ -25,7 +25,7 @@ def principal_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     qa, _ = np.linalg.qr(a)
     qb, _ = np.linalg.qr(b)
     cosines = np.clip(np.linalg.svd(qa.T @ qb, compute_uv=False), -1, 1)
-    return np.degrees(np.arccos(cosines))[::-1]
+    return np.degrees(np.arccos(cosines))  # singular values descend, so angles ascend
 
 
 def pca_test_sse(train: np.ndarray, test: np.ndarray, k: int):
