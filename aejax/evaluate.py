@@ -67,7 +67,7 @@ def make_evaluator(spec: ModelSpec, graph):
             "sse_per_image": jnp.sum(parts["sse"]) / n,
             "denoise_mse": jnp.sum(parts["denoise_sse"]) / (n * d),
             "mean_l0": jnp.sum(parts["l0"]) / n,
-            "dead_fraction": 1.0 - jnp.sum(jnp.any(parts["active"], axis=0)) / code_size,
+            "dead_fraction": (code_size - jnp.sum(jnp.any(parts["active"], axis=0))) / code_size,
         }
         if spec.family == "vae":
             metrics["neg_elbo"] = jnp.sum(parts["neg_elbo"]) / n

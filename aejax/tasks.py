@@ -8,6 +8,8 @@ TASKS = {
     "train": "aejax.run:train_and_evaluate",
     "single_vector_similarity": "aejax.studies.single_vector_run:run",
     "pca_comparison": "aejax.studies.pca_comparison:run",
+    "denoising_curve": "aejax.studies.denoising:curve",
+    "denoising_field": "aejax.studies.denoising:field",
 }
 
 
