@@ -36,7 +36,8 @@ class MetricsFile:
         self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        if not self.file.closed:
+            self.file.close()
 
 
 def wandb_mode(spec: LoggerSpec) -> str:

@@ -21,6 +21,7 @@ from aejax import figures
 from aejax.checkpoint import PopulationCheckpointer
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
+from aejax.errors import Diverged
 from aejax.evaluate import evaluate_population
 from aejax.loggers import MetricsFile, make_logger
 from aejax.models import count_params, init_params, model_graph
@@ -96,6 +97,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     x_train = jnp.asarray(data.train)
     per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every)
     progress = Progress(total_steps, spec.trainer.progress)
+    started = time.perf_counter()
     try:
         for epoch in range(start_epoch, spec.trainer.epochs, per_call):
             tic = time.perf_counter()
@@ -106,7 +108,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
             first_step = epoch * steps_per_epoch
             try:
                 check_finite(terms["loss"], first_step)
-            except Exception:
+            except Diverged:
                 if checkpoints.latest_epoch() != epoch:
                     checkpoints.save(epoch, params, opt_state)  # the last good state
                 checkpoints.close()
@@ -122,6 +124,8 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
             progress.update(done * steps_per_epoch, float(terms["loss"][:, -1].mean()),
                             spec.trainer.batch_size * len(rows) / seconds_per_step)
         progress.close()
+        metrics.close()
+        train_seconds = time.perf_counter() - started  # includes the one compilation
         if checkpoints.latest_epoch() != spec.trainer.epochs:
             checkpoints.save(spec.trainer.epochs, params, opt_state)
         checkpoints.close()
@@ -134,7 +138,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
         figure_paths = make_figures(spec, data, graph, params, workdir)
         summary = {"name": spec.name, "num_members": len(rows), "varied": varied_settings(rows),
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
-                   "steps": total_steps, "members": summaries}
+                   "steps": total_steps, "train_seconds": train_seconds, "members": summaries}
         logger.summarize(summaries, figure_paths)
         tmp = workdir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=1))
