@@ -127,15 +127,19 @@ def main() -> None:
     repeats = 1 if args.quick else 3
 
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, cpus {os.cpu_count()}")
-    peak = matmul_peak(repeats=10)  # best of 10: the peak is a ceiling, so noise must not lower it
-
-    samples, weights = mnist_mlp(args.data_root, epochs=1, repeats=repeats)
-    # The machine's speed drifts (shared hosts): measure the peak again after, keep the higher.
-    peak = max(peak, matmul_peak(repeats=10))
-    achieved = samples * 6 * weights / 1e9
-    print(f"1. matmul peak (float32, 2048^3, best before and after 2.): {peak:.1f} GFLOP/s")
+    # The machine's speed drifts (shared hosts, clock boost), so the peak and the MLP are measured
+    # in alternation, and each MLP figure is divided by the peak measured just before it.
+    rounds = []
+    for _ in range(1 if args.quick else 3):
+        peak = matmul_peak(repeats=5)
+        samples, weights = mnist_mlp(args.data_root, epochs=1, repeats=repeats)
+        rounds.append((peak, samples, samples * 6 * weights / 1e9 / peak))
+    peak, samples, fraction = sorted(rounds, key=lambda r: r[2])[len(rounds) // 2]  # the median round
+    print(f"1. matmul peak (float32, 2048^3): {peak:.1f} GFLOP/s "
+          f"(rounds: {', '.join(f'{r[0]:.0f}' for r in rounds)})")
     print(f"2. MNIST MLP 784-1000-500-250-30 (x2 mirrored, {weights:,} weights), batch 256, Adam: "
-          f"{samples:,.0f} samples/s = {achieved:.1f} GFLOP/s = {achieved / peak:.0%} of matmul peak")
+          f"{samples:,.0f} samples/s = {samples * 6 * weights / 1e9:.1f} GFLOP/s = {fraction:.0%} of matmul peak "
+          f"(median of {len(rounds)} rounds: {', '.join(f'{r[2]:.0%}' for r in rounds)})")
 
     members, steps = 4096, 500
     rate = single_vector_population(members, steps, repeats)
@@ -146,7 +150,7 @@ def main() -> None:
           f"{loop_rate:,.0f} member-steps/s; ratio {rate / loop_rate:.0f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"matmul_gflops": peak, "mnist_samples_per_s": samples, "mnist_fraction_of_peak": achieved / peak,
+            json.dump({"matmul_gflops": peak, "mnist_samples_per_s": samples, "mnist_fraction_of_peak": fraction,
                        "population_member_steps_per_s": rate, "loop_member_steps_per_s": loop_rate}, f, indent=1)
 
 
