@@ -10,6 +10,7 @@ TASKS = {
     "pca_comparison": "aejax.studies.pca_comparison:run",
     "denoising_curve": "aejax.studies.denoising:curve",
     "denoising_field": "aejax.studies.denoising:field",
+    "vae_likelihood": "aejax.studies.vae_likelihood:run",
 }
 
 
