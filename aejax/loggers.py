@@ -46,6 +46,13 @@ def wandb_mode(spec: LoggerSpec) -> str:
     return spec.mode or os.environ.get("WANDB_MODE") or "offline"
 
 
+def wandb_settings():
+    """Quiet, local-only settings: no console capture, no system stats, no git or code upload."""
+    import wandb
+
+    return wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False)
+
+
 class WandbLogger:
     def __init__(self, spec: LoggerSpec, run_dir: Path, config: dict, members: list[dict], name: str):
         import wandb
@@ -53,10 +60,8 @@ class WandbLogger:
         self.wandb = wandb
         self.per_member = len(members) <= spec.max_member_runs
         self.members = members
-        settings = wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True,
-                                  save_code=False)
         common = dict(project=spec.project, entity=spec.entity, group=spec.group or name, dir=str(run_dir),
-                      mode=wandb_mode(spec), reinit="create_new", settings=settings)
+                      mode=wandb_mode(spec), reinit="create_new", settings=wandb_settings())
         if self.per_member:
             self.runs = [wandb.init(name=f"{name}-m{m['member']}", job_type="member",
                                     config={**config, "member": m}, **common) for m in members]

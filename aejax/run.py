@@ -24,7 +24,7 @@ from aejax.data import Dataset, load_dataset
 from aejax.errors import Diverged
 from aejax.evaluate import evaluate_population
 from aejax.loggers import MetricsFile, make_logger
-from aejax.models import count_params, init_params, model_graph
+from aejax.models import count_params, init_params, member_model, model_graph
 from aejax.objectives import make_loss
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, members, varied_settings
@@ -159,11 +159,9 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
 
 
 def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path) -> dict:
-    from flax import nnx
-
     out_dir = workdir / "figures"
     out_dir.mkdir(exist_ok=True)
-    model = nnx.merge(graph, jax.tree.map(lambda a: a[0], params))  # member 0
+    model = member_model(graph, params)  # member 0
     x = data.test[:10]
     recon = np.asarray(model.decode(model.encode(jnp.asarray(x))))
     paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png")}

@@ -76,5 +76,10 @@ def model_graph(spec: ModelSpec, input_dim: int, image_shape=None):
     return nnx.split(abstract)[0]
 
 
+def member_model(graph, population_params, member: int = 0):
+    """One member of a population (params with a leading member axis) as a usable model."""
+    return nnx.merge(graph, jax.tree.map(lambda a: a[member], population_params))
+
+
 def count_params(params) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))

@@ -87,11 +87,9 @@ def field(config: dict, workdir: Path) -> dict:
     spec = parse_run(config)
     summary, params = train_and_evaluate({**config, "task": "train"}, workdir, return_params=True)
     data = load_dataset(spec.data)
-    from flax import nnx
+    from aejax.models import member_model, model_graph
 
-    from aejax.models import model_graph
-
-    model = nnx.merge(model_graph(spec.model, data.dim), jax.tree.map(lambda a: a[0], params))
+    model = member_model(model_graph(spec.model, data.dim), params)
     lo, hi = data.train.min(0) - 0.3, data.train.max(0) + 0.3
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 15), np.linspace(lo[1], hi[1], 15))
     grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)

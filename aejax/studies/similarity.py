@@ -27,6 +27,12 @@ def linear_cka(x: np.ndarray, y: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return cross / np.maximum(xx * yy, eps)
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rho over the pairs where both values are finite."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    return float(spearmanr(x[ok], y[ok]).statistic)
+
+
 def spearman_with_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boot: int = 1000,
                      level: float = 0.95) -> dict:
     """Spearman rho of (x, y) over pairs, with a percentile bootstrap interval (pairs resampled).
@@ -35,7 +41,7 @@ def spearman_with_ci(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_b
     """
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    rho = float(spearmanr(x, y).statistic)
+    rho = spearman(x, y)
     boots = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(x), len(x))

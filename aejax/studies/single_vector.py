@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aejax.config import ModelSpec, OptimSpec, one_of, require
+from aejax.config import ModelSpec, OptimSpec, require
 from aejax.data import cosine_pairs
 from aejax.models import init_params, model_graph
 from aejax.objectives import make_loss
@@ -205,5 +205,4 @@ def parse_study(raw: dict) -> StudySpec:
     return parse_section("study", StudySpec, raw)
 
 
-__all__ = ["StudySpec", "Trainer", "measure", "synthetic_pairs", "mnist_pairs", "CONDITIONS", "parse_study",
-           "one_of"]
+__all__ = ["StudySpec", "Trainer", "measure", "synthetic_pairs", "mnist_pairs", "CONDITIONS", "parse_study"]

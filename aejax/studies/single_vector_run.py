@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from aejax.config import DataSpec, LoggerSpec, ModelSpec, OptimSpec, parse_section
-from aejax.studies.similarity import spearman_with_ci
+from aejax.studies.similarity import spearman, spearman_with_ci
 from aejax.studies.single_vector import CONDITIONS, Trainer, measure, mnist_pairs, parse_study, synthetic_pairs
 
 
@@ -32,7 +32,7 @@ def summarize(per_seed: list[dict], spec, rng) -> dict:
     pooled = _stack(per_seed)
     out = {"conditions": {}}
     for cond in CONDITIONS:
-        rhos = [spearman_with_ci(p["input_cos"], p[cond], rng, n_boot=0 or 1)["rho"] for p in per_seed]
+        rhos = [spearman(p["input_cos"], p[cond]) for p in per_seed]
         out["conditions"][cond] = {
             "pooled": spearman_with_ci(pooled["input_cos"], pooled[cond], rng, spec.bootstrap),
             "per_seed_rho": rhos,
@@ -113,7 +113,7 @@ def run(config: dict, workdir: Path) -> dict:
 
 
 def log_to_wandb(spec: LoggerSpec, config: dict, results: dict, figures: dict, workdir: Path) -> None:
-    from aejax.loggers import wandb_mode
+    from aejax.loggers import wandb_mode, wandb_settings
 
     if spec.name == "none" or wandb_mode(spec) == "disabled":
         return
@@ -121,8 +121,7 @@ def log_to_wandb(spec: LoggerSpec, config: dict, results: dict, figures: dict, w
 
     run = wandb.init(project=spec.project, entity=spec.entity, group=spec.group or config.get("name"),
                      job_type="study", config={**config, **results["settings"]}, dir=str(workdir),
-                     mode=wandb_mode(spec), reinit="create_new",
-                     settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True))
+                     mode=wandb_mode(spec), reinit="create_new", settings=wandb_settings())
     for part in ("synthetic", "mnist"):
         if part not in results:
             continue

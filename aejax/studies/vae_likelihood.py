@@ -67,10 +67,10 @@ def run(config: dict, workdir: Path) -> dict:
     study = {"samples": 5000, **(config.get("study") or {})}
     summary, params = train_and_evaluate({**config, "task": "train"}, workdir, return_params=True)
     data = load_dataset(spec.data)
-    from aejax.models import model_graph
+    from aejax.models import member_model, model_graph
 
     graph = model_graph(spec.model, data.dim, data.image_shape)
-    model = nnx.merge(graph, jax.tree.map(lambda a: a[0], params))
+    model = member_model(graph, params)
     samples = int(study["samples"])
     nll_fn = jax.jit(lambda p, x, k: iwae_nll(nnx.merge(graph, p), x, k, samples))
     nll = np.asarray(nll_fn(jax.tree.map(lambda a: a[0], params), jnp.asarray(data.test), jax.random.key(7)))
