@@ -18,7 +18,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "elu", "gelu", "softplus")
 # Per-member hyperparameters: they keep every array shape, so a population can vary them
 # inside one compiled program. Anything else (code size, depth) is a Hydra multirun axis.
 MEMBER_HYPERPARAMETERS = ("optim.learning_rate", "model.sparsity_weight", "model.noise_level",
-                          "model.beta", "model.contractive_weight")
+                          "model.beta", "model.contractive_weight", "model.top_k")
 
 
 def require(ok: bool, setting: str, value: Any, allowed: str) -> None:
@@ -98,7 +98,7 @@ class DataSpec:
     train_size: int | None = None        # cap on training examples (None: all)
     val_fraction: float = 0.1            # of the training split, taken from its end
     test_size: int | None = None         # cap on test examples
-    binarize: str = "none"               # none | fixed (one Bernoulli draw, kept) | threshold
+    binarize: str = "none"               # none | fixed (one Bernoulli draw, kept) | dynamic (a draw per step) | threshold
     # synthetic data
     generator: str = "manifold"          # manifold | cosine_pairs
     dim: int = 64
@@ -114,7 +114,7 @@ class DataSpec:
             value = getattr(self, key)
             require(value is None or value > 0, f"data.{key}", value, "null or an integer > 0")
         require(0 <= self.val_fraction < 1, "data.val_fraction", self.val_fraction, "a number in [0, 1)")
-        one_of("data.binarize", self.binarize, ("none", "fixed", "threshold"))
+        one_of("data.binarize", self.binarize, ("none", "fixed", "dynamic", "threshold"))
         one_of("data.generator", self.generator, ("manifold", "cosine_pairs"))
         require(self.dim > 0, "data.dim", self.dim, "an integer > 0")
         require(0 < self.intrinsic_dim <= self.dim, "data.intrinsic_dim", self.intrinsic_dim,
@@ -269,9 +269,15 @@ def parse_run(cfg: dict) -> RunSpec:
     for key, values in spec.population.grid.items():
         section, attr = key.split(".")
         base = getattr(spec, section)
+        integer = isinstance(getattr(base, attr), int)
+        if key == "model.top_k":
+            require(spec.model.sparsity == "topk", "model.sparsity", spec.model.sparsity,
+                    "topk when population.grid varies model.top_k")
         for v in values:
+            if integer:
+                require(isinstance(v, int) and not isinstance(v, bool), f"population.grid.{key}", v, "integers")
             try:
-                dataclasses.replace(base, **{attr: float(v)}).check()
+                dataclasses.replace(base, **{attr: v if integer else float(v)}).check()
             except ConfigError as err:
                 raise ConfigError(f"population.grid.{err}") from None
     return spec

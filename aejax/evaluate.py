@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aejax.config import ModelSpec
-from aejax.objectives import bernoulli_nll, corrupt, gaussian_kl, gaussian_nll, squared_error
+from aejax.objectives import bernoulli_nll, corrupt, gaussian_kl, gaussian_nll, member_top_k, squared_error
 
 ACTIVE_THRESHOLD = 1e-3
 CHUNK = 500
@@ -38,17 +38,18 @@ def make_evaluator(spec: ModelSpec, graph):
 
     def evaluate(params, x, key, hp):
         model = nnx.merge(graph, params)
+        k = member_top_k(spec, hp)
         xs, masks = _chunks(x)
 
         def per_chunk(args):
             xb, mask, i = args
             kb = jax.random.fold_in(key, i)
-            h = model.encode(xb)
+            h = model.encode(xb, **k)
             sse = squared_error(model.decode(h), xb)
             noisy = corrupt(xb, kb, spec.corruption, hp["noise_level"])
             out = {
                 "sse": jnp.sum(sse * mask),
-                "denoise_sse": jnp.sum(squared_error(model.decode(model.encode(noisy)), xb) * mask),
+                "denoise_sse": jnp.sum(squared_error(model.decode(model.encode(noisy, **k)), xb) * mask),
                 "l0": jnp.sum(jnp.sum(jnp.abs(h) > ACTIVE_THRESHOLD, axis=-1) * mask),
                 "active": jnp.any((jnp.abs(h) > ACTIVE_THRESHOLD) & mask[:, None], axis=0),
             }

@@ -85,15 +85,21 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- objective
+def member_top_k(spec: ModelSpec, hp: dict) -> dict:
+    """Keyword arguments that hand a member its own k, for models with a top-k code."""
+    return {"top_k": hp["top_k"]} if spec.family == "autoencoder" and spec.sparsity == "topk" else {}
+
+
 def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
-              use_corruption: bool | None = None) -> Callable:
+              use_corruption: bool | None = None, binarize_batches: bool = False) -> Callable:
     """The training objective `loss(params, x, key, hp) -> (scalar, terms)`.
 
     `hp` holds this member's scalar hyperparameters (noise_level, sparsity_weight,
     contractive_weight, beta); which terms exist is decided here, once, from `spec`.
     The Jacobian is only computed when `use_contractive`, and noise only drawn when
     `use_corruption` (defaults: the weight, the level is > 0); a population that varies
-    them passes True.
+    them passes True. `binarize_batches` (data.binarize=dynamic) replaces every batch of
+    intensities by a fresh Bernoulli draw, input and target alike (Burda et al. 2016).
     """
     if use_contractive is None:
         use_contractive = spec.contractive_weight > 0
@@ -102,9 +108,12 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
 
     def loss(params, x, key, hp):
         model = nnx.merge(graph, params)
+        if binarize_batches:
+            key, binarize_key = jax.random.split(key)
+            x = jax.random.bernoulli(binarize_key, x).astype(x.dtype)
         noise_key, model_key = jax.random.split(key)
         x_in = corrupt(x, noise_key, spec.corruption, hp["noise_level"]) if use_corruption else x
-        recon, aux = model(x_in, model_key)
+        recon, aux = model(x_in, model_key, **member_top_k(spec, hp))
         terms = {"sse": jnp.mean(squared_error(recon, x))}
         terms["mse"] = terms["sse"] / x.shape[-1]
         if spec.family == "vae":

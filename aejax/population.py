@@ -30,6 +30,7 @@ HYPERPARAMETER_SOURCES = {
     "noise_level": "model.noise_level",
     "beta": "model.beta",
     "contractive_weight": "model.contractive_weight",
+    "top_k": "model.top_k",  # carried as a float; the top-k layer rounds it to an integer
 }
 
 

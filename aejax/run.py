@@ -62,9 +62,13 @@ def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seco
     return out
 
 
-def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = False):
+def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = False, analyse=None):
     """Train, evaluate and write every output; returns the summary (and the final
-    population parameters, leading axis = member, when `return_params`)."""
+    population parameters, leading axis = member, when `return_params`).
+
+    `analyse(spec, data, graph, params, summaries, workdir) -> (per_member, figures)` lets a
+    study add its own test metrics (one dict per member, merged into each member's "test")
+    and figures before the summary is logged and summary.json, the last file, is written."""
     spec = parse_run(config)
     workdir = Path(workdir)
     data = load_dataset(spec.data)
@@ -77,7 +81,8 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     total_steps = steps_per_epoch * spec.trainer.epochs
     graph = model_graph(spec.model, data.dim, data.image_shape)
     loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
-                     use_corruption=max(r["model.noise_level"] for r in rows) > 0)
+                     use_corruption=max(r["model.noise_level"] for r in rows) > 0,
+                     binarize_batches=spec.data.binarize == "dynamic")
     optimizer = make_optimizer(spec.optim, total_steps)
     program = compile_population(
         make_member_program(make_step(loss, optimizer), len(data.train), spec.trainer.batch_size,
@@ -136,6 +141,11 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
                       "test": {k: float(v[i]) for k, v in results.items()},
                       "val": {k: float(v[i]) for k, v in val.items()}} for i, r in enumerate(rows)]
         figure_paths = make_figures(spec, data, graph, params, workdir)
+        if analyse is not None:
+            extra, extra_figures = analyse(spec, data, graph, params, summaries, workdir)
+            for member_summary, metrics_of_member in zip(summaries, extra):
+                member_summary["test"].update(metrics_of_member)
+            figure_paths.update(extra_figures)
         summary = {"name": spec.name, "num_members": len(rows), "varied": varied_settings(rows),
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
                    "steps": total_steps, "train_seconds": train_seconds, "members": summaries}
@@ -161,7 +171,7 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
 def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path) -> dict:
     out_dir = workdir / "figures"
     out_dir.mkdir(exist_ok=True)
-    model = member_model(graph, params)  # member 0
+    model = member_model(graph, params, 0, members(spec)[0]["model.top_k"])
     x = data.test[:10]
     recon = np.asarray(model.decode(model.encode(jnp.asarray(x))))
     paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png")}

@@ -11,6 +11,7 @@ TASKS = {
     "denoising_curve": "aejax.studies.denoising:curve",
     "denoising_field": "aejax.studies.denoising:field",
     "vae_likelihood": "aejax.studies.vae_likelihood:run",
+    "sparse_codes": "aejax.studies.sparse_codes:run",
 }
 
 

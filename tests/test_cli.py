@@ -23,6 +23,10 @@ BAD_INPUTS = {
     "model=nonexistent": "Could not find 'model/nonexistent'",
     "+population.grid.model.code_size=[2,4]": "population.grid key='model.code_size'",
     "+population.grid.model.noise_level=[0.1,-1]": "population.grid.model.noise_level=-1.0",
+    "+population.grid.model.top_k=[5,10]": "model.sparsity='none' is not allowed; expected topk",
+    "model=sparse model.sparsity=topk model.top_k=5 +population.grid.model.top_k=[5,2.5]":
+        "population.grid.model.top_k=2.5 is not allowed; expected integers",
+    "experiment=mnist_sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
 }
 
 

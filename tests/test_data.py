@@ -62,3 +62,12 @@ def test_manifold_points_have_low_intrinsic_dimension():
     near = x[np.argsort(((x - centre) ** 2).sum(1))[:50]]
     s = np.linalg.svd(near - near.mean(0), compute_uv=False)
     assert s[2] / s[0] < 0.1
+
+
+def test_dynamic_binarization_keeps_training_images_grey_and_fixes_the_test_draw():
+    dynamic = load_dataset(DataSpec(name="digits", binarize="dynamic"))
+    fixed = load_dataset(DataSpec(name="digits", binarize="fixed"))
+    grey = load_dataset(DataSpec(name="digits"))
+    np.testing.assert_array_equal(dynamic.train, grey.train)     # the step draws per batch
+    np.testing.assert_array_equal(dynamic.test, fixed.test)      # the same test set as `fixed`
+    np.testing.assert_array_equal(dynamic.val, fixed.val)

@@ -99,3 +99,19 @@ def test_gaussian_corruption_has_requested_std():
     x = np.zeros((300, 300), np.float32)
     out = np.asarray(O.corrupt(x, jax.random.key(3), "gaussian", 0.4))
     assert abs(out.std() - 0.4) < 0.01
+
+
+def test_binarize_batches_draws_a_fresh_binary_target_every_step():
+    from aejax.config import ModelSpec
+    from aejax.models import model_graph, init_params
+
+    spec = ModelSpec(family="vae", hidden=(8,), code_size=2)
+    graph = model_graph(spec, 6)
+    params = init_params(spec, 6, None, jax.random.key(0))
+    loss = jax.jit(O.make_loss(spec, graph, binarize_batches=True))
+    hp = {"beta": 1.0, "noise_level": 0.0, "sparsity_weight": 0.0, "contractive_weight": 0.0}
+    x = jnp.full((500, 6), 0.5)
+    nll = [float(loss(params, x, jax.random.key(i), hp)[1]["nll"]) for i in range(3)]
+    assert len(set(nll)) == 3        # each key: another draw of the targets
+    grey = float(jax.jit(O.make_loss(spec, graph))(params, x, jax.random.key(0), hp)[1]["nll"])
+    assert grey not in nll

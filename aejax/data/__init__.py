@@ -75,10 +75,13 @@ LOADERS = {"digits": _digits, "mnist": _mnist, "synthetic": _synthetic}
 
 
 def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
-    """none | threshold (x > 0.5) | fixed (one Bernoulli(x) draw with a fixed seed, kept for all epochs)."""
+    """none | threshold (x > 0.5) | fixed (one Bernoulli(x) draw with a fixed seed, kept for all epochs).
+
+    `dynamic` is `fixed` here: the training split keeps its intensities and the training step
+    draws a fresh binarisation of every batch (`aejax.objectives.make_loss`)."""
     if how == "threshold":
         return (x > 0.5).astype(np.float32)
-    if how == "fixed":
+    if how in ("fixed", "dynamic"):
         return (np.random.default_rng(seed).uniform(size=x.shape) < x).astype(np.float32)
     return x
 
@@ -93,7 +96,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
         x_test = x_test[: spec.test_size]
         y_test = None if y_test is None else y_test[: spec.test_size]
     # Each split gets its own fixed draw, so test images never share noise with training images.
-    x_train, x_val, x_test = (binarize(x, spec.binarize, SPLIT_SEED + i)
+    # With `dynamic` the training images stay grey: every step draws its own binarisation.
+    x_train, x_val, x_test = (x if spec.binarize == "dynamic" and i == 0 else binarize(x, spec.binarize, SPLIT_SEED + i)
                               for i, x in enumerate((x_train, x_val, x_test)))
     return Dataset(spec.name, x_train, x_val, x_test, y_train, y_val, y_test, image_shape)
 

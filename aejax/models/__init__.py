@@ -76,9 +76,15 @@ def model_graph(spec: ModelSpec, input_dim: int, image_shape=None):
     return nnx.split(abstract)[0]
 
 
-def member_model(graph, population_params, member: int = 0):
-    """One member of a population (params with a leading member axis) as a usable model."""
-    return nnx.merge(graph, jax.tree.map(lambda a: a[member], population_params))
+def member_model(graph, population_params, member: int = 0, top_k: float | None = None):
+    """One member of a population (params with a leading member axis) as a usable model.
+
+    `top_k`: the member's own k where a population varies `model.top_k` (the graph holds the
+    config's k)."""
+    model = nnx.merge(graph, jax.tree.map(lambda a: a[member], population_params))
+    if top_k is not None and getattr(model, "top_k", 0):
+        model.top_k = int(top_k)
+    return model
 
 
 def count_params(params) -> int:

@@ -14,12 +14,19 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def keep_top_k(h: jax.Array, k: int) -> jax.Array:
+def keep_top_k(h: jax.Array, k) -> jax.Array:
     """Zero all but the k largest entries of each code vector `(..., code_size)`.
 
+    `k` is a Python int, or a traced scalar when a population varies `model.top_k` per
+    member (then the threshold comes from a full sort, since `lax.top_k` needs a static k).
     Ties at the threshold are all kept; gradients flow through the kept entries only.
     """
-    threshold = jax.lax.top_k(h, k)[0][..., -1:]
+    if isinstance(k, int):
+        threshold = jax.lax.top_k(h, k)[0][..., -1:]
+    else:
+        descending = -jnp.sort(-h, axis=-1)
+        index = jnp.clip(jnp.asarray(k).astype(jnp.int32) - 1, 0, h.shape[-1] - 1)
+        threshold = jax.lax.dynamic_index_in_dim(descending, index, axis=-1, keepdims=True)
     return jnp.where(h >= threshold, h, 0.0)
 
 
@@ -32,16 +39,19 @@ class Autoencoder(nnx.Module):
         self.output_activation = output_activation
         self.top_k = top_k
 
-    def encode(self, x):
+    def encode(self, x, top_k=None):
+        """`top_k` overrides the model's k (a population passes each member's own)."""
         h = self.code_activation(self.encoder(x))
-        return keep_top_k(h, self.top_k) if self.top_k else h
+        if not self.top_k:  # static: this model has no top-k layer
+            return h
+        return keep_top_k(h, self.top_k if top_k is None else top_k)
 
     def decode(self, h):
         if getattr(self.decoder, "tied", False):  # tied weights: the decoder borrows the encoder's kernels
             return self.output_activation(self.decoder(h, self.encoder))
         return self.output_activation(self.decoder(h))
 
-    def __call__(self, x, key=None):
+    def __call__(self, x, key=None, top_k=None):
         """Returns `(reconstruction, {"code": h})`; `key` is unused (the interface is shared with the VAE)."""
-        h = self.encode(x)
+        h = self.encode(x, top_k)
         return self.decode(h), {"code": h}

@@ -1,0 +1,87 @@
+"""The sparse-codes study: per-member top-k, the copying tests, the task's outputs."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aejax.config import parse_run
+from aejax.models import build_model
+from aejax.models.autoencoder import keep_top_k
+from aejax.studies.sparse_codes import copying_tests, jacobian_diagonal_share
+from aejax.tasks import load_task
+from conftest import TINY, compose
+
+
+def test_top_k_with_a_traced_k_matches_the_static_one():
+    h = jax.random.normal(jax.random.key(0), (7, 40))
+    traced = jax.jit(keep_top_k)
+    for k in (1, 5, 40):
+        np.testing.assert_array_equal(traced(h, jnp.float32(k)), keep_top_k(h, k))
+        assert np.all(np.sum(np.asarray(traced(h, jnp.float32(k))) != 0, axis=-1) == k)
+
+
+def linear_autoencoder(dim: int, weights: np.ndarray):
+    """A 1-layer linear autoencoder x -> x @ W @ I, to give the copying tests known answers."""
+    spec = parse_run(compose(["model=linear", "model.hidden=[]", f"model.code_size={dim}",
+                              "model.output_activation=linear"])).model
+    model = build_model(spec, dim, key=jax.random.key(0))
+    model.encoder.layers[0].kernel[...] = jnp.asarray(weights, jnp.float32)
+    model.encoder.layers[0].bias[...] = jnp.zeros(dim)
+    model.decoder.layers[0].kernel[...] = jnp.eye(dim)
+    model.decoder.layers[0].bias[...] = jnp.zeros(dim)
+    return model
+
+
+def test_copying_tests_tell_the_identity_from_a_smoothing_map():
+    dim = 16
+    x = jax.random.uniform(jax.random.key(1), (30, dim))
+    identity = linear_autoencoder(dim, np.eye(dim))
+    assert jacobian_diagonal_share(identity, x) == pytest.approx(1.0)
+    averaging = linear_autoencoder(dim, np.full((dim, dim), 1.0 / dim))  # every output is the mean pixel
+    assert jacobian_diagonal_share(averaging, x) == pytest.approx(1.0 / dim, rel=1e-5)
+    # Images that are constant within each half: the averaging map fails on them, and fails
+    # differently once the pixels are shuffled, while the identity copies both exactly.
+    halves = np.repeat(np.random.default_rng(0).uniform(size=(40, 2)), dim // 2, axis=1).astype(np.float32)
+    assert copying_tests(averaging, halves)["permuted_mse_ratio"] == pytest.approx(1.0)  # mean is permutation-invariant
+    assert copying_tests(identity, halves)["permuted_mse"] == pytest.approx(0.0, abs=1e-10)
+
+
+def test_population_over_top_k_gives_each_member_its_own_k(tmp_path):
+    overrides = ["experiment=mnist_sparse_codes", "regulariser=topk", *TINY, "model.code_size=48",
+                 "population.grid.model.top_k=[3,12]"]
+    summary = load_task("sparse_codes")(compose(overrides), tmp_path / "population")
+    study = json.loads((tmp_path / "population" / "sparse_codes.json").read_text())
+    assert [m["model.top_k"] for m in study["members"]] == [3.0, 12.0]
+    for member, k in zip(study["members"], (3, 12)):
+        assert member["mean_l0"] <= k
+        assert member["mean_l0"] > k - 1          # ties at zero are the only way to have fewer
+    assert [m["test"]["mse"] for m in summary["members"]] == [m["mse"] for m in study["members"]]
+    # The member with k = 12 is the run a single model with top_k = 12 would give.
+    single = load_task("train")(compose(overrides[:-1] + ["model.top_k=12", "~population.grid.model"]),
+                                tmp_path / "single")
+    np.testing.assert_allclose(single["members"][0]["test"]["mse"], summary["members"][1]["test"]["mse"], rtol=2e-4)
+    for name in ("filters.png", "mse_vs_l0.png"):
+        assert (tmp_path / "population" / "figures" / name).stat().st_size > 1000
+    assert "jacobian_diagonal_share" in summary["members"][0]["test"]
+
+
+def test_study_labels_the_regulariser(tmp_path):
+    config = compose(["experiment=mnist_sparse_codes", "regulariser=denoising", *TINY, "model.code_size=20",
+                      "population.grid.model.noise_level=[0.5]"])
+    load_task("sparse_codes")(config, tmp_path)
+    study = json.loads((tmp_path / "sparse_codes.json").read_text())
+    assert study["regulariser"] == "denoising (mask)"
+    assert 0 <= study["members"][0]["dead_fraction"] <= 1
+
+
+def test_effective_l0_counts_equal_units_and_ignores_scale():
+    from aejax.studies.sparse_codes import effective_l0
+
+    codes = np.zeros((3, 10))
+    codes[0, :4] = 0.2       # four equal units: 4
+    codes[1, :1] = 5.0       # one unit: 1
+    assert effective_l0(codes[:2]) == pytest.approx(2.5)
+    assert effective_l0(codes) == pytest.approx(5 / 3)   # an all-zero code counts 0
