@@ -40,6 +40,7 @@ class ModelSpec:
     activation: str = "relu"
     code_activation: str = "linear"
     output_activation: str = "sigmoid"
+    reconstruction_loss: str = "squared_error"  # squared_error | cross_entropy (autoencoder family)
     tied_weights: bool = False
     init_scale: float = 1.0              # multiplies every initial weight matrix
     sparsity: str = "none"               # none | l1 | kl | topk
@@ -61,6 +62,12 @@ class ModelSpec:
                 list(self.channels), "a non-empty list of positive channel counts")
         for name in ("activation", "code_activation", "output_activation"):
             one_of(f"model.{name}", getattr(self, name), ACTIVATIONS)
+        one_of("model.reconstruction_loss", self.reconstruction_loss, ("squared_error", "cross_entropy"))
+        if self.reconstruction_loss == "cross_entropy":
+            require(self.output_activation == "sigmoid", "model.output_activation", self.output_activation,
+                    "sigmoid when model.reconstruction_loss=cross_entropy")
+            require(self.family == "autoencoder", "model.reconstruction_loss", self.reconstruction_loss,
+                    "squared_error for model.family=vae (its reconstruction term is set by model.likelihood)")
         require(self.init_scale > 0, "model.init_scale", self.init_scale, "a number > 0")
         one_of("model.sparsity", self.sparsity, ("none", "l1", "kl", "topk"))
         require(self.sparsity_weight >= 0, "model.sparsity_weight", self.sparsity_weight, "a number >= 0")

@@ -125,6 +125,9 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
             terms["kl"] = jnp.mean(gaussian_kl(aux["mean"], aux["logvar"]))
             total = terms["nll"] + hp["beta"] * terms["kl"]
             terms["neg_elbo"] = terms["nll"] + terms["kl"]
+        elif spec.reconstruction_loss == "cross_entropy":  # sigmoid outputs, x in [0, 1]
+            terms["cross_entropy"] = jnp.mean(bernoulli_nll(aux["decoder_out"], x))
+            total = terms["cross_entropy"]
         else:
             total = terms["sse"]
         h = aux["code"]

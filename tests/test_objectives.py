@@ -115,3 +115,20 @@ def test_binarize_batches_draws_a_fresh_binary_target_every_step():
     assert len(set(nll)) == 3        # each key: another draw of the targets
     grey = float(jax.jit(O.make_loss(spec, graph))(params, x, jax.random.key(0), hp)[1]["nll"])
     assert grey not in nll
+
+
+def test_cross_entropy_reconstruction_loss_against_numpy():
+    from aejax.config import ModelSpec
+    from aejax.models import model_graph, init_params
+    from flax import nnx
+
+    spec = ModelSpec(hidden=(5,), code_size=3, reconstruction_loss="cross_entropy")
+    graph = model_graph(spec, 6)
+    params = init_params(spec, 6, None, jax.random.key(0))
+    x = np.random.default_rng(0).uniform(size=(4, 6)).astype(np.float32)
+    hp = {"beta": 1.0, "noise_level": 0.0, "sparsity_weight": 0.0, "contractive_weight": 0.0}
+    total, terms = jax.jit(O.make_loss(spec, graph))(params, x, jax.random.key(0), hp)
+    r = np.asarray(nnx.merge(graph, params)(jnp.asarray(x))[0], np.float64)
+    expected = -np.mean(np.sum(x * np.log(r) + (1 - x) * np.log(1 - r), axis=1))
+    np.testing.assert_allclose(float(total), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(terms["sse"]), np.mean(np.sum((r - x) ** 2, axis=1)), rtol=1e-4)

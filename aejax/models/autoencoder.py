@@ -46,12 +46,18 @@ class Autoencoder(nnx.Module):
             return h
         return keep_top_k(h, self.top_k if top_k is None else top_k)
 
-    def decode(self, h):
+    def decode_logits(self, h):
+        """The decoder's output before the output activation (the cross-entropy loss needs it)."""
         if getattr(self.decoder, "tied", False):  # tied weights: the decoder borrows the encoder's kernels
-            return self.output_activation(self.decoder(h, self.encoder))
-        return self.output_activation(self.decoder(h))
+            return self.decoder(h, self.encoder)
+        return self.decoder(h)
+
+    def decode(self, h):
+        return self.output_activation(self.decode_logits(h))
 
     def __call__(self, x, key=None, top_k=None):
-        """Returns `(reconstruction, {"code": h})`; `key` is unused (the interface is shared with the VAE)."""
+        """Returns `(reconstruction, {"code": h, "decoder_out": pre-activation output})`; `key` is
+        unused (the interface is shared with the VAE)."""
         h = self.encode(x, top_k)
-        return self.decode(h), {"code": h}
+        logits = self.decode_logits(h)
+        return self.output_activation(logits), {"code": h, "decoder_out": logits}
