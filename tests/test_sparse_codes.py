@@ -85,3 +85,15 @@ def test_effective_l0_counts_equal_units_and_ignores_scale():
     codes[1, :1] = 5.0       # one unit: 1
     assert effective_l0(codes[:2]) == pytest.approx(2.5)
     assert effective_l0(codes) == pytest.approx(5 / 3)   # an all-zero code counts 0
+
+
+def test_pca_reference_diagonal_share_matches_the_projector():
+    from aejax.studies.sparse_codes import pca_reference
+
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(300, 12)), rng.normal(size=(50, 12))
+    full = pca_reference(train, test, 12)          # all components: the identity
+    assert full["jacobian_diagonal_share"] == pytest.approx(1.0, rel=1e-6)
+    assert full["mse"] == pytest.approx(0.0, abs=1e-10)
+    half = pca_reference(train, test, 6)
+    assert 0 < half["jacobian_diagonal_share"] < 1

@@ -93,6 +93,24 @@ def copying_tests(model, test: np.ndarray) -> dict:
             "jacobian_diagonal_share": jacobian_diagonal_share(model, jnp.asarray(test[:JACOBIAN_IMAGES]))}
 
 
+def pca_reference(train: np.ndarray, test: np.ndarray, components: int) -> dict:
+    """The copying tests for PCA with `components` components, a linear map with known features.
+
+    Its Jacobian is the projector P = U U^T, so the diagonal share is sum_i P_ii^2 / components.
+    """
+    from sklearn.decomposition import PCA
+
+    pca = PCA(components, svd_solver="randomized", random_state=0).fit(train)
+    reconstruct = lambda v: pca.inverse_transform(pca.transform(v))
+    perm = np.random.default_rng(PERMUTATION_SEED).permutation(test.shape[1])
+    mse = float(np.mean((reconstruct(test) - test) ** 2))
+    shuffled = test[:, perm]
+    permuted = float(np.mean((reconstruct(shuffled) - shuffled) ** 2))
+    projector_diagonal = np.sum(pca.components_.astype(np.float64) ** 2, axis=0)
+    return {"components": components, "mse": mse, "permuted_mse": permuted, "permuted_mse_ratio": permuted / max(mse, 1e-30),
+            "jacobian_diagonal_share": float(np.sum(projector_diagonal**2) / components)}
+
+
 def first_layer_filters(model, test: np.ndarray) -> np.ndarray:
     """`(FILTERS_SHOWN, D)` input weights of the first code-path units alive on `test`."""
     kernel = np.asarray(model.encoder.layers[0].kernel[...])          # (D, units)

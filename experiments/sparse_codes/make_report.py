@@ -11,6 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
+
+from aejax.config import parse_run
+from aejax.data import load_dataset
+from aejax.studies.sparse_codes import pca_reference
 from aejax.studies.sparse_codes_figures import mse_vs_l0
 
 
@@ -22,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    parser.add_argument("--pca", type=int, nargs="*", default=[50, 200, 500], help="PCA references (components)")
     args = parser.parse_args()
     jobs = sorted(args.sweep_dir.glob("*/sparse_codes.json"), key=lambda p: int(p.parent.name))
     if not jobs:
@@ -43,7 +49,17 @@ def main() -> None:
         timings.append(f"{label}: {len(result['members'])} members, {summary['train_seconds']:.0f} s of training "
                        f"({summary['steps']} steps)")
     print("\n" + "\n".join(timings))
-    mse_vs_l0(populations, args.out / "mse_vs_l0.png")
+    # References for the copying tests: the identity has ratio 1 and share 1; PCA keeps k directions.
+    config = yaml.safe_load((jobs[0].parent / "config.yaml").read_text())
+    data = load_dataset(parse_run(config).data)
+    print("\n| PCA components | test MSE | permuted / real MSE | Jacobian diagonal share |\n| --- | --- | --- | --- |")
+    references = []
+    for k in args.pca:
+        r = pca_reference(data.train, data.test, k)
+        references.append(r)
+        print(f"| {k} | {r['mse']:.5f} | {r['permuted_mse_ratio']:.2f} | {r['jacobian_diagonal_share']:.3f} |")
+    populations["pca_reference"] = references
+    mse_vs_l0({k: v for k, v in populations.items() if k != "pca_reference"}, args.out / "mse_vs_l0.png")
     (args.out / "results.json").write_text(json.dumps(populations, indent=1))
 
 
