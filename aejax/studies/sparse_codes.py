@@ -83,13 +83,17 @@ def effective_l0(codes: np.ndarray) -> float:
     return float(np.mean(np.where(l2 > 0, l1**2 / np.maximum(l2, 1e-300), 0.0)))
 
 
+def permuted_mse(reconstruct, test: np.ndarray) -> dict:
+    """MSE on `test` and on `test` with its pixels shuffled by one fixed permutation."""
+    shuffled = test[:, np.random.default_rng(PERMUTATION_SEED).permutation(test.shape[1])]
+    mse, permuted = (float(np.mean((np.asarray(reconstruct(v)) - v) ** 2)) for v in (test, shuffled))
+    return {"permuted_mse": permuted, "permuted_mse_ratio": permuted / max(mse, 1e-30), "mse": mse}
+
+
 def copying_tests(model, test: np.ndarray) -> dict:
-    perm = np.random.default_rng(PERMUTATION_SEED).permutation(test.shape[1])
     reconstruct = jax.jit(lambda v: model.decode(model.encode(v)))
-    mse = float(np.mean((np.asarray(reconstruct(jnp.asarray(test))) - test) ** 2))
-    shuffled = test[:, perm]
-    permuted = float(np.mean((np.asarray(reconstruct(jnp.asarray(shuffled))) - shuffled) ** 2))
-    return {"permuted_mse": permuted, "permuted_mse_ratio": permuted / max(mse, 1e-30),
+    permuted = permuted_mse(lambda v: reconstruct(jnp.asarray(v)), test)
+    return {"permuted_mse": permuted["permuted_mse"], "permuted_mse_ratio": permuted["permuted_mse_ratio"],
             "jacobian_diagonal_share": jacobian_diagonal_share(model, jnp.asarray(test[:JACOBIAN_IMAGES]))}
 
 
@@ -101,22 +105,18 @@ def pca_reference(train: np.ndarray, test: np.ndarray, components: int) -> dict:
     from sklearn.decomposition import PCA
 
     pca = PCA(components, svd_solver="randomized", random_state=0).fit(train)
-    reconstruct = lambda v: pca.inverse_transform(pca.transform(v))
-    perm = np.random.default_rng(PERMUTATION_SEED).permutation(test.shape[1])
-    mse = float(np.mean((reconstruct(test) - test) ** 2))
-    shuffled = test[:, perm]
-    permuted = float(np.mean((reconstruct(shuffled) - shuffled) ** 2))
     projector_diagonal = np.sum(pca.components_.astype(np.float64) ** 2, axis=0)
-    return {"components": components, "mse": mse, "permuted_mse": permuted, "permuted_mse_ratio": permuted / max(mse, 1e-30),
+    return {"components": components, **permuted_mse(lambda v: pca.inverse_transform(pca.transform(v)), test),
             "jacobian_diagonal_share": float(np.sum(projector_diagonal**2) / components)}
 
 
 def first_layer_filters(model, test: np.ndarray) -> np.ndarray:
     """`(FILTERS_SHOWN, D)` input weights of the first code-path units alive on `test`."""
     kernel = np.asarray(model.encoder.layers[0].kernel[...])          # (D, units)
-    h = np.asarray(model.encoder.layers[0](jnp.asarray(test[:2000])))  # pre-activations
     if len(model.encoder.layers) == 1:                                 # the first layer is the code layer
-        h = np.asarray(model.encode(jnp.asarray(test[:2000])))
+        h = np.asarray(model.encode(jnp.asarray(test)))
+    else:
+        h = np.asarray(model.encoder.activation(model.encoder.layers[0](jnp.asarray(test))))
     alive = np.flatnonzero(np.any(np.abs(h) > ACTIVE_THRESHOLD, axis=0))
     return kernel[:, alive[:FILTERS_SHOWN]].T
 
