@@ -153,5 +153,5 @@ def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: 
 
 
 def _title(result: dict, varied: list[str]) -> str:
-    knobs = ", ".join(f"{v.split('.')[-1]}={result[v]:g}" for v in varied) or result["regulariser"]
+    knobs = ", ".join(f"{v.split('.')[-1]}={result[v]:g}" for v in varied) or f"seed {result['seed']}"
     return f"{knobs}\nL0 {result['mean_l0']:.0f}, dead {100 * result['dead_fraction']:.0f}%"
