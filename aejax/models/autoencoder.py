@@ -18,16 +18,33 @@ def keep_top_k(h: jax.Array, k) -> jax.Array:
     """Zero all but the k largest entries of each code vector `(..., code_size)`.
 
     `k` is a Python int, or a traced scalar when a population varies `model.top_k` per
-    member (then the threshold comes from a full sort, since `lax.top_k` needs a static k).
+    member (`lax.top_k` needs a static k; a full sort would cost ten times a layer's matmul).
     Ties at the threshold are all kept; gradients flow through the kept entries only.
     """
     if isinstance(k, int):
         threshold = jax.lax.top_k(h, k)[0][..., -1:]
-    else:
-        descending = -jnp.sort(-h, axis=-1)
-        index = jnp.clip(jnp.asarray(k).astype(jnp.int32) - 1, 0, h.shape[-1] - 1)
-        threshold = jax.lax.dynamic_index_in_dim(descending, index, axis=-1, keepdims=True)
-    return jnp.where(h >= threshold, h, 0.0)
+        return jnp.where(h >= threshold, h, 0.0)
+    return jnp.where(at_least_kth_largest(h, k), h, 0.0)
+
+
+def at_least_kth_largest(h: jax.Array, k) -> jax.Array:
+    """Mask of the entries >= the k-th largest of their row, for a traced k: exact, in 32 steps.
+
+    float32 maps to uint32 keys in the same order (flip every bit of a negative number, the
+    sign bit of a non-negative one); the k-th largest key is then built bit by bit, highest
+    first, keeping a bit when at least k keys are still >= the candidate.
+    """
+    bits = jax.lax.bitcast_convert_type(h.astype(jnp.float32), jnp.uint32)
+    keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+    k = jnp.asarray(k).astype(jnp.int32)
+
+    def take_bit(i, kth):
+        candidate = kth | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+        enough = jnp.sum(keys >= candidate[..., None], axis=-1) >= k
+        return jnp.where(enough, candidate, kth)
+
+    kth = jax.lax.fori_loop(0, 32, take_bit, jnp.zeros(h.shape[:-1], jnp.uint32))
+    return keys >= kth[..., None]
 
 
 class Autoencoder(nnx.Module):
