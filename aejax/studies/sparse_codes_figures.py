@@ -31,7 +31,7 @@ def filter_panels(filters: list[np.ndarray], image_shape, titles: list[str], pat
     n = len(filters)
     cols = n if n <= 5 else 4
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows + 0.3), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, f, title in zip(axes.ravel(), filters, titles):

@@ -33,16 +33,16 @@ def main() -> None:
     if not jobs:
         raise SystemExit(f"make_report.py: error: no */sparse_codes.json under {args.sweep_dir}")
     populations, timings = {}, []
-    print("| regulariser | setting | test MSE | mean L0 | effective L0 | dead units | permuted / real MSE "
-          "| Jacobian diagonal share |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| regulariser | setting | test MSE | mean L0 | effective L0 | dead units | permuted MSE "
+          "| permuted / real MSE | Jacobian diagonal share |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in jobs:
         result = json.loads(path.read_text())
         label = result["regulariser"]
         populations[label] = result["members"]
         for m in result["members"]:
             print(f"| {label} | {knob(m, result['varied'])} | {m['mse']:.5f} | {m['mean_l0']:.1f} | {m['effective_l0']:.1f} | "
-                  f"{m['dead_fraction']:.1%} | {m['permuted_mse_ratio']:.2f} | {m['jacobian_diagonal_share']:.3f} |")
+                  f"{m['dead_fraction']:.1%} | {m['permuted_mse']:.4f} | {m['permuted_mse_ratio']:.2f} | {m['jacobian_diagonal_share']:.3f} |")
         name = label.split(" ")[0]
         shutil.copyfile(path.parent / "figures" / "filters.png", args.out / f"filters_{name}.png")
         summary = json.loads((path.parent / "summary.json").read_text())
@@ -52,12 +52,13 @@ def main() -> None:
     # References for the copying tests: the identity has ratio 1 and share 1; PCA keeps k directions.
     config = yaml.safe_load((jobs[0].parent / "config.yaml").read_text())
     data = load_dataset(parse_run(config).data)
-    print("\n| PCA components | test MSE | permuted / real MSE | Jacobian diagonal share |\n| --- | --- | --- | --- |")
+    print("\n| PCA components | test MSE | permuted MSE | permuted / real MSE | Jacobian diagonal share |\n"
+          "| --- | --- | --- | --- | --- |")
     references = []
     for k in args.pca:
         r = pca_reference(data.train, data.test, k)
         references.append(r)
-        print(f"| {k} | {r['mse']:.5f} | {r['permuted_mse_ratio']:.2f} | {r['jacobian_diagonal_share']:.3f} |")
+        print(f"| {k} | {r['mse']:.5f} | {r['permuted_mse']:.4f} | {r['permuted_mse_ratio']:.2f} | {r['jacobian_diagonal_share']:.3f} |")
     blank = float((data.test.astype("float64") ** 2).mean())
     print(f"\nAn all-black output scores MSE {blank:.5f} on the test images, shuffled or not.")
     populations["pca_reference"] = references
