@@ -105,7 +105,17 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     another inside the program: a block's parameters and optimiser state stay in cache for
     all its steps instead of streaming the whole population through memory at every step.
     """
-    vectorised = jax.vmap(member_program, in_axes=(0, 0, 0, None if shared_data else 0, 0, None, None))
+    batched = jax.vmap(member_program, in_axes=(0, 0, 0, None if shared_data else 0, 0, None, None))
+
+    def vectorised(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+        if keys.shape[0] > 1:
+            return batched(params, opt_state, keys, x, hp, first_epoch, n_epochs)
+        # One member: call the program unbatched. Under vmap every matmul becomes a batched
+        # dot of batch size 1, which XLA's CPU backend runs measurably slower (scripts/bench.py).
+        one = lambda tree: jax.tree.map(lambda a: a[0], tree)
+        out = member_program(one(params), one(opt_state), keys[0], x if shared_data else x[0], one(hp),
+                             first_epoch, n_epochs)
+        return jax.tree.map(lambda a: a[None], out)
 
     def run(params, opt_state, keys, x, hp, first_epoch, n_epochs):
         population = keys.shape[0]
