@@ -33,7 +33,8 @@ def test_population_matches_separate_runs(tmp_path):
     assert len({round(m["test"]["mse"], 6) for m in together["members"]}) == 8
 
 
-def test_train_step_compiles_once():
+def compiled_population(seeds: int):
+    """The compiled program of a TINY run with `seeds` members, and its arguments."""
     import jax.numpy as jnp
 
     from aejax.data import load_dataset
@@ -43,7 +44,7 @@ def test_train_step_compiles_once():
     from aejax.population import hyperparameter_arrays, members
     from aejax.train import compile_population, init_population, make_member_program, make_step, member_keys
 
-    spec = parse_run(compose(TINY + ["population.seeds=3"]))
+    spec = parse_run(compose(TINY + [f"population.seeds={seeds}"]))
     data = load_dataset(spec.data)
     graph = model_graph(spec.model, data.dim, data.image_shape)
     optimizer = make_optimizer(spec.optim, 100)
@@ -52,13 +53,27 @@ def test_train_step_compiles_once():
     rows = members(spec)
     keys = member_keys([r["seed"] for r in rows])
     params, opt = init_population(lambda k: init_params(spec.model, data.dim, None, k), optimizer, keys)
-    x, hp = jnp.asarray(data.train), hyperparameter_arrays(rows)
+    return program, (params, opt, keys, jnp.asarray(data.train), hyperparameter_arrays(rows))
+
+
+def test_train_step_compiles_once():
+    program, (params, opt, keys, x, hp) = compiled_population(3)
     params, opt, _ = program(params, opt, keys, x, hp, 0, 1)
     assert program._cache_size() == 1
     with jax.log_compiles():  # a recompilation would also show in the log
         params, opt, terms = program(params, opt, keys, x, hp, 1, 1)
     assert program._cache_size() == 1
     assert terms["loss"].shape == (3, 1, 4)
+
+
+def test_one_member_runs_unbatched_matmuls():
+    """vmap over one member would make every matmul a batched dot, slower on XLA's CPU backend."""
+    for seeds, batched in ((1, False), (2, True)):
+        program, args = compiled_population(seeds)
+        hlo = program.lower(*args, 0, 1).as_text()
+        assert "dot_general" in hlo
+        assert ("batching_dims" in hlo) == batched, seeds
+        assert program(*args, 0, 1)[2]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
 
 
 def test_chunks_divide_run_and_checkpoint_interval():
