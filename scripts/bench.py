@@ -42,20 +42,15 @@ import jax.numpy as jnp
 PEAK_SAMPLES = 4  # 2048^3 matmuls between two epochs (about 0.5 s)
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up: compilation is not throughput
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return min(times)
-
-
 def timed(fn) -> float:
     tic = time.perf_counter()
     fn()
     return time.perf_counter() - tic
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()  # warm-up: compilation is not throughput
+    return min(timed(fn) for _ in range(repeats))
 
 
 def matmul(n: int = 2048) -> tuple[Callable, float]:
@@ -86,8 +81,8 @@ def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds,
     return program, params, opt_state, keys, hp
 
 
-def mnist_mlp(data_root: str) -> tuple[Callable, int]:
-    """One call trains one epoch of MNIST (234 steps of 256); returns it and the weight count."""
+def mnist_mlp(data_root: str) -> tuple[Callable, int, int]:
+    """A call that trains one epoch of MNIST (234 steps of 256), the weight count, samples an epoch."""
     from aejax.data.mnist import load_mnist
 
     x = jnp.asarray(load_mnist(data_root, download=False)["train_images"])
@@ -103,14 +98,13 @@ def mnist_mlp(data_root: str) -> tuple[Callable, int]:
         jax.block_until_ready(terms)
         state["p"], state["o"] = p, o
 
-    return one_epoch, weights
+    return one_epoch, weights, (len(x) // 256) * 256
 
 
 def mlp_against_peak(data_root: str, rounds: int) -> dict:
     """Alternate peak samples and MNIST epochs; see the module docstring."""
     peak_call, peak_flops = matmul()
-    epoch, weights = mnist_mlp(data_root)
-    samples_per_epoch = (60_000 // 256) * 256
+    epoch, weights, samples_per_epoch = mnist_mlp(data_root)
     peak_call(), epoch()  # compile
     peak_times, epoch_times = [timed(peak_call) for _ in range(PEAK_SAMPLES)], []
     for _ in range(rounds):
