@@ -1,0 +1,96 @@
+"""Open a finished run and use its autoencoders: encode new data, reconstruct, generate.
+
+    from aejax.trained import load_run
+    run = load_run("outputs/mnist_deep_autoencoder/2026-11-23_15-10-21", member=0)
+    codes = run.encode(run.data.test)            # (10000, 30) numpy array
+    recon = run.reconstruct(run.data.test)       # g(f(x)), as the test metrics compute it
+
+The run directory's `config.yaml` rebuilds the model and the data splits; the Orbax
+checkpoint (the last one unless `epoch` is given) supplies the weights. Everything downstream
+of training -- retrieval with compact codes, probes on the codes, compression -- starts here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+
+from aejax.checkpoint import PopulationCheckpointer
+from aejax.config import RunSpec, parse_run
+from aejax.data import Dataset, load_dataset
+from aejax.errors import ConfigError
+from aejax.models import init_params, member_model, model_graph
+from aejax.optim import make_optimizer
+from aejax.population import members
+from aejax.train import init_population, member_keys
+
+BATCH = 1000  # rows per jitted call in encode/reconstruct: bounded memory on any split size
+
+
+@dataclass
+class TrainedRun:
+    spec: RunSpec
+    data: Dataset
+    model: object            # the member's Flax NNX model: encode, decode, __call__ (VAE: sample)
+    member: dict             # its row of summary.json: member, seed and every hyperparameter
+    epoch: int               # the checkpoint's number of completed epochs
+
+    def encode(self, x) -> np.ndarray:
+        """Codes f(x) of `(N, D)` inputs (the posterior mean for a VAE)."""
+        return _batched(self.model.encode, x)
+
+    def reconstruct(self, x) -> np.ndarray:
+        """g(f(x)): the deterministic reconstruction the test metrics use."""
+        return _batched(lambda xb: self.model.decode(self.model.encode(xb)), x)
+
+    def decode(self, h) -> np.ndarray:
+        return _batched(self.model.decode, h)
+
+
+def _batched(fn, x) -> np.ndarray:
+    f = jax.jit(fn)
+    x = np.asarray(x, np.float32)
+    return np.concatenate([np.asarray(f(x[i:i + BATCH])) for i in range(0, len(x), BATCH)])
+
+
+def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
+             data_root: str | None = None) -> TrainedRun:
+    """One member of the population trained in `run_dir`.
+
+    `data_root` replaces the config's `data.root` (a relative root is relative to where the
+    run was launched)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"run_dir={run_dir} is not a run directory; expected one with config.yaml (an aejax-train output)")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if data_root is not None:
+        config["data"]["root"] = data_root
+    spec = parse_run(config)
+    rows = members(spec)
+    if not 0 <= member < len(rows):
+        raise ConfigError(f"member={member} is not allowed; expected 0 to {len(rows) - 1} (the run has {len(rows)} members)")
+    checkpoints = PopulationCheckpointer(run_dir / "checkpoints")
+    available = sorted(checkpoints.manager.all_steps())
+    if not available:
+        raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<epoch> (did the run finish?)")
+    epoch = available[-1] if epoch is None else epoch
+    if epoch not in available:
+        raise ConfigError(f"epoch={epoch} is not allowed; expected one of {available} (the saved checkpoints)")
+
+    data = load_dataset(spec.data)
+    steps_per_epoch = len(data.train) // spec.trainer.batch_size
+    optimizer = make_optimizer(spec.optim, steps_per_epoch * spec.trainer.epochs)
+    keys = member_keys([r["seed"] for r in rows])
+    # Shapes only: the checkpoint restores into them without initialising a population.
+    params_like, opt_like = jax.eval_shape(
+        lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k),
+        keys)
+    params, _ = checkpoints.restore(epoch, params_like, opt_like)
+    checkpoints.close()
+    graph = model_graph(spec.model, data.dim, data.image_shape)
+    model = member_model(graph, params, member, top_k=rows[member]["model.top_k"])
+    return TrainedRun(spec=spec, data=data, model=model, member=rows[member], epoch=epoch)
