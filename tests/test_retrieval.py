@@ -49,3 +49,25 @@ def test_bits_split_the_database_in_half_and_bad_distance_is_named():
     np.testing.assert_allclose((bits > 0).mean(axis=0), 0.5)
     with pytest.raises(ValueError, match="distance='cosine' is not allowed; expected euclidean or hamming"):
         precision_at_k(codes, np.zeros(1000), codes[:3], np.zeros(3), distance="cosine")
+
+
+def test_report_script_on_a_finished_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from aejax.run import train_and_evaluate
+    from conftest import REPO, TINY, compose
+
+    train_and_evaluate(compose(TINY + ["model.code_size=8"]), tmp_path / "run")
+    out = tmp_path / "results.json"
+    shown = subprocess.run([sys.executable, str(REPO / "experiments/retrieval/make_report.py"), str(tmp_path / "run"),
+                            "--out", str(out)], capture_output=True, text=True, check=True).stdout
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["pixels, floats", "PCA 8, floats", "autoencoder 8, floats",
+                             "random projection 8, bits", "PCA 8, bits", "autoencoder 8, bits"]
+    for name, row in results.items():  # the printed table is the file's figures
+        assert f"| {name} | {row['cost']} | {row['P@1']:.3f} | {row['P@10']:.3f} | {row['P@100']:.3f} |" in shown
+        assert all(0.0 <= row[f"P@{k}"] <= 1.0 for k in (1, 10, 100))
+    # Labels line up with images: nearest-neighbour pixels find the class (chance is 0.1).
+    assert results["pixels, floats"]["P@1"] > 0.7

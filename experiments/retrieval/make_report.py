@@ -3,7 +3,8 @@
     python experiments/retrieval/make_report.py RUN_DIR [--data-root ../shared/data/mnist]
 
 Queries: the run's test images; database: its training images; relevant: same label. Prints the
-markdown table of experiments/retrieval/README.md and writes results.json beside this script.
+markdown table of experiments/retrieval/README.md and writes results.json beside this script
+(or to --out).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--data-root", help="where the run's MNIST files are now, if they moved")
     parser.add_argument("--member", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     args = parser.parse_args()
     run = load_run(args.run_dir, member=args.member, data_root=args.data_root)
     if run.data.train_labels is None:
@@ -57,7 +59,7 @@ def main() -> None:
     print("| --- | --- | " + " | ".join("---" for _ in KS) + " |")
     for name, r in results.items():
         print(f"| {name} | {r['cost']} | " + " | ".join(f"{r[f'P@{k}']:.3f}" for k in KS) + " |")
-    (Path(__file__).parent / "results.json").write_text(json.dumps(
+    Path(args.out).write_text(json.dumps(
         {"run_dir": str(args.run_dir), "member": args.member, "epoch": run.epoch, "results": results}, indent=1))
 
 
