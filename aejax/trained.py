@@ -94,3 +94,15 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     graph = model_graph(spec.model, data.dim, data.image_shape)
     model = member_model(graph, params, member, top_k=rows[member]["model.top_k"])
     return TrainedRun(spec=spec, data=data, model=model, member=rows[member], epoch=epoch)
+
+
+def codes_and_baselines(run: TrainedRun) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(training, test) features to compare: the pixels, PCA fitted on the training images with
+    as many components as the code, and the member's codes."""
+    from sklearn.decomposition import PCA
+
+    train, test = run.data.train, run.data.test
+    k = run.spec.model.code_size
+    pca = PCA(k, random_state=0).fit(train)
+    return {"pixels": (train, test), f"PCA {k}": (pca.transform(train), pca.transform(test)),
+            f"autoencoder {k}": (run.encode(train), run.encode(test))}

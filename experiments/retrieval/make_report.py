@@ -15,24 +15,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from aejax.studies.retrieval import precision_at_k, to_bits
-from aejax.trained import load_run
+from aejax.trained import codes_and_baselines, load_run
 
 KS = (1, 10, 100)
 
 
 def representations(run) -> dict:
     """name -> (database vectors, query vectors, distance, what each vector costs)."""
-    train, test = run.data.train, run.data.test
+    codes = codes_and_baselines(run)
     k = run.spec.model.code_size
-    pca = PCA(k, random_state=0).fit(train)
-    projection = np.random.default_rng(0).normal(size=(train.shape[1], k))  # SimHash-style bits
-    codes = {"pixels": (train, test), f"PCA {k}": (pca.transform(train), pca.transform(test)),
-             f"autoencoder {k}": (run.encode(train), run.encode(test))}
+    projection = np.random.default_rng(0).normal(size=(run.data.dim, k))  # SimHash-style bits
     out = {f"{name}, floats": (db, q, "euclidean", f"{db.shape[1]} floats") for name, (db, q) in codes.items()}
-    for name, (db, q) in [(f"random projection {k}", (train @ projection, test @ projection)),
+    for name, (db, q) in [(f"random projection {k}", (run.data.train @ projection, run.data.test @ projection)),
                           *list(codes.items())[1:]]:
         out[f"{name}, bits"] = (to_bits(db, db), to_bits(q, db), "hamming", f"{k} bits")
     return out
