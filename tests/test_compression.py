@@ -1,0 +1,71 @@
+"""Lossy compression: the quantiser, rate-distortion of a code, JPEG sizes, the report script."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aejax.studies.compression import UniformQuantizer, code_rate_distortion, jpeg_rate_distortion, jpeg_scan_bytes
+
+
+def test_quantiser_error_is_half_a_step_and_falls_with_bits():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(500, 4)) * [1, 2, 5, 10]
+    errors = []
+    for bits in (1, 2, 4, 8):
+        quantise = UniformQuantizer(reference, bits)
+        assert np.all(np.abs(quantise(reference) - reference) <= quantise.step / 2 + 1e-5)
+        assert quantise.indices(reference).max() == 2**bits - 1 and quantise.indices(reference).min() == 0
+        errors.append(np.mean((quantise(reference) - reference) ** 2))
+    assert errors == sorted(errors, reverse=True)
+    np.testing.assert_allclose(UniformQuantizer(reference, 3)(reference.max(axis=0) + 100), reference.max(axis=0),
+                               rtol=1e-6)  # outside the range: clipped to the last level
+    with pytest.raises(ValueError, match="bits=0 is not allowed; expected an integer in \\[1, 16\\]"):
+        UniformQuantizer(reference, 0)
+
+
+def test_code_rate_distortion_of_the_identity_code():
+    rng = np.random.default_rng(1)
+    train, test = rng.random((200, 6)), rng.random((50, 6))
+    rows = code_rate_distortion(lambda x: x, lambda h: h, train, test, bits_list=(2, 8))
+    assert [r["bits"] for r in rows] == [None, 2, 8]
+    assert [r["bytes"] for r in rows] == [24, 1.5, 6.0]
+    assert rows[0]["sse_per_image"] == 0.0
+    assert rows[1]["sse_per_image"] > rows[2]["sse_per_image"] > 0.0
+
+
+def test_jpeg_scan_is_the_part_that_depends_on_the_image():
+    rng = np.random.default_rng(2)
+    files = []
+    for image in (np.zeros((16, 16), np.uint8), (rng.random((16, 16)) * 255).astype(np.uint8)):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=50)
+        files.append(buffer.getvalue())
+    # Same quality, same tables and headers: the files differ in size exactly as their scans do.
+    assert len(files[1]) - len(files[0]) == jpeg_scan_bytes(files[1]) - jpeg_scan_bytes(files[0]) > 0
+    images = rng.random((20, 64)).astype(np.float32)
+    low, high = jpeg_rate_distortion(images, (8, 8, 1), qualities=(5, 95))
+    assert low["bytes"] < high["bytes"] and low["scan_bytes"] < low["bytes"]
+    assert low["sse_per_image"] > high["sse_per_image"]
+
+
+def test_report_script_on_a_finished_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from aejax.run import train_and_evaluate
+    from conftest import REPO, TINY, compose
+
+    train_and_evaluate(compose(TINY + ["model.code_size=8"]), tmp_path / "run")
+    out = tmp_path / "results.json"
+    shown = subprocess.run([sys.executable, str(REPO / "experiments/compression/make_report.py"),
+                            str(tmp_path / "run"), "--out", str(out)], capture_output=True, text=True, check=True).stdout
+    results = json.loads(out.read_text())
+    assert list(results["rate_distortion"]) == ["autoencoder 8", "PCA 8", "JPEG"]
+    for row in results["rate_distortion"]["autoencoder 8"][1:]:
+        assert f"| autoencoder 8 | {row['bits']} bits a unit | {row['bytes']:.1f} | {row['sse_per_image']:.2f} |" in shown
+    # The shifted images are new to every codec but JPEG: its error barely moves.
+    jpeg_original, jpeg_shifted = results["shifted"]["JPEG, quality 75"]
+    assert jpeg_shifted["sse_per_image"] < 2 * jpeg_original["sse_per_image"] + 0.1
