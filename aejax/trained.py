@@ -73,8 +73,8 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     rows = members(spec)
     if not 0 <= member < len(rows):
         raise ConfigError(f"member={member} is not allowed; expected 0 to {len(rows) - 1} (the run has {len(rows)} members)")
-    checkpoints = PopulationCheckpointer(run_dir / "checkpoints")
-    available = sorted(checkpoints.manager.all_steps())
+    checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
+    available = sorted(checkpoints.manager.all_steps()) if checkpoints else []
     if not available:
         raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<epoch> (did the run finish?)")
     epoch = available[-1] if epoch is None else epoch

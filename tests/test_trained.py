@@ -45,3 +45,7 @@ def test_earlier_checkpoint_and_bad_requests(finished_run, tmp_path):
         load_run(workdir, epoch=7)
     with pytest.raises(ConfigError, match="is not a run directory"):
         load_run(tmp_path)
+    (tmp_path / "config.yaml").write_text((workdir / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="has no checkpoint"):
+        load_run(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # nothing written

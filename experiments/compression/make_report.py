@@ -56,23 +56,19 @@ def main() -> None:
             print(f"| {name} | {setting} | {size} | {r['sse_per_image']:.2f} |")
 
     moved = shifted(test, run.data.image_shape)
-    quantised = {name: [r for r in code_rate_distortion(enc, dec, train, moved, bits_list=(8,)) if r["bits"] == 8][0]
-                 for name, (enc, dec) in codecs.items()}
-    jpeg = {"original": jpeg_rate_distortion(test, run.data.image_shape, (75,))[0],
-            "shifted": jpeg_rate_distortion(moved, run.data.image_shape, (75,))[0]}
-    specificity = {
-        f"autoencoder {k}, 8 bits a unit": [[r for r in results[f"autoencoder {k}"] if r["bits"] == 8][0],
-                                            quantised[f"autoencoder {k}"]],
-        f"PCA {k}, 8 bits a unit": [[r for r in results[f"PCA {k}"] if r["bits"] == 8][0], quantised[f"PCA {k}"]],
-        "JPEG, quality 75": [jpeg["original"], jpeg["shifted"]],
-    }
+    eight_bits = lambda rows: next(r for r in rows if r["bits"] == 8)
+    specificity = {f"{name}, 8 bits a unit": [eight_bits(results[name]),
+                                              eight_bits(code_rate_distortion(enc, dec, train, moved, bits_list=(8,)))]
+                   for name, (enc, dec) in codecs.items()}
+    specificity["JPEG, quality 75"] = [next(r for r in results["JPEG"] if r["quality"] == 75),
+                                       jpeg_rate_distortion(moved, run.data.image_shape, (75,))[0]]
     print(f"\n| codec | bytes per image | error, test digits | error, shifted {SHIFT} pixels | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for name, (a, b) in specificity.items():
         print(f"| {name} | {a['bytes']:.1f} / {b['bytes']:.1f} | {a['sse_per_image']:.2f} | "
               f"{b['sse_per_image']:.2f} | {b['sse_per_image'] / a['sse_per_image']:.1f}x |")
-    identity = sse_per_image(moved, test)
-    print(f"\n(the shifted images differ from the originals by {identity:.2f} per image)")
+    shift_distance = sse_per_image(moved, test)
+    print(f"\n(the shifted images differ from the originals by {shift_distance:.2f} per image)")
     Path(args.out).write_text(json.dumps({"run_dir": str(args.run_dir), "member": args.member, "epoch": run.epoch,
                                           "rate_distortion": results, "shifted": specificity}, indent=1))
 
