@@ -12,6 +12,8 @@ of training -- retrieval with compact codes, probes on the codes, compression --
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     spec = parse_run(config)
     rows = members(spec)
     if not 0 <= member < len(rows):
-        raise ConfigError(f"member={member} is not allowed; expected 0 to {len(rows) - 1} (the run has {len(rows)} members)")
+        raise ConfigError(f"member={member} is not allowed; expected 0 to {len(rows) - 1} (members in this run: {len(rows)})")
     checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
     available = sorted(checkpoints.manager.all_steps()) if checkpoints else []
     if not available:
@@ -106,3 +108,29 @@ def codes_and_baselines(run: TrainedRun) -> dict[str, tuple[np.ndarray, np.ndarr
     pca = PCA(k, random_state=0).fit(train)
     return {"pixels": (train, test), f"PCA {k}": (pca.transform(train), pca.transform(test)),
             f"autoencoder {k}": (run.encode(train), run.encode(test))}
+
+
+def report_parser(doc: str, script: str) -> argparse.ArgumentParser:
+    """The arguments of every experiments/*/make_report.py: RUN_DIR, --data-root, --member, --out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--data-root", help="where the run's data files are now, if they moved")
+    parser.add_argument("--member", type=int, default=0, help="which member of the run's population")
+    parser.add_argument("--out", default=str(Path(script).parent / "results.json"), help="where results.json goes")
+    return parser
+
+
+def open_run_for_report(parser: argparse.ArgumentParser, needs: str | None = None):
+    """Parse a report's arguments and open its run; a bad request exits with one line (status 2).
+
+    `needs`: "labels" or "images", what the report cannot do without."""
+    args = parser.parse_args()
+    try:
+        run = load_run(args.run_dir, member=args.member, data_root=args.data_root)
+    except ConfigError as error:
+        parser.exit(2, f"{Path(sys.argv[0]).name}: error: {error}\n")
+    if needs == "labels" and run.data.train_labels is None:
+        parser.exit(2, f"{Path(sys.argv[0]).name}: error: data={run.spec.data.name} has no labels; this report needs them\n")
+    if needs == "images" and run.data.image_shape is None:
+        parser.exit(2, f"{Path(sys.argv[0]).name}: error: data={run.spec.data.name} is not images; this report needs them\n")
+    return args, run

@@ -10,7 +10,6 @@ experiments/compression/README.md and writes results.json beside this script (or
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from aejax.studies.compression import code_rate_distortion, jpeg_rate_distortion, sse_per_image
-from aejax.trained import load_run
+from aejax.trained import open_run_for_report, report_parser
 
 SHIFT = 3  # pixels to the right, zeros coming in from the left
 
@@ -31,15 +30,8 @@ def shifted(images: np.ndarray, image_shape: tuple) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--data-root", help="where the run's MNIST files are now, if they moved")
-    parser.add_argument("--member", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
-    args = parser.parse_args()
-    run = load_run(args.run_dir, member=args.member, data_root=args.data_root)
-    if run.data.image_shape is None:
-        raise SystemExit(f"make_report: error: data={run.spec.data.name} is not images; JPEG needs images")
+    parser = report_parser(__doc__, __file__)
+    args, run = open_run_for_report(parser, needs="images")
     train, test, k = run.data.train, run.data.test, run.spec.model.code_size
     pca = PCA(k, random_state=0).fit(train)
     codecs = {f"autoencoder {k}": (run.encode, run.decode), f"PCA {k}": (pca.transform, pca.inverse_transform)}

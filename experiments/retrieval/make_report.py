@@ -9,7 +9,6 @@ markdown table of experiments/retrieval/README.md and writes results.json beside
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from aejax.studies.retrieval import precision_at_k, to_bits
-from aejax.trained import codes_and_baselines, load_run
+from aejax.trained import codes_and_baselines, open_run_for_report, report_parser
 
 KS = (1, 10, 100)
 
@@ -35,15 +34,8 @@ def representations(run) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--data-root", help="where the run's MNIST files are now, if they moved")
-    parser.add_argument("--member", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
-    args = parser.parse_args()
-    run = load_run(args.run_dir, member=args.member, data_root=args.data_root)
-    if run.data.train_labels is None:
-        raise SystemExit(f"make_report: error: data={run.spec.data.name} has no labels; retrieval needs them")
+    parser = report_parser(__doc__, __file__)
+    args, run = open_run_for_report(parser, needs="labels")
     results = {}
     for name, (db, q, distance, cost) in representations(run).items():
         tic = time.perf_counter()

@@ -10,28 +10,20 @@ experiments/semi_supervised/README.md and writes results.json beside this script
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 from aejax.studies.probe import probe_accuracy
-from aejax.trained import codes_and_baselines, load_run
+from aejax.trained import codes_and_baselines, open_run_for_report, report_parser
 
 PER_CLASS = (1, 10, 100, 1000)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--data-root", help="where the run's MNIST files are now, if they moved")
-    parser.add_argument("--member", type=int, default=0)
+    parser = report_parser(__doc__, __file__)
     parser.add_argument("--per-class", type=int, nargs="+", default=list(PER_CLASS))
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
-    args = parser.parse_args()
-    run = load_run(args.run_dir, member=args.member, data_root=args.data_root)
-    if run.data.train_labels is None:
-        raise SystemExit(f"make_report: error: data={run.spec.data.name} has no labels; probes need them")
+    args, run = open_run_for_report(parser, needs="labels")
     results = {}
     for name, (train, test) in codes_and_baselines(run).items():
         tic = time.perf_counter()
