@@ -37,3 +37,30 @@ def compose(overrides: list[str]) -> dict:
 
 TINY = ["data=digits", "data.train_size=256", "data.test_size=100", "trainer.epochs=2",
         "trainer.batch_size=64", "logger=none", "trainer.progress=off"]
+
+
+@pytest.fixture(scope="session")
+def finished_digits_run(tmp_path_factory) -> Path:
+    """A finished TINY run on the digits (labelled 8x8 images, 8-unit code), shared by the report tests."""
+    from aejax.run import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("digits_run")
+    train_and_evaluate(compose(TINY + ["model.code_size=8"]), workdir)
+    return workdir
+
+
+def run_report(name: str, args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run experiments/<name>/make_report.py in this process (as `python make_report.py ARGS`):
+    (exit status, stdout, stderr)."""
+    import runpy
+    import sys
+
+    script = REPO / "experiments" / name / "make_report.py"
+    monkeypatch.setattr(sys, "argv", [str(script), *args])
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code or 0
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err

@@ -50,18 +50,14 @@ def test_jpeg_scan_is_the_part_that_depends_on_the_image():
     assert low["sse_per_image"] > high["sse_per_image"]
 
 
-def test_report_script_on_a_finished_run(tmp_path):
+def test_report_script_on_a_finished_run(finished_digits_run, tmp_path, monkeypatch, capsys):
     import json
-    import subprocess
-    import sys
 
-    from aejax.run import train_and_evaluate
-    from conftest import REPO, TINY, compose
+    from conftest import run_report
 
-    train_and_evaluate(compose(TINY + ["model.code_size=8"]), tmp_path / "run")
     out = tmp_path / "results.json"
-    shown = subprocess.run([sys.executable, str(REPO / "experiments/compression/make_report.py"),
-                            str(tmp_path / "run"), "--out", str(out)], capture_output=True, text=True, check=True).stdout
+    status, shown, _ = run_report("compression", [str(finished_digits_run), "--out", str(out)], monkeypatch, capsys)
+    assert status == 0
     results = json.loads(out.read_text())
     assert list(results["rate_distortion"]) == ["autoencoder 8", "PCA 8", "JPEG"]
     for row in results["rate_distortion"]["autoencoder 8"][1:]:

@@ -29,19 +29,15 @@ def test_probe_accuracy_separable_against_noise():
     assert noise["mean"] < 0.45  # chance is 0.25
 
 
-def test_report_script_on_a_finished_run(tmp_path):
+def test_report_script_on_a_finished_run(finished_digits_run, tmp_path, monkeypatch, capsys):
     import json
-    import subprocess
-    import sys
 
-    from aejax.run import train_and_evaluate
-    from conftest import REPO, TINY, compose
+    from conftest import run_report
 
-    train_and_evaluate(compose(TINY + ["model.code_size=8"]), tmp_path / "run")
     out = tmp_path / "results.json"
-    shown = subprocess.run([sys.executable, str(REPO / "experiments/semi_supervised/make_report.py"),
-                            str(tmp_path / "run"), "--per-class", "1", "5", "--out", str(out)],
-                           capture_output=True, text=True, check=True).stdout
+    status, shown, _ = run_report("semi_supervised", [str(finished_digits_run), "--per-class", "1", "5",
+                                                      "--out", str(out)], monkeypatch, capsys)
+    assert status == 0
     results = json.loads(out.read_text())["results"]
     assert list(results) == ["pixels", "PCA 8", "autoencoder 8"]
     for name, row in results.items():  # the printed table is the file's figures

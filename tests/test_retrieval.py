@@ -51,18 +51,14 @@ def test_bits_split_the_database_in_half_and_bad_distance_is_named():
         precision_at_k(codes, np.zeros(1000), codes[:3], np.zeros(3), distance="cosine")
 
 
-def test_report_script_on_a_finished_run(tmp_path):
+def test_report_script_on_a_finished_run(finished_digits_run, tmp_path, monkeypatch, capsys):
     import json
-    import subprocess
-    import sys
 
-    from aejax.run import train_and_evaluate
-    from conftest import REPO, TINY, compose
+    from conftest import run_report
 
-    train_and_evaluate(compose(TINY + ["model.code_size=8"]), tmp_path / "run")
     out = tmp_path / "results.json"
-    shown = subprocess.run([sys.executable, str(REPO / "experiments/retrieval/make_report.py"), str(tmp_path / "run"),
-                            "--out", str(out)], capture_output=True, text=True, check=True).stdout
+    status, shown, _ = run_report("retrieval", [str(finished_digits_run), "--out", str(out)], monkeypatch, capsys)
+    assert status == 0
     results = json.loads(out.read_text())["results"]
     assert list(results) == ["pixels, floats", "PCA 8, floats", "autoencoder 8, floats",
                              "random projection 8, bits", "PCA 8, bits", "autoencoder 8, bits"]

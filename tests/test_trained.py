@@ -51,17 +51,13 @@ def test_earlier_checkpoint_and_bad_requests(finished_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # nothing written
 
 
-def test_report_scripts_refuse_a_bad_member_in_one_line(finished_run):
-    import subprocess
-    import sys
-
-    from conftest import REPO
+@pytest.mark.parametrize("report", ["retrieval", "semi_supervised", "compression"])
+def test_report_scripts_refuse_a_bad_member_in_one_line(report, finished_run, monkeypatch, capsys):
+    from conftest import run_report
 
     workdir, _ = finished_run
-    for report in ("retrieval", "semi_supervised", "compression"):
-        done = subprocess.run([sys.executable, str(REPO / f"experiments/{report}/make_report.py"), str(workdir),
-                               "--member", "9", "--out", str(workdir / "never.json")], capture_output=True, text=True)
-        assert done.returncode == 2, report
-        assert done.stderr.strip().splitlines()[-1] == (
-            "make_report.py: error: member=9 is not allowed; expected 0 to 3 (members in this run: 4)")
-        assert not (workdir / "never.json").exists()
+    status, _, err = run_report(report, [str(workdir), "--member", "9", "--out", str(workdir / "never.json")],
+                                monkeypatch, capsys)
+    assert status == 2
+    assert err == "make_report.py: error: member=9 is not allowed; expected 0 to 3 (members in this run: 4)\n"
+    assert not (workdir / "never.json").exists()
