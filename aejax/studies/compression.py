@@ -53,11 +53,15 @@ def code_rate_distortion(encode: Callable, decode: Callable, train: np.ndarray, 
 
 
 def jpeg_scan_bytes(jpeg: bytes) -> int:
-    """Bytes of a baseline JPEG's entropy-coded scan: from the end of the SOS header to EOI."""
-    start = jpeg.index(b"\xff\xda")
-    header_length = int.from_bytes(jpeg[start + 2:start + 4], "big")
-    end = jpeg.rindex(b"\xff\xd9")
-    return end - (start + 2 + header_length)
+    """Bytes of a baseline JPEG's entropy-coded scan: from the end of the SOS header to EOI.
+
+    Walks the header segments by their lengths (a byte search for the SOS marker could hit a
+    0xFF 0xDA pair inside a quantisation or Huffman table)."""
+    position = 2  # after SOI
+    while jpeg[position + 1] != 0xDA:  # every header segment: 0xFF, marker, 2-byte length, body
+        position += 2 + int.from_bytes(jpeg[position + 2:position + 4], "big")
+    scan_start = position + 2 + int.from_bytes(jpeg[position + 2:position + 4], "big")
+    return jpeg.rindex(b"\xff\xd9") - scan_start
 
 
 def jpeg_rate_distortion(images: np.ndarray, image_shape: tuple, qualities=(5, 25, 50, 75, 95)) -> list[dict]:
