@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# A one-node SLURM cluster on localhost, for tests and for trying sweeps: scripts/slurm_cluster.sh start|stop|status BASE_DIR
+#
+# It installs nothing: it needs Debian's (or Ubuntu's) `slurmctld slurmd slurm-client munge` packages
+#   apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge
+# and runs as root, without systemd. Everything lives under BASE_DIR: slurm.conf, munge key and socket,
+# controller state, slurmd spool, logs, pid files. `start` waits until the node is idle and prints the
+# line to paste (every SLURM client, submitit included, reads the cluster's config from $SLURM_CONF):
+#   eval "$(scripts/slurm_cluster.sh start /tmp/slurm)"     # or copy its `export SLURM_CONF=...` line
+#   scripts/slurm_cluster.sh status /tmp/slurm
+#   scripts/slurm_cluster.sh stop /tmp/slurm
+# Ports: SLURMCTLD_PORT (6817) and SLURMD_PORT (6818) in the environment choose others.
+# Messages go to stderr; stdout carries only the export line.
+set -euo pipefail
+
+usage() { echo "usage: $0 start|stop|status BASE_DIR" >&2; exit 2; }
+[[ $# -eq 2 ]] || usage
+action=$1
+base=$(realpath -m "$2")
+conf=$base/etc/slurm.conf
+say() { echo "slurm_cluster: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start() {
+    [[ $(id -u) -eq 0 ]] || die "run it as root (the daemons and the jobs run as root)"
+    for exe in slurmctld slurmd sinfo munged mungekey; do
+        command -v "$exe" >/dev/null || [[ -x /usr/sbin/$exe ]] || die "$exe not found; install: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
+    done
+    export PATH=$PATH:/usr/sbin
+    if pid_alive "$base/run/slurmctld.pid"; then die "a cluster already runs from $base (stop it first)"; fi
+    local ctld_port=${SLURMCTLD_PORT:-6817} d_port=${SLURMD_PORT:-6818}
+    for port in "$ctld_port" "$d_port"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "port $port is in use (another slurmctld/slurmd?); choose others with SLURMCTLD_PORT/SLURMD_PORT"
+        fi
+    done
+
+    mkdir -p "$base"/{etc,state,spool,log,run,munge/run}
+    # munged checks its folders: the socket's folder and every folder above it must be searchable by all
+    chmod a+x "$base"
+    chmod 711 "$base/munge"
+    chmod 755 "$base/munge/run"
+    local socket=$base/munge/run/munge.socket.2
+    [[ -s $base/munge/munge.key ]] || mungekey --create --keyfile="$base/munge/munge.key" 2>/dev/null
+    chmod 600 "$base/munge/munge.key"
+    munged --socket="$socket" --key-file="$base/munge/munge.key" --log-file="$base/log/munged.log" \
+        --pid-file="$base/run/munged.pid" --seed-file="$base/munge/munged.seed" \
+        || die "munged did not start; see $base/log/munged.log"
+    munge -S "$socket" -n </dev/null | unmunge -S "$socket" >/dev/null || die "munge does not answer on $socket"
+
+    local host node mem_mb
+    host=$(hostname -s)
+    # the node as slurmd sees it (CPUs, sockets, cores, threads), with RealMemory a little under the total
+    node=$(slurmd -C | head -n1)
+    mem_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
+    node=$(sed -E "s/^NodeName=[^ ]+/NodeName=$host/; s/RealMemory=[0-9]+/RealMemory=$mem_mb/" <<<"$node")
+    cat >"$conf" <<EOF
+# one-node cluster written by scripts/slurm_cluster.sh; everything under $base
+ClusterName=aejax
+SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$ctld_port
+SlurmdPort=$d_port
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$socket
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$base/log/jobcomp.txt
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# without a default a job that asks no memory takes the whole node, and jobs run one at a time
+DefMemPerCPU=1024
+# requeue: submitit requeues a signalled job with scontrol requeue; preempted jobs go back to the queue
+JobRequeue=1
+ReturnToService=2
+SlurmdParameters=config_overrides
+KillWait=10
+MailProg=/bin/true
+StateSaveLocation=$base/state
+SlurmdSpoolDir=$base/spool
+SlurmctldPidFile=$base/run/slurmctld.pid
+SlurmdPidFile=$base/run/slurmd.pid
+SlurmctldLogFile=$base/log/slurmctld.log
+SlurmdLogFile=$base/log/slurmd.log
+$node NodeAddr=127.0.0.1 State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+    export SLURM_CONF=$conf
+    slurmctld -f "$conf" || die "slurmctld did not start; see $base/log/slurmctld.log"
+    slurmd -f "$conf" || die "slurmd did not start; see $base/log/slurmd.log"
+    local state=""
+    for _ in $(seq 60); do
+        state=$(sinfo -h -N -o %t 2>/dev/null | head -n1 || true)
+        [[ $state == idle ]] && break
+        if [[ $state == down* || $state == drain* ]]; then scontrol update nodename="$host" state=resume 2>/dev/null || true; fi
+        sleep 0.5
+    done
+    [[ $state == idle ]] || die "the node is not idle after 30 s (state: '${state:-no answer}'); see $base/log/"
+    say "node $host idle ($(sinfo -h -N -o '%c CPUs, %m MB')); logs in $base/log"
+    echo "export SLURM_CONF=$conf"
+}
+
+stop() {
+    export PATH=$PATH:/usr/sbin
+    [[ -f $conf ]] && SLURM_CONF=$conf timeout 10 scontrol shutdown >/dev/null 2>&1 || true
+    local name pidfile
+    for name in slurmd slurmctld munged; do
+        pidfile=$base/run/$name.pid
+        pid_alive "$pidfile" || continue
+        local pid
+        pid=$(cat "$pidfile")
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+    done
+    say "stopped the cluster in $base"
+}
+
+status() {
+    export PATH=$PATH:/usr/sbin
+    local name up=0
+    for name in munged slurmctld slurmd; do
+        if pid_alive "$base/run/$name.pid"; then say "$name running (pid $(cat "$base/run/$name.pid"))"; else say "$name not running"; up=1; fi
+    done
+    if [[ -f $conf ]]; then
+        SLURM_CONF=$conf sinfo -N >&2 || up=1
+        SLURM_CONF=$conf squeue >&2 || true
+        echo "export SLURM_CONF=$conf"
+    fi
+    return $up
+}
+
+case $action in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) usage ;;
+esac
