@@ -1,4 +1,9 @@
-"""Orbax checkpoints of a whole population: params, optimiser state and the epoch reached."""
+"""Orbax checkpoints of a whole population: its training state, saved under the epoch reached.
+
+A checkpoint that cannot be read (a truncated array file, a half-copied folder) is named in
+one line (`UnreadableCheckpoint`); `restore_newest_readable` falls back to the newest one
+that reads, which is what a resume wants.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,63 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+logging.getLogger("absl").setLevel(logging.CRITICAL)  # Orbax logs every file operation, and a failed read at length
+log = logging.getLogger(__name__)
 
-logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file operation at INFO
+
+class UnreadableCheckpoint(RuntimeError):
+    def __init__(self, path: Path, error: BaseException):
+        first_line = next((l.strip() for l in str(error).splitlines() if l.strip()), type(error).__name__)
+        super().__init__(f"checkpoint {path} cannot be read ({type(error).__name__}: {first_line[:200]})")
+        self.path = path
 
 
 class PopulationCheckpointer:
     def __init__(self, directory: Path, max_to_keep: int = 3):
-        self.manager = ocp.CheckpointManager(
-            Path(directory).absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
+        self.directory = Path(directory).absolute()
+        self.options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
+        self.manager = ocp.CheckpointManager(self.directory, options=self.options)
 
-    def save(self, epoch: int, params, opt_state) -> None:
-        """Saved under the number of completed epochs; only ever called on finite states."""
-        self.manager.save(epoch, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}))
+    def save(self, epoch: int, state: dict) -> None:
+        """Saved under the number of completed epochs; `state` holds no non-finite parameter."""
+        self.manager.save(epoch, args=ocp.args.StandardSave(state))
+
+    def epochs(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def latest_epoch(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, epoch: int, params_like, opt_state_like):
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, {"params": params_like, "opt_state": opt_state_like})
-        restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-        return restored["params"], restored["opt_state"]
+    def restore(self, epoch: int, state_like: dict) -> dict:
+        """The state saved at `epoch`; `state_like` gives the tree, shapes and dtypes (arrays or
+        `jax.ShapeDtypeStruct`s). Raises `UnreadableCheckpoint` with one line."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+        try:
+            return self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+        except Exception as err:  # TensorStore, JSON, shape or tree mismatch: all mean "this one is unusable"
+            raise UnreadableCheckpoint(self.directory / str(epoch), err) from None
+
+    def restore_newest_readable(self, state_like: dict) -> tuple[int | None, dict | None]:
+        """(epoch, state) of the newest checkpoint that reads, warning once for each that does not;
+        (None, None) when there is none."""
+        for epoch in reversed(self.epochs()):
+            try:
+                return epoch, self.restore(epoch, state_like)
+            except UnreadableCheckpoint as err:
+                log.warning("%s; trying the one before", err)
+        return None, None
+
+    def set_aside(self, epoch: int) -> Path:
+        """Move an unreadable checkpoint out of the way (the run will save that epoch again), kept
+        beside the run for inspection rather than deleted."""
+        target = self.directory.parent / "unreadable_checkpoints" / str(epoch)
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{epoch}-{len(list(target.parent.iterdir()))}")
+        (self.directory / str(epoch)).rename(target)
+        self.manager.close()
+        self.manager = ocp.CheckpointManager(self.directory, options=self.options)
+        return target
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -3,20 +3,33 @@
     aejax-train model=sparse model.noise_level=0.3 data=mnist data.root=/path/to/mnist
     aejax-train -m model.code_size=2,8,32            # a Hydra multirun: one job per code size
 
-Errors in settings print one line (`aejax-train: error: ...`) and exit with status 2; a
-diverged run exits with status 3 and keeps its last good checkpoint.
+Exit status: 0 done; 2 a bad setting or a run directory that cannot be used (one line,
+nothing written); 3 a diverged run (last good checkpoint kept); 128 + the signal's number
+when stopped by SIGINT (130), SIGTERM (143) or SIGUSR2 (140), after a checkpoint. A multirun
+finishes every job, then exits 1 if any failed, naming them.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
+import signal
 import sys
 from pathlib import Path
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+# JAX probes for a TPU and logs its absence at INFO on every CPU or GPU run: not news.
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-EXIT_CONFIG, EXIT_DIVERGED = 2, 3
+EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED = 2, 3, 1
+# `${aejax_id:}` in conf/config.yaml: a few random characters after the time, so two runs
+# started in the same second get different directories. Cached by OmegaConf per config, and
+# the cache travels with the pickled config to submitit jobs, so a job sees its sweep's value.
+OmegaConf.register_new_resolver("aejax_id", lambda: secrets.token_hex(2), use_cache=True, replace=True)
 
 
 def fail(message: str, status: int) -> None:
@@ -24,31 +37,80 @@ def fail(message: str, status: int) -> None:
     sys.exit(status)
 
 
-def precheck_overrides(args: list[str]) -> None:
-    """Compose the config once before Hydra does, so a bad override is one line, not a page.
+def hydra_arguments(argv: list[str]):
+    """Hydra's own parse of the command line: flags (`--cfg job`, `-cn`, `-sc`, ...) apart from overrides."""
+    from hydra._internal.utils import get_args_parser
 
-    A sweep (`a=1,2`) is checked with its first value; Hydra then runs the real thing.
-    """
+    try:
+        return get_args_parser().parse_args(argv)
+    except SystemExit:
+        return None  # argparse has printed its own usage error; Hydra will repeat it and exit 2
+
+
+def precheck(argv: list[str]) -> None:
+    """Compose and check the config once before Hydra runs, so a bad setting is one line and
+    nothing is written. A sweep (`a=1,2`) is checked with its first value; each job checks its own."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = [a for a in args if not a.startswith("-")]
+    from aejax.config import parse_run
+    from aejax.errors import ConfigError
+    from aejax.loggers import check_wandb_login
+
+    args = hydra_arguments(argv)
+    if args is None or args.shell_completion or args.help or args.hydra_help or args.config_dir:
+        return  # Hydra's own business (with -cd the search path is not ours to rebuild)
+    config_dir = str(Path(args.config_path).absolute()) if args.config_path else CONF_DIR
+    config_name = args.config_name or "config"
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        first = []
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        first, hydra_overrides = [], {}
         for o in parsed:
-            if o.is_hydra_override():
-                continue
             value = next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str()
-            first.append(f"{o.get_key_element()}={value}")
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            compose("config", overrides=first)
+            if o.is_hydra_override():
+                hydra_overrides[o.get_key_element()] = value
+            else:
+                first.append(f"{o.get_key_element()}={value}")
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose(config_name, overrides=first)
+        config = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # Hydra's messages span several lines: make them one
-        message = str(err).split("Config search path")[0]
-        if message.startswith("Could not override"):
-            key = message.split("'")[1]
-            message = f"{key} is not a setting; the allowed keys are those in conf/{key.split('.')[0]}/*.yaml"
-        fail("; ".join(l.strip() for l in message.splitlines() if l.strip()), EXIT_CONFIG)
+        fail(hydra_message(str(err)), EXIT_CONFIG)
+    if args.cfg or args.info:
+        return  # printing the config or Hydra's info runs nothing
+    try:
+        parse_run(config)
+        check_wandb_login(parse_run(config).logger)
+    except ConfigError as err:
+        fail(str(err), EXIT_CONFIG)
+    multirun = args.multirun or bool(OmegaConf.select(cfg, "hydra.mode", default=None) == "MULTIRUN")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if key in hydra_overrides:
+        check_directory(key, hydra_overrides[key])
+
+
+def hydra_message(message: str) -> str:
+    from aejax.config import SECTIONS, section_keys
+
+    message = message.split("Config search path")[0]
+    if message.startswith("Could not override") or message.startswith("Could not append"):
+        key = message.split("'")[1]
+        section = key.split(".")[0]
+        if "." in key and section in SECTIONS:
+            return f"{key} is not a setting; allowed {section}.* keys: {', '.join(section_keys(section))}"
+        return f"{key} is not a setting; allowed top-level keys: {', '.join(SECTIONS)}, name, task"
+    return "; ".join(l.strip() for l in message.splitlines() if l.strip())
+
+
+def check_directory(key: str, value: str) -> None:
+    """The run (or sweep) directory must be creatable: one line now rather than Hydra's traceback."""
+    path = Path(value).absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"{key}={value} cannot be created ({err.strerror}); expected a writable folder", EXIT_CONFIG)
+    if not path.is_dir():
+        fail(f"{key}={value} is not a folder; expected a writable folder", EXIT_CONFIG)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
@@ -58,31 +120,98 @@ def _task(cfg: DictConfig) -> None:
 
     from aejax.config import parse_run
     from aejax.errors import ConfigError, Diverged
+    from aejax.resume import command_line_config
+    from aejax.rundir import Interrupted, RunDirectory, catch_signals
 
     hc = HydraConfig.get()
-    config = OmegaConf.to_container(cfg, resolve=True)
-    if hc.mode == RunMode.MULTIRUN and not config["logger"].get("group"):
-        config["logger"]["group"] = f"{config['name']}-{Path(hc.sweep.dir).name}"  # jobs share a group
+    multirun = hc.mode == RunMode.MULTIRUN
     workdir = Path(hc.runtime.output_dir)
-    try:
-        parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
-        from aejax.tasks import load_task
+    with catch_signals() as stops:
+        try:
+            config = command_line_config(cfg, hc)
+            if multirun and not config["logger"].get("group"):
+                config["logger"]["group"] = f"{config['name']}-{Path(hc.sweep.dir).name}"  # jobs share a group
+            parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
+            from aejax.tasks import load_task
 
-        summary = load_task(config.get("task", "train"))(config, workdir)
-    except ConfigError as err:
-        fail(str(err), EXIT_CONFIG)
-    except Diverged as err:
-        fail(f"{err}; last good checkpoint kept in {workdir / 'checkpoints'}", EXIT_DIVERGED)
-    if "members" in summary:
-        best = min(m["test"]["mse"] for m in summary["members"])
-        print(f"{summary['num_members']} member(s) trained; best test mse {best:.5f}; outputs in {workdir}")
-    else:
-        print(f"done in {summary.get('seconds', 0):.0f} s; outputs in {workdir}")
+            run_dir = RunDirectory.open(workdir, config, list(hc.overrides.task))
+            status, message = "failed", None
+            try:
+                summary = load_task(config.get("task", "train"))(run_dir.config, workdir)
+                run_dir.start()  # a study that trains nothing through train_and_evaluate starts here
+                everyone_diverged = summary.get("diverged_members", 0) == summary.get("num_members", -1)
+                status = "diverged" if everyone_diverged else "finished"
+            except (Diverged, Interrupted) as err:
+                status, message = ("diverged" if isinstance(err, Diverged) else "interrupted"), str(err)
+                raise
+            except BaseException as err:
+                message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                raise
+            finally:
+                run_dir.close(status, message=message, record_failure=multirun)
+        except ConfigError as err:
+            return job_failed(multirun, str(err), EXIT_CONFIG)
+        except Diverged as err:
+            message = f"{err}; last good checkpoint kept in {workdir / 'checkpoints'}"
+            return job_failed(multirun, message, EXIT_DIVERGED)
+        except Interrupted as err:
+            print(f"aejax-train: {signal.Signals(err.signum).name}: {err}", file=sys.stderr)
+            previous = stops.previous.get(err.signum)
+            if err.signum == signal.SIGUSR2 and callable(previous):
+                previous(err.signum, None)  # submitit's handler: requeue this job, then exit
+            sys.exit(128 + err.signum)
+    report(summary, workdir)
+
+
+def job_failed(multirun: bool, message: str, status: int) -> None:
+    """A single run exits with `status`; a multirun job writes its failure and lets the sweep go on."""
+    if not multirun:
+        fail(message, status)
+    print(f"aejax-train: error: {message}", file=sys.stderr)
+
+
+def report(summary: dict, workdir: Path) -> None:
+    import logging
+
+    log = logging.getLogger("aejax")
+    if "members" not in summary:
+        log.info(f"done in {summary.get('seconds', 0):.0f} s; outputs in {workdir}")
+        return
+    healthy = [m["test"]["mse"] for m in summary["members"] if m.get("status", "finished") == "finished"]
+    diverged = summary.get("diverged_members", 0)
+    line = f"{summary['num_members']} member(s) trained"
+    if diverged:
+        line += f"; {diverged} diverged (masked, metrics null in summary.json)"
+    if healthy:
+        line += f"; best test mse {min(healthy):.5f}"
+    log.info(f"{line}; outputs in {workdir}")
+    print(f"{line}; outputs in {workdir}")
+
+
+class SweepReport(Callback):
+    """At the end of a multirun: how many jobs failed, and why (from each job's status.json)."""
+
+    failed: list[str] = []
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from aejax.rundir import read_json
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        statuses = {p: (read_json(p / "status.json") or {"status": "no status.json", "message": None}) for p in jobs}
+        bad = {p: s for p, s in statuses.items() if s["status"] != "finished"}
+        SweepReport.failed = [f"job {p.name} {s['status']}: {s.get('message') or ''}" for p, s in bad.items()]
+        if bad:
+            print(f"aejax-train: error: {len(bad)} of {len(jobs)} jobs did not finish:", file=sys.stderr)
+            for line in SweepReport.failed:
+                print(f"  {line}", file=sys.stderr)
 
 
 def main() -> None:
-    precheck_overrides(sys.argv[1:])
+    precheck(sys.argv[1:])
     _task()
+    if SweepReport.failed:
+        sys.exit(EXIT_SWEEP_FAILED)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,29 @@
 """Where metrics go: `metrics.jsonl` always, and W&B unless `logger=none`.
 
-W&B never prompts: the mode is `logger.mode`, else $WANDB_MODE, else "offline".
+W&B never prompts: the mode is `logger.mode`, else $WANDB_MODE, else "offline"; online with
+no credentials is refused before the run starts (`check_wandb_login`). W&B never decides a
+run's outcome either: any failure of it becomes one warning and the local files go on.
 A population of at most `logger.max_member_runs` members logs one W&B run per member
 (its config holds that member's hyperparameters, so W&B's sweep and parallel-coordinates
 views work); a larger population logs one run with population means and a `members` table.
-All runs of one experiment, and all jobs of a multirun, share `logger.group`.
+All runs of one experiment, and all jobs of a multirun, share `logger.group`. Run ids come
+from the run directory, so a resumed or requeued run continues the same W&B runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import netrc
 import os
 from pathlib import Path
 
 import numpy as np
 
 from aejax.config import LoggerSpec
+from aejax.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class MetricsFile:
@@ -24,11 +32,26 @@ class MetricsFile:
     def __init__(self, path: Path, keep_until_step: int | None = None):
         self.path = Path(path)
         if keep_until_step is not None and self.path.exists():  # resuming: drop lines after the checkpoint
-            lines = [l for l in self.path.read_text().splitlines() if json.loads(l)["step"] <= keep_until_step]
-            self.path.write_text("".join(l + "\n" for l in lines))
+            self.path.write_text("".join(l + "\n" for l in self._lines_until(keep_until_step)))
         elif keep_until_step is None:
             self.path.write_text("")
         self.file = open(self.path, "a")
+
+    def _lines_until(self, step: int) -> list[str]:
+        kept, lines = [], self.path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if i == len(lines) - 1:  # the process died while writing it
+                    log.warning("%s: dropped a torn last line (%d characters) written when the run was stopped",
+                                self.path, len(line))
+                    continue
+                raise ConfigError(f"{self.path} line {i + 1} is not JSON; the file is damaged: pick another "
+                                  "hydra.run.dir") from None
+            if row["step"] <= step:
+                kept.append(line)
+        return kept
 
     def write(self, rows: list[dict]) -> None:
         for row in rows:
@@ -46,45 +69,96 @@ def wandb_mode(spec: LoggerSpec) -> str:
     return spec.mode or os.environ.get("WANDB_MODE") or "offline"
 
 
+def check_wandb_login(spec: LoggerSpec) -> None:
+    """Online W&B needs credentials; without them wandb would prompt (or fail later): refuse now."""
+    if spec.name == "none" or wandb_mode(spec) != "online":
+        return
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0].split(":")[0]
+    try:
+        if netrc.netrc(os.environ.get("NETRC") or None).authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise ConfigError("logger.mode=online needs W&B credentials and none were found (no WANDB_API_KEY, no "
+                      f"~/.netrc entry for {host}); run `wandb login` first, or use logger.mode=offline")
+
+
 def wandb_settings():
-    """Quiet, local-only settings: no console capture, no system stats, no git or code upload."""
+    """Quiet, local-only settings: no console capture, no system stats, no code upload. Git
+    state is not captured by wandb: aejax's provenance (in the run config) carries it."""
     import wandb
 
     return wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False)
 
 
+def member_config(config: dict, member: dict) -> dict:
+    """The run config with this member's own seed and hyperparameters at their usual keys."""
+    out = {**config, **{k: dict(v) for k, v in config.items() if isinstance(v, dict)}}
+    for key, value in member.items():
+        if "." in key:
+            section, attr = key.split(".")
+            out[section][attr] = int(value) if key == "model.top_k" else value
+    out["seed"] = member["seed"]
+    out["population"] = {"seeds": [member["seed"]], "grid": {}, "member": member["member"]}
+    return out
+
+
+SHORT_NAMES = {"optim.learning_rate": "lr", "model.sparsity_weight": "sparsity", "model.noise_level": "noise",
+               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k"}
+
+
+def member_run_name(name: str, member: dict, varied: list[str]) -> str:
+    """`<name>-noise0.3-s1`: the values that tell this member apart, and its seed."""
+    parts = [f"{SHORT_NAMES[k]}{member[k]:g}" for k in varied if k in SHORT_NAMES]
+    return "-".join([name, *parts, f"s{member['seed']}"])
+
+
 class WandbLogger:
-    def __init__(self, spec: LoggerSpec, run_dir: Path, config: dict, members: list[dict], name: str):
+    def __init__(self, spec: LoggerSpec, run_dir: Path, config: dict, members: list[dict], name: str,
+                 run_id: str, provenance: dict | None = None):
         import wandb
+
+        from aejax.population import varied_settings
 
         self.wandb = wandb
         self.per_member = len(members) <= spec.max_member_runs
         self.members = members
+        origin = {k: v for k, v in (provenance or {}).items() if k not in ("attempts", "git")}
+        origin["git"] = {k: v for k, v in (provenance or {}).get("git", {}).items() if k != "diff"}
+        config = {**config, "provenance": origin}
         common = dict(project=spec.project, entity=spec.entity, group=spec.group or name, dir=str(run_dir),
-                      mode=wandb_mode(spec), reinit="create_new", settings=wandb_settings())
+                      mode=wandb_mode(spec), reinit="create_new", settings=wandb_settings(), resume="allow")
+        varied = varied_settings(members)
         if self.per_member:
-            self.runs = [wandb.init(name=f"{name}-m{m['member']}", job_type="member",
-                                    config={**config, "member": m}, **common) for m in members]
+            self.runs = [wandb.init(id=f"{run_id}-m{m['member']}", name=member_run_name(name, m, varied),
+                                    job_type="member", config=member_config(config, m), **common) for m in members]
         else:
-            self.runs = [wandb.init(name=name, job_type="population",
+            self.runs = [wandb.init(id=run_id, name=name, job_type="population",
                                     config={**config, "population_size": len(members)}, **common)]
 
     def log(self, rows: list[dict]) -> None:
-        """`rows` are metrics.jsonl lines for one step, one per member."""
+        """`rows` are metrics.jsonl lines for one step, one per healthy member."""
+        if not rows:
+            return
         if self.per_member:
-            for run, row in zip(self.runs, rows):
-                run.log({k: v for k, v in row.items() if k not in ("step", "member")}, step=row["step"])
+            for row in rows:
+                self.runs[row["member"]].log({k: v for k, v in row.items() if k not in ("step", "member")},
+                                             step=row["step"])
         else:
             keys = [k for k in rows[0] if k not in ("step", "member")]
             mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
             self.runs[0].log(mean, step=rows[0]["step"])
 
     def summarize(self, summaries: list[dict], figures: dict[str, Path]) -> None:
+        """Summaries go to every member's run; the run's figures are logged to each member's
+        run under `figures/` (W&B's Media panel), so a user finds them on any member."""
         images = {f"figures/{k}": self.wandb.Image(str(p)) for k, p in figures.items()}
         if self.per_member:
             for run, summary in zip(self.runs, summaries):
                 run.summary.update(_flat(summary))
-            self.runs[0].log(images)
+                run.log(images)
         else:
             rows = [_flat(s) for s in summaries]
             columns = list(rows[0])
@@ -114,7 +188,31 @@ class NoLogger:
     def finish(self, exit_code=0): pass
 
 
-def make_logger(spec: LoggerSpec, run_dir: Path, config: dict, members: list[dict], name: str):
+class FailSafe:
+    """Any exception of the wrapped logger becomes one warning; after it, logging is off.
+    A run's outcome and its local files never depend on W&B (a killed wandb-core, a full
+    disk under wandb/, a network error)."""
+
+    def __init__(self, make):
+        self.logger = self._call("start", make)
+
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as err:  # noqa: BLE001 - anything W&B raises must not end the run
+            first = next((l for l in str(err).splitlines() if l.strip()), type(err).__name__)
+            log.warning("W&B failed to %s (%s: %s); W&B logging is off for this run, local files go on",
+                        what, type(err).__name__, first[:200])
+            self.logger = NoLogger()
+            return NoLogger()
+
+    def log(self, rows): self._call("log", self.logger.log, rows)
+    def summarize(self, summaries, figures): self._call("log the summary", self.logger.summarize, summaries, figures)
+    def finish(self, exit_code=0): self._call("finish", self.logger.finish, exit_code)
+
+
+def make_logger(spec: LoggerSpec, run_dir: Path, config: dict, members: list[dict], name: str,
+                run_id: str = "run", provenance: dict | None = None):
     if spec.name == "none" or wandb_mode(spec) == "disabled":
         return NoLogger()
-    return WandbLogger(spec, run_dir, config, members, name)
+    return FailSafe(lambda: WandbLogger(spec, run_dir, config, members, name, run_id, provenance))

@@ -8,6 +8,7 @@ the run finished.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import yaml
 
 from aejax import figures
-from aejax.checkpoint import PopulationCheckpointer
+from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
 from aejax.errors import Diverged
@@ -29,9 +30,11 @@ from aejax.objectives import make_loss
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
+from aejax.rundir import Interrupted, RunDirectory, catch_signals, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
                          make_step, member_keys)
 
+log = logging.getLogger(__name__)
 STEPS_PER_CALL = 500  # steps fused into one compiled call when epochs are short
 
 
@@ -66,17 +69,17 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     """Train, evaluate and write every output; returns the summary (and the final
     population parameters, leading axis = member, when `return_params`).
 
-    `analyse(spec, data, graph, params, summaries, workdir) -> (per_member, figures)` lets a
-    study add its own test metrics (one dict per member, merged into each member's "test")
-    and figures before the summary is logged and summary.json, the last file, is written."""
+    The run directory follows `aejax.rundir`: it is locked for the run's life, a directory
+    that holds another run is refused, and `trainer.resume=true` continues the run saved
+    there (same config). `analyse(spec, data, graph, params, summaries, workdir) ->
+    (per_member, figures)` lets a study add its own test metrics (one dict per member,
+    merged into each member's "test") and figures before summary.json, the last file, is written."""
     spec = parse_run(config)
-    workdir = Path(workdir)
-    data = load_dataset(spec.data)
+    data = load_dataset(spec.data)  # data errors stop the run before its directory is touched
     check_data_fits(spec, data)
     rows = members(spec)
-    hp = hyperparameter_arrays(rows)
+    mask = divergence_policy(spec, len(rows)) == "mask"
     keys = member_keys([r["seed"] for r in rows])
-
     steps_per_epoch = len(data.train) // spec.trainer.batch_size
     total_steps = steps_per_epoch * spec.trainer.epochs
     graph = model_graph(spec.model, data.dim, data.image_shape)
@@ -86,80 +89,162 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     optimizer = make_optimizer(spec.optim, total_steps)
     program = compile_population(
         make_member_program(make_step(loss, optimizer), len(data.train), spec.trainer.batch_size,
-                            norms_every=spec.trainer.log_every, last_step=total_steps), shared_data=True)
-    params, opt_state = init_population(
-        lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys)
+                            norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask),
+        shared_data=True)
+    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys)
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run_dir = RunDirectory.open(workdir, config)
+    run_dir.start()
+    run_dir.record(seeds=[r["seed"] for r in rows], data_files=data_files(spec.data))
+    with catch_signals() as stops:
+        try:
+            summary, state = _train_and_evaluate(spec, run_dir, data, rows, keys, program, state, steps_per_epoch,
+                                                 stops, graph, analyse)
+        except Diverged as err:
+            run_dir.close("diverged", message=str(err))
+            raise
+        except Interrupted as err:
+            run_dir.close("interrupted", message=str(err))
+            raise
+        except BaseException as err:
+            run_dir.close("failed", message=one_line(err))
+            raise
+    run_dir.close("finished" if summary["diverged_members"] < len(rows) else "diverged", spec.trainer.epochs)
+    return (summary, state["params"]) if return_params else summary
+
+
+def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, rows, keys, program, state,
+                        steps_per_epoch: int, stops, graph, analyse):
+    workdir = run_dir.path
+    total_steps = steps_per_epoch * spec.trainer.epochs
+    hp = hyperparameter_arrays(rows)
     checkpoints = PopulationCheckpointer(workdir / "checkpoints")
     start_epoch = 0
-    if spec.trainer.resume and checkpoints.latest_epoch() is not None:
-        start_epoch = checkpoints.latest_epoch()
-        params, opt_state = checkpoints.restore(start_epoch, params, opt_state)
-    metrics = MetricsFile(workdir / "metrics.jsonl", start_epoch * steps_per_epoch if start_epoch else None)
-    logger = make_logger(spec.logger, workdir, config, rows, spec.name)
+    if run_dir.resumed:
+        start_epoch, restored = restore_for_resume(checkpoints, state)
+        state = restored if restored is not None else state
+    metrics = MetricsFile(workdir / "metrics.jsonl", start_epoch * steps_per_epoch if run_dir.resumed else None)
+    logger = make_logger(spec.logger, workdir, run_dir.config, rows, spec.name, run_id=run_dir.run_id,
+                         provenance=run_dir.provenance)
     x_train = jnp.asarray(data.train)
     per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every)
     progress = Progress(total_steps, spec.trainer.progress)
     started = time.perf_counter()
+    diverged_at = np.asarray(state["diverged_at"])
+    epoch = start_epoch
     try:
-        for epoch in range(start_epoch, spec.trainer.epochs, per_call):
-            tic = time.perf_counter()
-            new_params, new_opt_state, terms = program(params, opt_state, keys, x_train, hp, epoch, per_call)
-            # Host copy: the one device-host sync per call.
-            terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
-            seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
-            first_step = epoch * steps_per_epoch
-            try:
-                check_finite(terms["loss"], first_step)
-            except Diverged:
-                if checkpoints.latest_epoch() != epoch:
-                    checkpoints.save(epoch, params, opt_state)  # the last good state
-                checkpoints.close()
-                raise
-            params, opt_state = new_params, new_opt_state
-            for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
-                                       spec.trainer.batch_size * len(rows)):
-                metrics.write(step_rows)
-                logger.log(step_rows)
-            done = epoch + per_call
-            if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
-                checkpoints.save(done, params, opt_state)
-            progress.update(done * steps_per_epoch, float(terms["loss"][:, -1].mean()),
-                            spec.trainer.batch_size * len(rows) / seconds_per_step)
+        with stops.deferred():
+            for epoch in range(start_epoch, spec.trainer.epochs, per_call):
+                tic = time.perf_counter()
+                new_state, terms = program(state, keys, x_train, hp, epoch, per_call)
+                # Host copy: the one device-host sync per call.
+                terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
+                seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
+                first_step = epoch * steps_per_epoch
+                try:
+                    check_finite(terms["loss"], first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
+                except Diverged:
+                    save_unless_saved(checkpoints, epoch, state)  # the last good state
+                    raise
+                state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
+                for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
+                                           spec.trainer.batch_size * len(rows)):
+                    step_rows = [r for r in step_rows if not 0 < diverged_at[r["member"]] <= r["step"]]
+                    metrics.write(step_rows)
+                    logger.log(step_rows)
+                done = epoch + per_call
+                if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
+                    checkpoints.save(done, state)
+                run_dir.set_status("running", done)
+                healthy = diverged_at == 0
+                progress.update(done * steps_per_epoch, float(terms["loss"][healthy, -1].mean()) if healthy.any()
+                                else float("nan"), spec.trainer.batch_size * len(rows) / seconds_per_step)
+                if stops.requested is not None:
+                    save_unless_saved(checkpoints, done, state)
+                    raise Interrupted(stops.requested, f"stopped at epoch {done} of {spec.trainer.epochs} "
+                                      f"(checkpoint saved); resume with: aejax-train hydra.run.dir={workdir} "
+                                      "trainer.resume=true")
         progress.close()
         metrics.close()
         train_seconds = time.perf_counter() - started  # includes the one compilation
-        if checkpoints.latest_epoch() != spec.trainer.epochs:
-            checkpoints.save(spec.trainer.epochs, params, opt_state)
+        save_unless_saved(checkpoints, spec.trainer.epochs, state)
         checkpoints.close()
+        params = state["params"]
         results = evaluate_population(spec.model, graph, params, data.test, keys, hp)
         val = evaluate_population(spec.model, graph, params, data.val, keys, hp) if len(data.val) else {}
-        summaries = [{"member": r["member"], "seed": r["seed"],
-                      "hyperparameters": {k: v for k, v in r.items() if "." in k},
-                      "test": {k: float(v[i]) for k, v in results.items()},
-                      "val": {k: float(v[i]) for k, v in val.items()}} for i, r in enumerate(rows)]
-        figure_paths = make_figures(spec, data, graph, params, workdir)
+        summaries = [member_summary(r, i, results, val, int(diverged_at[i])) for i, r in enumerate(rows)]
+        figure_paths = make_figures(spec, data, graph, params, workdir, diverged_at)
         if analyse is not None:
             extra, extra_figures = analyse(spec, data, graph, params, summaries, workdir)
-            for member_summary, metrics_of_member in zip(summaries, extra):
-                member_summary["test"].update(metrics_of_member)
+            for member, metrics_of_member in zip(summaries, extra):
+                if member["status"] == "finished":
+                    member["test"].update(metrics_of_member)
             figure_paths.update(extra_figures)
-        summary = {"name": spec.name, "num_members": len(rows), "varied": varied_settings(rows),
+        summary = {"name": spec.name, "status": "finished", "num_members": len(rows), "varied": varied_settings(rows),
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
-                   "steps": total_steps, "train_seconds": train_seconds, "members": summaries}
+                   "steps": total_steps, "train_seconds": train_seconds,
+                   "diverged_members": int((diverged_at > 0).sum()), "members": summaries}
         logger.summarize(summaries, figure_paths)
-        tmp = workdir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1))
-        tmp.replace(workdir / "summary.json")
+        write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
         logger.finish(0)
-        return (summary, params) if return_params else summary
+        return summary, state
     except BaseException:
         progress.close()
         metrics.close()
+        checkpoints.close()
         logger.finish(1)
         raise
+
+
+def divergence_policy(spec: RunSpec, population: int) -> str:
+    """`trainer.on_divergence`: auto means mask for populations, stop for one member."""
+    policy = spec.trainer.on_divergence
+    return ("mask" if population > 1 else "stop") if policy == "auto" else policy
+
+
+def member_summary(row: dict, i: int, test: dict, val: dict, diverged_at: int) -> dict:
+    """A member's entry in summary.json; a diverged member's metrics are null (its frozen
+    parameters are not a result)."""
+    value = lambda v: None if diverged_at else float(v[i])
+    return {"member": row["member"], "seed": row["seed"], "status": "diverged" if diverged_at else "finished",
+            "diverged_at_step": diverged_at or None,
+            "hyperparameters": {k: v for k, v in row.items() if "." in k},
+            "test": {k: value(v) for k, v in test.items()}, "val": {k: value(v) for k, v in val.items()}}
+
+
+def restore_for_resume(checkpoints: PopulationCheckpointer, state_like: dict) -> tuple[int, dict | None]:
+    """The newest readable checkpoint; unreadable newer ones are set aside with a warning."""
+    for epoch in reversed(checkpoints.epochs()):
+        try:
+            return epoch, checkpoints.restore(epoch, state_like)
+        except UnreadableCheckpoint as err:
+            where = checkpoints.set_aside(epoch)
+            log.warning("%s; moved to %s, resuming from the checkpoint before it", err, where)
+    log.warning("no readable checkpoint: training starts again from epoch 0")
+    return 0, None
+
+
+def save_unless_saved(checkpoints: PopulationCheckpointer, epoch: int, state: dict) -> None:
+    if checkpoints.latest_epoch() != epoch:
+        checkpoints.save(epoch, state)
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+def data_files(spec) -> dict:
+    """Files whose SHA-256 provenance records (MNIST's IDX files; user files when they exist)."""
+    import os
+
+    from aejax.data.mnist import FILES
+
+    if spec.name == "mnist":
+        root = Path(spec.root or os.environ.get("AEJAX_DATA_ROOT", ""))
+        return {name: root / name for name in FILES if (root / name).exists()}
+    path = getattr(spec, "path", None)
+    return {"data": Path(path)} if path and Path(path).is_file() else {}
 
 
 def check_data_fits(spec: RunSpec, data: Dataset) -> None:
@@ -168,16 +253,17 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
                           f"the {len(data.train)} training examples of data.name={spec.data.name}")
 
 
-def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path) -> dict:
+def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, diverged_at) -> dict:
     out_dir = workdir / "figures"
     out_dir.mkdir(exist_ok=True)
-    model = member_model(graph, params, 0, members(spec)[0]["model.top_k"])
+    shown = int(np.argmin(np.asarray(diverged_at) > 0))  # the first healthy member
+    model = member_model(graph, params, shown, members(spec)[shown]["model.top_k"])
     x = data.test[:10]
     recon = np.asarray(model.decode(model.encode(jnp.asarray(x))))
     paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png")}
     if data.image_shape:
         paths["reconstructions"] = figures.image_grid([x, recon], data.image_shape, out_dir / "reconstructions.png",
-                                                      ["test input", "reconstruction (member 0)"])
+                                                      ["test input", f"reconstruction (member {shown})"])
     else:
         paths["reconstructions"] = figures.vectors_plot([x[:4], recon[:4]], out_dir / "reconstructions.png",
                                                         ["input", "reconstruction"])

@@ -6,8 +6,10 @@ Keys are never stored: member m's key for step t is `fold_in(fold_in(key(seed_m)
 and its shuffle for epoch e is `fold_in(fold_in(key(seed_m), SHUFFLE), e)`, so a run resumed
 from a checkpoint replays exactly the randomness of an uninterrupted one.
 
-The member axis is the leading axis of every array in params, opt_state and hp; it is the
-axis to shard across devices (`jax.sharding`) when a population outgrows one.
+A population's training state is `{"params", "opt_state", "diverged_at"}`; the member axis is
+the leading axis of every array in it and in hp, the axis to shard across devices
+(`jax.sharding`) when a population outgrows one. `diverged_at` is 0 for a healthy member and
+the step (counted from 1) at which its loss first turned non-finite otherwise.
 """
 
 from __future__ import annotations
@@ -52,23 +54,28 @@ NORM_TERMS = ("grad_norm", "update_norm", "param_norm")  # only valid at steps w
 
 
 def make_member_program(step: Callable, n_train: int, batch_size: int, norms_every: int = 1,
-                        last_step: int = -1) -> Callable:
-    """`run(params, opt_state, key, x, hp, first_epoch, n_epochs)` for ONE member.
+                        last_step: int = -1, mask_divergence: bool = False) -> Callable:
+    """`run(state, key, x, hp, first_epoch, n_epochs) -> (state, terms)` for ONE member.
 
     Trains `n_epochs` epochs of `n_train // batch_size` steps (the last partial batch is
     dropped) and returns the new state and every step's terms, each `(n_epochs, steps)`.
     Norms are computed at steps (counted from 1) that are multiples of `norms_every`, and at `last_step`.
+
+    With `mask_divergence`, a step whose loss is not finite is not applied: the member keeps
+    its last finite parameters and optimiser state for the rest of the run and `diverged_at`
+    records the step. It is a select inside the compiled step (no host round trip), and a
+    healthy member takes the new values bitwise unchanged.
     """
     steps_per_epoch = n_train // batch_size
     full_batch = steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant: skip shuffling
 
-    def run(params, opt_state, key, x, hp, first_epoch, n_epochs):
+    def run(state, key, x, hp, first_epoch, n_epochs):
         def one_epoch(carry, epoch):
             perm = None if full_batch else jax.random.permutation(
                 jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), epoch), n_train)
 
             def one_step(carry, i):
-                params, opt_state = carry
+                params, opt_state, diverged_at = carry
                 if full_batch:
                     batch = x
                 else:
@@ -76,14 +83,21 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
                 step_index = epoch * steps_per_epoch + i
                 step_key = jax.random.fold_in(jax.random.fold_in(key, STEP), step_index)
                 with_norms = ((step_index + 1) % norms_every == 0) | (step_index + 1 == last_step)
-                params, opt_state, terms = step(params, opt_state, batch, step_key, hp, with_norms)
-                return (params, opt_state), terms
+                new_params, new_opt_state, terms = step(params, opt_state, batch, step_key, hp, with_norms)
+                if not mask_divergence:
+                    return (new_params, new_opt_state, diverged_at), terms
+                ok = (diverged_at == 0) & jnp.isfinite(terms["loss"])
+                params, opt_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
+                                                 (new_params, new_opt_state), (params, opt_state))
+                diverged_at = jnp.where((diverged_at == 0) & ~ok, step_index + 1, diverged_at)
+                return (params, opt_state, diverged_at), terms
 
             return jax.lax.scan(one_step, carry, jnp.arange(steps_per_epoch))
 
         epochs = first_epoch + jnp.arange(n_epochs)
-        (params, opt_state), terms = jax.lax.scan(one_epoch, (params, opt_state), epochs)
-        return params, opt_state, terms
+        carry = (state["params"], state["opt_state"], state["diverged_at"])
+        (params, opt_state, diverged_at), terms = jax.lax.scan(one_epoch, carry, epochs)
+        return {"params": params, "opt_state": opt_state, "diverged_at": diverged_at}, terms
 
     return run
 
@@ -98,37 +112,36 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     """Vectorise a member program over the population and compile it.
 
     `x` is `(N, D)` shared by all members, or `(E, N, D)` when each member has its own data.
-    Returns `run(params, opt_state, keys, x, hp, first_epoch, n_epochs)`; `n_epochs` is static
+    Returns `run(state, keys, x, hp, first_epoch, n_epochs) -> (state, terms)`; `n_epochs` is static
     (a new value compiles a new program), `first_epoch` is traced (no recompilation).
 
     Large populations run in blocks of `block` members (`member_block_size`), one block after
     another inside the program: a block's parameters and optimiser state stay in cache for
     all its steps instead of streaming the whole population through memory at every step.
     """
-    batched = jax.vmap(member_program, in_axes=(0, 0, 0, None if shared_data else 0, 0, None, None))
+    batched = jax.vmap(member_program, in_axes=(0, 0, None if shared_data else 0, 0, None, None))
 
-    def vectorised(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+    def vectorised(state, keys, x, hp, first_epoch, n_epochs):
         if keys.shape[0] > 1:
-            return batched(params, opt_state, keys, x, hp, first_epoch, n_epochs)
+            return batched(state, keys, x, hp, first_epoch, n_epochs)
         # One member: call the program unbatched. Under vmap every matmul becomes a batched
         # dot of batch size 1, which XLA's CPU backend runs measurably slower (scripts/bench.py).
         one = lambda tree: jax.tree.map(lambda a: a[0], tree)
-        out = member_program(one(params), one(opt_state), keys[0], x if shared_data else x[0], one(hp),
-                             first_epoch, n_epochs)
+        out = member_program(one(state), keys[0], x if shared_data else x[0], one(hp), first_epoch, n_epochs)
         return jax.tree.map(lambda a: a[None], out)
 
-    def run(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+    def run(state, keys, x, hp, first_epoch, n_epochs):
         population = keys.shape[0]
         size = block or member_block_size(population)
         if size >= population:
-            return vectorised(params, opt_state, keys, x, hp, first_epoch, n_epochs)
+            return vectorised(state, keys, x, hp, first_epoch, n_epochs)
         blocks = lambda a: a.reshape(population // size, size, *a.shape[1:])
-        per_member = (params, opt_state, keys, hp) if shared_data else (params, opt_state, keys, hp, x)
+        per_member = (state, keys, hp) if shared_data else (state, keys, hp, x)
         stacked = jax.tree.map(blocks, per_member)
 
         def one_block(args):
-            p, o, k, h = args[:4]
-            return vectorised(p, o, k, x if shared_data else args[4], h, first_epoch, n_epochs)
+            s, k, h = args[:3]
+            return vectorised(s, k, x if shared_data else args[3], h, first_epoch, n_epochs)
 
         out = jax.lax.map(one_block, stacked)
         return jax.tree.map(lambda a: a.reshape(population, *a.shape[2:]), out)
@@ -137,7 +150,7 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     if len(devices) > 1:
         run = _shard_members(run, devices, shared_data)
     # No buffer donation: the caller keeps the pre-call state, the last good one if this call diverges.
-    return jax.jit(run, static_argnums=6)
+    return jax.jit(run, static_argnums=5)
 
 
 def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
@@ -147,33 +160,37 @@ def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
 
     mesh = Mesh(devices, ("members",))
 
-    def sharded(params, opt_state, keys, x, hp, first_epoch, n_epochs):
+    def sharded(state, keys, x, hp, first_epoch, n_epochs):
         if keys.shape[0] % len(devices):
-            return run(params, opt_state, keys, x, hp, first_epoch, n_epochs)  # uneven: one device
-        local = jax.shard_map(lambda p, o, k, xx, h, e: run(p, o, k, xx, h, e, n_epochs), mesh=mesh,
-                              in_specs=(P("members"), P("members"), P("members"),
-                                        P() if shared_data else P("members"), P("members"), P()),
+            return run(state, keys, x, hp, first_epoch, n_epochs)  # uneven: one device
+        local = jax.shard_map(lambda s, k, xx, h, e: run(s, k, xx, h, e, n_epochs), mesh=mesh,
+                              in_specs=(P("members"), P("members"), P() if shared_data else P("members"),
+                                        P("members"), P()),
                               out_specs=P("members"), check_vma=False)
-        return local(params, opt_state, keys, x, hp, first_epoch)
+        return local(state, keys, x, hp, first_epoch)
 
     return sharded
 
 
-def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array):
-    """Parameters and optimiser state for every member; `init_one(key) -> params`."""
+def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array) -> dict:
+    """The training state of every member (see the module docstring); `init_one(key) -> params`."""
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT))(keys)
     params = jax.jit(jax.vmap(init_one))(init_keys)
-    return params, jax.jit(jax.vmap(optimizer.init))(params)
+    return {"params": params, "opt_state": jax.jit(jax.vmap(optimizer.init))(params),
+            "diverged_at": jnp.zeros(keys.shape[0], jnp.int32)}
 
 
-def check_finite(losses, first_step: int) -> None:
+def check_finite(losses, first_step: int, ignore=None) -> None:
     """Raise `Diverged` at the first non-finite loss; `losses` is `(E, steps)` on the host.
+    Members where `ignore` (`(E,)` bools) is true are skipped: their divergence was masked.
 
     Steps are counted from 1, as in metrics.jsonl: step `first_step + 1` is the first of `losses`.
     """
     import numpy as np
 
     bad = ~np.isfinite(losses)
+    if ignore is not None:
+        bad &= ~np.asarray(ignore)[:, None]
     if bad.any():
         step = int(np.argmax(bad.any(axis=0)))
         member = int(np.argmax(bad[:, step]))

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import yaml
 
-from aejax.checkpoint import PopulationCheckpointer
+from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
 from aejax.config import RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
 from aejax.errors import ConfigError
@@ -88,14 +88,27 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     optimizer = make_optimizer(spec.optim, steps_per_epoch * spec.trainer.epochs)
     keys = member_keys([r["seed"] for r in rows])
     # Shapes only: the checkpoint restores into them without initialising a population.
-    params_like, opt_like = jax.eval_shape(
+    state_like = jax.eval_shape(
         lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k),
         keys)
-    params, _ = checkpoints.restore(epoch, params_like, opt_like)
-    checkpoints.close()
+    try:
+        params = checkpoints.restore(epoch, state_like)["params"]
+    except UnreadableCheckpoint as err:
+        readable = [e for e in available if e != epoch and _readable(checkpoints, e, state_like)]
+        raise ConfigError(f"{err}; readable epochs: {readable or 'none'} (pass epoch=...)") from None
+    finally:
+        checkpoints.close()
     graph = model_graph(spec.model, data.dim, data.image_shape)
     model = member_model(graph, params, member, top_k=rows[member]["model.top_k"])
     return TrainedRun(spec=spec, data=data, model=model, member=rows[member], epoch=epoch)
+
+
+def _readable(checkpoints: PopulationCheckpointer, epoch: int, state_like) -> bool:
+    try:
+        checkpoints.restore(epoch, state_like)
+        return True
+    except UnreadableCheckpoint:
+        return False
 
 
 def codes_and_baselines(run: TrainedRun) -> dict[str, tuple[np.ndarray, np.ndarray]]:

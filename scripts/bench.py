@@ -75,10 +75,10 @@ def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds,
     program = compile_population(make_member_program(make_step(make_loss(spec, graph), optimizer), n_train, batch,
                                                      norms_every=100), shared_data=not per_member_data)
     keys = member_keys(seeds)
-    params, opt_state = init_population(lambda k: init_params(spec, data_dim, None, k), optimizer, keys)
+    state = init_population(lambda k: init_params(spec, data_dim, None, k), optimizer, keys)
     hp = {k: jnp.full((len(seeds),), v, jnp.float32) for k, v in
           dict(learning_rate=1e-3, sparsity_weight=0.0, noise_level=0.0, beta=1.0, contractive_weight=0.0).items()}
-    return program, params, opt_state, keys, hp
+    return program, state, keys, hp
 
 
 def mnist_mlp(data_root: str) -> tuple[Callable, int, int]:
@@ -87,16 +87,15 @@ def mnist_mlp(data_root: str) -> tuple[Callable, int, int]:
 
     x = jnp.asarray(load_mnist(data_root, download=False)["train_images"])
     hidden = (1000, 500, 250)
-    program, params, opt, keys, hp = build(
+    program, initial, keys, hp = build(
         dict(hidden=hidden, code_size=30, activation="relu", code_activation="linear"), 784, len(x), 256, [0], False)
     sizes = [784, *hidden, 30]
     weights = 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    state = {"p": params, "o": opt}
+    state = {"now": initial}
 
     def one_epoch():
-        p, o, terms = program(state["p"], state["o"], keys, x, hp, 0, 1)
+        state["now"], terms = program(state["now"], keys, x, hp, 0, 1)
         jax.block_until_ready(terms)
-        state["p"], state["o"] = p, o
 
     return one_epoch, weights, (len(x) // 256) * 256
 
@@ -126,8 +125,8 @@ def mlp_against_peak(data_root: str, rounds: int) -> dict:
 def single_vector_population(members: int, steps: int, repeats: int) -> float:
     vectors = jax.random.normal(jax.random.key(0), (members, 1, 64))
     model = dict(hidden=(), code_size=8, activation="tanh", code_activation="tanh", output_activation="linear")
-    program, params, opt, keys, hp = build(model, 64, 1, 1, list(range(members)), True)
-    seconds = best_of(lambda: jax.block_until_ready(program(params, opt, keys, vectors, hp, 0, steps)), repeats)
+    program, initial, keys, hp = build(model, 64, 1, 1, list(range(members)), True)
+    seconds = best_of(lambda: jax.block_until_ready(program(initial, keys, vectors, hp, 0, steps)), repeats)
     return members * steps / seconds
 
 
@@ -135,11 +134,11 @@ def single_vector_loop(members: int, steps: int) -> float:
     """Baseline: the same members trained one after another, each by its own jitted call."""
     vectors = jax.random.normal(jax.random.key(0), (members, 1, 64))
     model = dict(hidden=(), code_size=8, activation="tanh", code_activation="tanh", output_activation="linear")
-    program, params, opt, keys, hp = build(model, 64, 1, 1, [0], True)
-    jax.block_until_ready(program(params, opt, keys, vectors[:1], hp, 0, steps))  # compile
+    program, initial, keys, hp = build(model, 64, 1, 1, [0], True)
+    jax.block_until_ready(program(initial, keys, vectors[:1], hp, 0, steps))  # compile
     tic = time.perf_counter()
     for m in range(members):
-        jax.block_until_ready(program(params, opt, keys, vectors[m:m + 1], hp, 0, steps))
+        jax.block_until_ready(program(initial, keys, vectors[m:m + 1], hp, 0, steps))
     return members * steps / (time.perf_counter() - tic)
 
 

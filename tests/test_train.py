@@ -52,16 +52,16 @@ def compiled_population(seeds: int):
                                                      len(data.train), 64), shared_data=True)
     rows = members(spec)
     keys = member_keys([r["seed"] for r in rows])
-    params, opt = init_population(lambda k: init_params(spec.model, data.dim, None, k), optimizer, keys)
-    return program, (params, opt, keys, jnp.asarray(data.train), hyperparameter_arrays(rows))
+    state = init_population(lambda k: init_params(spec.model, data.dim, None, k), optimizer, keys)
+    return program, (state, keys, jnp.asarray(data.train), hyperparameter_arrays(rows))
 
 
 def test_train_step_compiles_once():
-    program, (params, opt, keys, x, hp) = compiled_population(3)
-    params, opt, _ = program(params, opt, keys, x, hp, 0, 1)
+    program, (state, keys, x, hp) = compiled_population(3)
+    state, _ = program(state, keys, x, hp, 0, 1)
     assert program._cache_size() == 1
     with jax.log_compiles():  # a recompilation would also show in the log
-        params, opt, terms = program(params, opt, keys, x, hp, 1, 1)
+        state, terms = program(state, keys, x, hp, 1, 1)
     assert program._cache_size() == 1
     assert terms["loss"].shape == (3, 1, 4)
 
@@ -73,7 +73,7 @@ def test_one_member_runs_unbatched_matmuls():
         hlo = program.lower(*args, 0, 1).as_text()
         assert "dot_general" in hlo
         assert ("batching_dims" in hlo) == batched, seeds
-        assert jax.eval_shape(program, *args, 0, 1)[2]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
+        assert jax.eval_shape(program, *args, 0, 1)[1]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
 
 
 def test_chunks_divide_run_and_checkpoint_interval():

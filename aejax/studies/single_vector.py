@@ -117,22 +117,21 @@ class Trainer:
 
     def _init(self, optimizer, seeds):
         keys = member_keys(seeds)
-        params, opt = init_population(lambda k: init_params(self.model, self.dim, None, k), optimizer, keys)
-        return keys, params, opt
+        return keys, init_population(lambda k: init_params(self.model, self.dim, None, k), optimizer, keys)
 
     def train_single(self, vectors: np.ndarray, seeds: np.ndarray):
         """One member per vector, each trained on its vector alone; returns (params, mse per member)."""
-        keys, params, opt = self._init(self.single_opt, seeds)
+        keys, state = self._init(self.single_opt, seeds)
         x = jnp.asarray(vectors)[:, None, :]
-        params, _, terms = self.single(params, opt, keys, x, self._hp(len(seeds)), 0, self.spec.steps)
+        params = self.single(state, keys, x, self._hp(len(seeds)), 0, self.spec.steps)[0]["params"]
         recon = self.reconstruct(params, x)[:, 0]
         mse = np.asarray(jnp.mean((recon - x[:, 0]) ** 2, axis=-1))
         return params, mse
 
     def train_dataset(self, vectors: np.ndarray, seed: int):
-        keys, params, opt = self._init(self.dataset_opt, [seed])
+        keys, state = self._init(self.dataset_opt, [seed])
         x = jnp.asarray(vectors)
-        params, _, _ = self.dataset(params, opt, keys, x, self._hp(1), 0, self.dataset_epochs)
+        params = self.dataset(state, keys, x, self._hp(1), 0, self.dataset_epochs)[0]["params"]
         recon = self.reconstruct(params, x[None])[0]
         return params, float(jnp.mean((recon - x) ** 2))
 

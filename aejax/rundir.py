@@ -1,0 +1,296 @@
+"""The rules of a run directory: one directory holds one run.
+
+- **Lock.** A live run holds an exclusive `flock` on `<dir>/.lock` (the kernel drops it when
+  the process dies, even by kill -9); a second run on the same directory stops at once.
+- **No mixing.** A directory that already holds a run's outputs is refused unless resuming.
+- **Resume continues what ran.** The directory's `config.yaml` is the config; a command line
+  may repeat it or change only `RESUME_SAFE` settings. Any other difference is refused with
+  one line per setting, before anything is written.
+- **Provenance and status.** `provenance.json` (one entry per attempt: a resume or a SLURM
+  requeue is a new attempt) and `status.json` (running / finished / diverged / interrupted /
+  failed, and the epoch reached), both written atomically.
+- **Signals.** SIGINT, SIGTERM and SIGUSR2 become a request that the training loop honours at
+  the end of its current compiled call (`StopRequests`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import yaml
+
+from aejax import provenance
+from aejax.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "provenance.json", "status.json")  # overwritten freely while nothing was computed
+# Settings a resume may change: they do not alter what the finished parameters are.
+RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
+               "trainer.checkpoint_every", "trainer.eval_every", "logger.", "data.root", "data.download")
+_HELD: dict[Path, "RunDirectory"] = {}  # directories this process holds: a study's nested train run reuses them
+
+
+def requeued_here(path: Path) -> bool:
+    """True when this process is a SLURM requeue of the job that last ran in `path`: it then
+    resumes on its own (submitit and `scontrol requeue` rerun the same command)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    last = ((read_json(path / "provenance.json") or {}).get("slurm") or {})
+    return bool(job) and last.get("job_id") == job and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_differences(saved: dict, new: dict) -> list[str]:
+    """One line per setting that differs between the saved and the new config and that a
+    resume may not change."""
+    a, b = flatten({k: v for k, v in saved.items() if k != "hydra"}), flatten({k: v for k, v in new.items() if k != "hydra"})
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key.startswith(RESUME_SAFE) or a.get(key, "<unset>") == b.get(key, "<unset>"):
+            continue
+        lines.append(f"{key}: the run has {a.get(key, '<unset>')!r}, the command line {b.get(key, '<unset>')!r}")
+    return lines
+
+
+def describe(path: Path) -> str | None:
+    """What a directory holds: None (no computed result: at most the config and status of a run
+    that stopped before its first metrics line), 'a finished run', or 'an unfinished run at epoch N'."""
+    if (path / "summary.json").exists():
+        return "a finished run"
+    metrics = path / "metrics.jsonl"
+    if (metrics.exists() and metrics.stat().st_size) or any(p.name.isdigit() for p in (path / "checkpoints").glob("*")):
+        return f"an unfinished run at epoch {epoch_reached(path)}"
+    return None
+
+
+def epoch_reached(path: Path) -> int:
+    status = read_json(path / "status.json") or {}
+    checkpoints = [int(p.name) for p in (path / "checkpoints").glob("*") if p.name.isdigit()]
+    return max([status.get("epoch") or 0, *checkpoints])
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunDirectory:
+    """An open run directory. Use `RunDirectory.open(path, config)`, then `close()` (or `with`)."""
+
+    def __init__(self, path: Path, lock_file, config: dict, resumed: bool, overrides):
+        self.path, self._lock_file, self.config, self.resumed = path, lock_file, config, resumed
+        self.overrides = overrides
+        self.nesting = 1
+        self.started = False
+        self.provenance = read_json(path / "provenance.json") if resumed else None
+
+    @classmethod
+    def open(cls, path, config: dict, overrides: list[str] | None = None) -> "RunDirectory":
+        """Lock the directory and check that `config` may run there; writes nothing else yet
+        (`start` does, once the data has loaded)."""
+        path = Path(path).absolute()
+        if path in _HELD:  # a study's training run inside the study's own run: same run, same lock
+            _HELD[path].nesting += 1
+            return _HELD[path]
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            lock_file = open(path / ".lock", "a+")
+        except OSError as err:
+            raise ConfigError(f"hydra.run.dir={path} cannot be used as a run directory ({err.strerror})") from None
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise ConfigError(f"hydra.run.dir={path} is in use by {owner}; wait for it or pick another "
+                              "hydra.run.dir") from None
+        try:
+            config, resumed = cls._check(path, config)
+        except BaseException:
+            lock_file.close()
+            raise
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"pid {os.getpid()} on {provenance.socket.gethostname()} since {provenance.now()}\n")
+        lock_file.flush()
+        run = cls(path, lock_file, config, resumed, overrides)
+        _HELD[path] = run
+        return run
+
+    @staticmethod
+    def _check(path: Path, config: dict) -> tuple[dict, bool]:
+        """The config to run and whether it resumes; raises ConfigError before anything is written."""
+        held = describe(path)
+        resume = bool(config.get("trainer", {}).get("resume"))
+        if held is None:
+            return config, False
+        how = f"aejax-train hydra.run.dir={path} trainer.resume=true"
+        if not resume and held == "a finished run":
+            raise ConfigError(f"hydra.run.dir={path} already holds a finished run; pick another hydra.run.dir, "
+                              f"or train it longer with `{how} trainer.epochs=<more>`")
+        if not resume:
+            raise ConfigError(f"hydra.run.dir={path} already holds {held}; resume it with `{how}`, "
+                              "or pick another hydra.run.dir")
+        saved = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else None
+        if saved is None:
+            raise ConfigError(f"hydra.run.dir={path} holds outputs but no config.yaml; it cannot be resumed: "
+                              "pick another hydra.run.dir")
+        differences = resume_differences(saved, config)
+        if differences:
+            raise ConfigError("trainer.resume=true may not change these settings of the run in "
+                              f"{path} (allowed to change: {', '.join(RESUME_SAFE)}):\n" + "\n".join(differences))
+        epochs = config["trainer"]["epochs"]
+        if held == "a finished run" and epochs <= saved["trainer"]["epochs"]:
+            raise ConfigError(f"trainer.epochs={epochs} is not allowed; expected more than the "
+                              f"{saved['trainer']['epochs']} epochs the finished run in {path} already trained")
+        if epochs < epoch_reached(path):
+            raise ConfigError(f"trainer.epochs={epochs} is not allowed; expected at least the "
+                              f"{epoch_reached(path)} epochs already trained in {path}")
+        return config, True
+
+    def start(self) -> None:
+        """Write config.yaml, provenance.json and status.json: the run begins (idempotent)."""
+        if self.started:
+            return
+        self.started = True
+        attempt = provenance.collect(self.overrides)
+        record = self.provenance or {"run_id": os.urandom(4).hex(), "started": attempt["started"], "attempts": []}
+        # The latest attempt's facts at the top level; the diff only there (it can be large).
+        record.update({k: v for k, v in attempt.items() if k != "started"})
+        record["attempts"].append({**attempt, "git": {k: v for k, v in attempt["git"].items() if k != "diff"}})
+        self.provenance = record
+        if self.resumed and (self.path / "summary.json").exists():  # training longer: the old summary is stale
+            (self.path / "summary.json").rename(self.path / "summary.previous.json")
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+        self._write_provenance()
+        self.set_status("running", epoch_reached(self.path))
+
+    @property
+    def run_id(self) -> str:
+        return self.provenance["run_id"]
+
+    def record(self, **fields) -> None:
+        """Add fields to this attempt's provenance (data checksums, seeds, ...)."""
+        self.provenance["attempts"][-1].update(fields)
+        self.provenance.update(fields)
+        self._write_provenance()
+
+    def _write_provenance(self) -> None:
+        write_atomic(self.path / "provenance.json", json.dumps(self.provenance, indent=1))
+
+    def set_status(self, status: str, epoch: int, message: str | None = None) -> None:
+        write_atomic(self.path / "status.json", json.dumps({
+            "status": status, "epoch": epoch, "epochs": self.config["trainer"]["epochs"],
+            "message": message, "updated": provenance.now()}, indent=1))
+
+    def close(self, status: str | None = None, epoch: int | None = None, message: str | None = None,
+              record_failure: bool = False) -> None:
+        """Release the run; `status` (with the epoch reached) is written only by the outermost
+        holder. A run that never started writes nothing, unless `record_failure` (a multirun job
+        leaves its one-line reason in status.json for the sweep's report)."""
+        self.nesting -= 1
+        if self.nesting:
+            return
+        _HELD.pop(self.path, None)
+        try:
+            if self.started:
+                self.set_status(status or "failed", epoch_reached(self.path) if epoch is None else epoch, message)
+                self.provenance["ended"] = self.provenance["attempts"][-1]["ended"] = provenance.now()
+                self.provenance["attempts"][-1]["outcome"] = status
+                self._write_provenance()
+            elif record_failure and status != "finished":
+                self.set_status(status or "failed", 0, message)
+        finally:
+            self._lock_file.close()  # releases the flock
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+class Interrupted(BaseException):
+    """A stop asked for by a signal. Exit status 128 + the signal's number (SIGINT 130, SIGTERM 143)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopRequests:
+    """SIGINT, SIGTERM and SIGUSR2 while `catch_signals()` is active.
+
+    Inside `deferred()` (the training loop) a first signal only sets `requested`: the loop
+    checks it after each compiled call, saves a checkpoint there and raises `Interrupted`.
+    Anywhere else, or at a second signal, `Interrupted` is raised at once. `previous` keeps
+    the handlers found on entry (under submitit, its SIGUSR2 handler requeues the job).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.requested: int | None = None
+        self.deferring = False
+        self.previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.deferring and self.requested is None:
+            self.requested = signum
+            log.warning("%s received: stopping at the end of the current compiled call", name)
+            return
+        raise Interrupted(signum, f"stopped by {name} before a checkpoint could be saved")
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring = True
+        try:
+            yield self
+        finally:
+            self.deferring = False
+
+
+_ACTIVE: list[StopRequests] = []
+
+
+@contextlib.contextmanager
+def catch_signals():
+    """Install the handlers (once: nested uses share them); a no-op outside the main thread,
+    where Python cannot set signal handlers (a joblib worker thread)."""
+    if _ACTIVE:
+        yield _ACTIVE[-1]
+        return
+    stops = StopRequests()
+    if threading.current_thread() is threading.main_thread():
+        for sig in StopRequests.SIGNALS:
+            stops.previous[sig] = signal.signal(sig, stops._handle)
+    _ACTIVE.append(stops)
+    try:
+        yield stops
+    finally:
+        _ACTIVE.pop()
+        for sig, handler in stops.previous.items():
+            signal.signal(sig, handler)
