@@ -99,7 +99,7 @@ def check_noise_level(corruption: str, level: float) -> None:
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = "digits"                 # synthetic | digits | mnist
+    name: str = "digits"                 # synthetic | digits | mnist | array | images | a registered name
     root: str | None = None              # mnist: folder of IDX .gz files (or $AEJAX_DATA_ROOT)
     download: bool = True                # mnist: fetch missing files where the network allows
     train_size: int | None = None        # cap on training examples (None: all)
@@ -114,9 +114,57 @@ class DataSpec:
     noise: float = 0.05
     similarity: float = 0.9              # cosine_pairs
     seed: int = 0
+    # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
+    path: str | None = None              # array: a .npy or .npz file; images: a folder
+    inputs_key: str = "x"                # array .npz: the inputs
+    labels_key: str | None = "y"         # array .npz: the labels, used if present (null: none)
+    test_inputs_key: str | None = None   # array .npz: a test split; null: "<inputs_key>_test" if present
+    test_labels_key: str | None = None   # array .npz: null: "<labels_key>_test" if present
+    image_shape: tuple | None = None     # array of flat (N, D) inputs: [H, W] or [H, W, C]; null: vectors
+    test_fraction: float = 0.2           # array/images without a test split: the fixed share held out
+    split_shuffle: bool = True           # array/images: one fixed permutation before splitting (false: file order)
+    color: str = "grayscale"             # images: grayscale | rgb
+    image_size: Any = None               # images: resize to [H, W] (an int: square); null: all one size
+    loader: str | None = None            # "package.module:function(spec) -> Dataset", for any data.name
 
     def check(self) -> None:
-        one_of("data.name", self.name, ("synthetic", "digits", "mnist"))
+        if self.loader is None:
+            from aejax.data import loader_names  # the built-ins and aejax.data.register_loader's names
+
+            require(self.name in loader_names(), "data.name", self.name,
+                    f"one of {', '.join(loader_names())}, a name given to aejax.data.register_loader, "
+                    f"or data.loader=package.module:function")
+        else:
+            module, _, attr = str(self.loader).partition(":")
+            require(isinstance(self.loader, str) and module and attr, "data.loader", self.loader,
+                    "null or 'package.module:function'")
+        if self.name in ("array", "images") and self.loader is None:
+            kind = "a .npy or .npz file" if self.name == "array" else "a folder of image files"
+            require(isinstance(self.path, str) and self.path != "", "data.path", self.path,
+                    f"{kind} for data.name={self.name}")
+            if self.name == "array":
+                require(self.path.lower().endswith((".npy", ".npz")), "data.path", self.path, kind)
+        require(self.path is None or isinstance(self.path, str), "data.path", self.path, "null or a path")
+        require(isinstance(self.inputs_key, str) and self.inputs_key != "", "data.inputs_key", self.inputs_key,
+                "the name of an array in data.path")
+        for key in ("labels_key", "test_inputs_key", "test_labels_key"):
+            value = getattr(self, key)
+            require(value is None or (isinstance(value, str) and value != ""), f"data.{key}", value,
+                    "null or the name of an array in data.path")
+        shape = self.image_shape
+        require(shape is None or (isinstance(shape, tuple) and len(shape) in (2, 3)
+                                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)),
+                "data.image_shape", list(shape) if isinstance(shape, tuple) else shape,
+                "null, [H, W] or [H, W, C] (positive integers)")
+        require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a number in (0, 1)")
+        require(isinstance(self.split_shuffle, bool), "data.split_shuffle", self.split_shuffle, "true or false")
+        one_of("data.color", self.color, ("grayscale", "rgb"))
+        size = self.image_size
+        sizes = (size,) if isinstance(size, int) else size if isinstance(size, tuple) and len(size) == 2 else ()
+        require(size is None or (sizes and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                               for v in sizes)),
+                "data.image_size", list(size) if isinstance(size, tuple) else size,
+                "null, [H, W] or an integer (positive)")
         for key in ("train_size", "test_size"):
             value = getattr(self, key)
             require(value is None or value > 0, f"data.{key}", value, "null or an integer > 0")

@@ -1,19 +1,30 @@
-"""Datasets by name (`data.name`): synthetic, digits, mnist.
+"""Datasets by name (`data.name`): synthetic, digits, mnist, array, images, and any name
+given to `register_loader` (or loaded through `data.loader=package.module:function`).
 
 `load_dataset(spec)` returns a `Dataset` of float32 arrays `(N, D)` with fixed
 train/validation/test splits (the split never depends on a run's seed) and labels
 for probes. Image data is scaled to [0, 1].
+
+Your own data:
+
+- `data=array data.path=FILE.npz` (or `.npy`): `aejax.data.arrays`;
+- `data=images data.path=DIR` (PNG/JPEG files, optionally one sub-folder per label): `aejax.data.images`;
+- in Python, `register_loader("mydata", fn)` with `fn(spec) -> Dataset`; `from_arrays(spec, x, y, ...)`
+  builds that Dataset with the same checks, scaling, splits, caps and binarisation as `data=array`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
 from aejax.config import DataSpec
 from aejax.data.mnist import load_mnist
 from aejax.data.synthetic import cosine_pairs, manifold_points
+from aejax.errors import ConfigError
 
 SPLIT_SEED = 20260101  # fixed: the same split for every run and every seed
 
@@ -28,6 +39,8 @@ class Dataset:
     val_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     image_shape: tuple | None = None   # (H, W, C) for images
+    label_names: tuple | None = None   # label i is label_names[i] (images: the sub-folder names)
+    source: str | None = None          # the file or folder the data came from (data.path)
 
     @property
     def dim(self) -> int:
@@ -39,39 +52,6 @@ def _split_off(x, y, fraction):
     n_held = int(round(len(x) * fraction))
     cut = len(x) - n_held
     return (x[:cut], None if y is None else y[:cut]), (x[cut:], None if y is None else y[cut:])
-
-
-def _digits(spec: DataSpec):
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-
-    bunch = load_digits()
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(bunch.data))
-    x = (bunch.data[order] / 16.0).astype(np.float32)
-    y = bunch.target[order].astype(np.int32)
-    (x_trval, y_trval), (x_test, y_test) = _split_off(x, y, 0.2)
-    return x_trval, y_trval, x_test, y_test, (8, 8, 1)
-
-
-def _mnist(spec: DataSpec):
-    d = load_mnist(spec.root, spec.download)
-    return d["train_images"], d["train_labels"], d["test_images"], d["test_labels"], (28, 28, 1)
-
-
-def _synthetic(spec: DataSpec):
-    rng = np.random.default_rng(spec.seed)
-    n_test = max(1, spec.num_samples // 5)
-    if spec.generator == "manifold":
-        x = manifold_points(rng, spec.num_samples + n_test, spec.dim, spec.intrinsic_dim, spec.noise)
-        y = None
-    else:
-        n_pairs = (spec.num_samples + n_test + 1) // 2
-        v1, v2 = cosine_pairs(rng, n_pairs, spec.dim, spec.similarity)
-        x = np.stack([v1, v2], axis=1).reshape(-1, spec.dim)[: spec.num_samples + n_test]
-        y = np.repeat(np.arange(n_pairs, dtype=np.int32), 2)[: len(x)]  # label = pair index
-    return x[n_test:], None if y is None else y[n_test:], x[:n_test], None if y is None else y[:n_test], None
-
-
-LOADERS = {"digits": _digits, "mnist": _mnist, "synthetic": _synthetic}
 
 
 def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
@@ -86,9 +66,14 @@ def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
     return x
 
 
-def load_dataset(spec: DataSpec) -> Dataset:
-    x_trval, y_trval, x_test, y_test, image_shape = LOADERS[spec.name](spec)
+def finish(spec: DataSpec, x_trval, y_trval, x_test, y_test, image_shape, label_names=None,
+           source=None) -> Dataset:
+    """Training+validation and test arrays -> the Dataset: validation split from the end of the
+    training split (`data.val_fraction`), `data.train_size`/`data.test_size` caps, binarisation."""
     (x_train, y_train), (x_val, y_val) = _split_off(x_trval, y_trval, spec.val_fraction)
+    if len(x_train) == 0:
+        raise ConfigError(f"data.val_fraction={spec.val_fraction} is not allowed here; it leaves none of the "
+                          f"{len(x_trval)} training examples of data.name={spec.name} for training")
     if spec.train_size:
         x_train = x_train[: spec.train_size]
         y_train = None if y_train is None else y_train[: spec.train_size]
@@ -99,7 +84,149 @@ def load_dataset(spec: DataSpec) -> Dataset:
     # With `dynamic` the training images stay grey: every step draws its own binarisation.
     x_train, x_val, x_test = (x if spec.binarize == "dynamic" and i == 0 else binarize(x, spec.binarize, SPLIT_SEED + i)
                               for i, x in enumerate((x_train, x_val, x_test)))
-    return Dataset(spec.name, x_train, x_val, x_test, y_train, y_val, y_test, image_shape)
+    return Dataset(spec.name, x_train, x_val, x_test, y_train, y_val, y_test,
+                   None if image_shape is None else tuple(image_shape),
+                   None if label_names is None else tuple(label_names), source)
 
 
-__all__ = ["Dataset", "load_dataset", "cosine_pairs", "manifold_points", "binarize"]
+def _digits(spec: DataSpec) -> Dataset:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(bunch.data))
+    x = (bunch.data[order] / 16.0).astype(np.float32)
+    y = bunch.target[order].astype(np.int32)
+    (x_trval, y_trval), (x_test, y_test) = _split_off(x, y, 0.2)
+    return finish(spec, x_trval, y_trval, x_test, y_test, (8, 8, 1))
+
+
+def _mnist(spec: DataSpec) -> Dataset:
+    d = load_mnist(spec.root, spec.download)
+    return finish(spec, d["train_images"], d["train_labels"], d["test_images"], d["test_labels"], (28, 28, 1))
+
+
+def _synthetic(spec: DataSpec) -> Dataset:
+    rng = np.random.default_rng(spec.seed)
+    n_test = max(1, spec.num_samples // 5)
+    if spec.generator == "manifold":
+        x = manifold_points(rng, spec.num_samples + n_test, spec.dim, spec.intrinsic_dim, spec.noise)
+        y = None
+    else:
+        n_pairs = (spec.num_samples + n_test + 1) // 2
+        v1, v2 = cosine_pairs(rng, n_pairs, spec.dim, spec.similarity)
+        x = np.stack([v1, v2], axis=1).reshape(-1, spec.dim)[: spec.num_samples + n_test]
+        y = np.repeat(np.arange(n_pairs, dtype=np.int32), 2)[: len(x)]  # label = pair index
+    return finish(spec, x[n_test:], None if y is None else y[n_test:], x[:n_test],
+                  None if y is None else y[:n_test], None)
+
+
+def _array(spec: DataSpec) -> Dataset:
+    from aejax.data.arrays import load_array
+
+    return load_array(spec)
+
+
+def _images(spec: DataSpec) -> Dataset:
+    from aejax.data.images import load_images
+
+    return load_images(spec)
+
+
+BUILTIN = ("synthetic", "digits", "mnist", "array", "images")
+# name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; DataSpec's name check reads it.
+LOADERS: dict[str, Callable[[DataSpec], Dataset]] = {
+    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": _array, "images": _images}
+
+
+def register_loader(name: str, fn: Callable[[DataSpec], Dataset]) -> None:
+    """Make `data.name=<name>` load `fn(spec)`, a `Dataset` (build it with `from_arrays(spec, x, y, ...)`
+    to get the same checks, scaling, splits, caps and binarisation as `data=array`; a Dataset
+    built by hand is used as it is). Registering a name again replaces its loader; the built-in
+    names cannot be replaced. The registry lives in this process: a run, a study or `load_run`
+    in another process needs the registration again (or `data.loader=package.module:function`)."""
+    if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"register_loader: name={name!r} is not allowed; expected letters, digits, '_' or '-'")
+    if name in BUILTIN:
+        raise ValueError(f"register_loader: name={name!r} is a built-in dataset; choose another name")
+    if not callable(fn):
+        raise ValueError(f"register_loader: fn={fn!r} is not callable; expected fn(spec) -> Dataset")
+    LOADERS[name] = fn
+
+
+def loader_names() -> tuple[str, ...]:
+    """The names `data.name` accepts now: the built-ins and the registered ones."""
+    return tuple(LOADERS)
+
+
+def _import_loader(path: str) -> Callable[[DataSpec], Dataset]:
+    module, _, attr = path.partition(":")
+    try:
+        fn = importlib.import_module(module)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"data.loader={path!r} cannot be imported ({type(err).__name__}: {err}); "
+                          f"expected 'package.module:function' importable from this Python") from None
+    if not callable(fn):
+        raise ConfigError(f"data.loader={path!r} is not callable; expected a function fn(spec) -> Dataset")
+    return fn
+
+
+def _check_returned(data, where: str) -> Dataset:
+    """A registered loader's Dataset: float32 (N, D) splits of one width, finite, labels to match."""
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"{where}: its loader returned a {type(data).__name__}, which is not allowed; expected an "
+                          f"aejax.data.Dataset (build one with aejax.data.from_arrays(spec, x, y))")
+    splits = {}
+    for split in ("train", "val", "test"):
+        x = np.asarray(getattr(data, split))
+        if x.ndim != 2 or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise ConfigError(f"{where}: Dataset.{split} has shape {x.shape} and dtype {x.dtype}, which is not allowed; "
+                              f"expected a float array (N, D)")
+        x = x.astype(np.float32, copy=False)
+        if x.shape[1] != data.train.shape[-1]:
+            raise ConfigError(f"{where}: Dataset.{split} has {x.shape[1]} values per example and Dataset.train "
+                              f"{np.shape(data.train)[-1]}, which is not allowed; expected one width D for every split")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"{where}: Dataset.{split} holds NaN or infinite values, which is not allowed; "
+                              f"expected finite numbers")
+        labels = getattr(data, f"{split}_labels")
+        if labels is not None and len(labels) != len(x):
+            raise ConfigError(f"{where}: Dataset.{split}_labels has {len(labels)} entries for {len(x)} examples, which "
+                              f"is not allowed; expected one label per example")
+        splits[split] = x
+    if len(splits["train"]) == 0 or len(splits["test"]) == 0:
+        raise ConfigError(f"{where}: the Dataset has {len(splits['train'])} training and {len(splits['test'])} test "
+                          f"examples, which is not allowed; expected at least one of each")
+    if data.image_shape is not None and int(np.prod(data.image_shape)) != splits["train"].shape[1]:
+        raise ConfigError(f"{where}: Dataset.image_shape={tuple(data.image_shape)} is not allowed; expected H*W*C = "
+                          f"{splits['train'].shape[1]} (the values per example) or None")
+    return replace(data, **splits)
+
+
+def load_dataset(spec: DataSpec) -> Dataset:
+    if spec.loader:
+        return _check_returned(_import_loader(spec.loader)(spec), f"data.loader={spec.loader!r}")
+    if spec.name not in LOADERS:
+        raise ConfigError(f"data.name={spec.name!r} is not allowed; expected one of {', '.join(LOADERS)} "
+                          f"(register your own with aejax.data.register_loader, or set data.loader)")
+    data = LOADERS[spec.name](spec)
+    return data if spec.name in BUILTIN else _check_returned(data, f"data.name={spec.name!r}")
+
+
+def check_unit_interval(data: Dataset, why: str) -> None:
+    """ConfigError (one line) unless every split's values lie in [0, 1]. `why` names the setting
+    that needs them, e.g. "model.likelihood=bernoulli"."""
+    splits = [x for x in (data.train, data.val, data.test) if x.size]
+    lo, hi = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
+    if lo < 0 or hi > 1:
+        where = f"data.path={data.source!r}" if data.source else f"data.name={data.name!r}"
+        raise ConfigError(f"{where}: values from {lo:.4g} to {hi:.4g} are not allowed with {why}; expected data in "
+                          f"[0, 1] (uint8 is scaled by 1/255 but float data is taken as is: rescale it)")
+
+
+# After the definitions above: these modules import them from this package.
+from aejax.data.arrays import from_arrays  # noqa: E402
+
+__all__ = ["Dataset", "load_dataset", "cosine_pairs", "manifold_points", "binarize", "register_loader",
+           "loader_names", "from_arrays", "check_unit_interval", "finish", "SPLIT_SEED"]
