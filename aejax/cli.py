@@ -18,13 +18,16 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra import initialize_config_dir
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from aejax.paths import conf_dir
 
 # JAX probes for a TPU and logs its absence at INFO on every CPU or GPU run: not news.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = conf_dir()
 EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED = 2, 3, 1
 # `${aejax_id:}` in conf/config.yaml: a few random characters after the time, so two runs
 # started in the same second get different directories. Cached by OmegaConf per config, and
@@ -86,7 +89,22 @@ def precheck(argv: list[str]) -> None:
     multirun = args.multirun or bool(OmegaConf.select(cfg, "hydra.mode", default=None) == "MULTIRUN")
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if key in hydra_overrides:
-        check_directory(key, hydra_overrides[key])
+        check_directory(key, hydra_overrides[key], None if multirun else config, args.overrides, compose)
+
+
+def check_run_directory(path: Path, config: dict, overrides: list[str], compose) -> None:
+    """The run directory's refusals (locked, holds another run, a resume that changes the run),
+    before Hydra writes its log file there."""
+    from aejax.resume import apply_changes
+    from aejax.rundir import RunDirectory
+
+    if config["trainer"].get("resume") and (path / "config.yaml").exists():
+        import yaml
+
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            defaults = OmegaConf.to_container(compose("config", overrides=[]), resolve=True)
+        config = apply_changes(yaml.safe_load((path / "config.yaml").read_text()), config, defaults, overrides)
+    RunDirectory.check_only(path, config)
 
 
 def hydra_message(message: str) -> str:
@@ -102,9 +120,16 @@ def hydra_message(message: str) -> str:
     return "; ".join(l.strip() for l in message.splitlines() if l.strip())
 
 
-def check_directory(key: str, value: str) -> None:
+def check_directory(key: str, value: str, config: dict | None, overrides: list[str], compose) -> None:
     """The run (or sweep) directory must be creatable: one line now rather than Hydra's traceback."""
+    from aejax.errors import ConfigError
+
     path = Path(value).absolute()
+    if config is not None:
+        try:
+            check_run_directory(path, config, overrides, compose)
+        except ConfigError as err:
+            fail(str(err), EXIT_CONFIG)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -121,7 +146,7 @@ def _task(cfg: DictConfig) -> None:
     from aejax.config import parse_run
     from aejax.errors import ConfigError, Diverged
     from aejax.resume import command_line_config
-    from aejax.rundir import Interrupted, RunDirectory, catch_signals
+    from aejax.rundir import Interrupted, RunDirectory, catch_signals, record_failure
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -150,6 +175,8 @@ def _task(cfg: DictConfig) -> None:
             finally:
                 run_dir.close(status, message=message, record_failure=multirun)
         except ConfigError as err:
+            if multirun:
+                record_failure(workdir, str(err), list(hc.overrides.task))
             return job_failed(multirun, str(err), EXIT_CONFIG)
         except Diverged as err:
             message = f"{err}; last good checkpoint kept in {workdir / 'checkpoints'}"

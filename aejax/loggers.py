@@ -188,6 +188,20 @@ class NoLogger:
     def finish(self, exit_code=0): pass
 
 
+def _teardown_quietly() -> None:
+    """Stop wandb's service now, so its exit hook does not print a traceback for a dead one."""
+    import contextlib
+    import io
+
+    try:
+        import wandb
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            wandb.teardown()
+    except BaseException:  # noqa: BLE001 - best effort: the warning above has said what matters
+        pass
+
+
 class FailSafe:
     """Any exception of the wrapped logger becomes one warning; after it, logging is off.
     A run's outcome and its local files never depend on W&B (a killed wandb-core, a full
@@ -204,6 +218,7 @@ class FailSafe:
             log.warning("W&B failed to %s (%s: %s); W&B logging is off for this run, local files go on",
                         what, type(err).__name__, first[:200])
             self.logger = NoLogger()
+            _teardown_quietly()
             return NoLogger()
 
     def log(self, rows): self._call("log", self.logger.log, rows)

@@ -56,6 +56,21 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
+def data_checksums(paths: dict) -> dict:
+    """{name: {"path", "sha256"}} for files; a folder's digest covers every file's relative path and bytes."""
+    out = {}
+    for name, path in paths.items():
+        path = Path(path)
+        if path.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                digest.update(str(file.relative_to(path)).encode() + b"\0" + (file_sha256(file) or "").encode())
+            out[name] = {"path": str(path), "sha256": digest.hexdigest()}
+        else:
+            out[name] = {"path": str(path), "sha256": file_sha256(path)}
+    return out
+
+
 def versions() -> dict:
     out = {"python": platform.python_version(), "aejax": _version("aejax")}
     out.update({name: _version(name) for name in PACKAGES})
@@ -88,8 +103,8 @@ def devices() -> dict:
     return {"platform": found[0].platform, "kind": found[0].device_kind, "count": len(found)}
 
 
-def collect(overrides: list[str] | None = None, data_files: dict | None = None) -> dict:
-    """Everything above for this attempt. `data_files` maps a name to a path whose SHA-256 is recorded."""
+def collect(overrides: list[str] | None = None) -> dict:
+    """Everything above for this attempt (the run adds its data checksums and seeds)."""
     return {
         "git": git_state(),
         "uv_lock_sha256": file_sha256(SOURCE_ROOT / "uv.lock"),
@@ -100,7 +115,6 @@ def collect(overrides: list[str] | None = None, data_files: dict | None = None) 
         "slurm": slurm_ids(),
         "argv": list(sys.argv),
         "overrides": list(overrides or []),
-        "data_files": {name: {"path": str(path), "sha256": file_sha256(path)} for name, path in (data_files or {}).items()},
         "started": now(),
         "ended": None,
     }

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from aejax import figures
+from aejax import figures, provenance
 from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
@@ -95,7 +95,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
 
     run_dir = RunDirectory.open(workdir, config)
     run_dir.start()
-    run_dir.record(seeds=[r["seed"] for r in rows], data_files=data_files(spec.data))
+    run_dir.record(seeds=[r["seed"] for r in rows], data_files=provenance.data_checksums(data_files(spec.data)))
     with catch_signals() as stops:
         try:
             summary, state = _train_and_evaluate(spec, run_dir, data, rows, keys, program, state, steps_per_epoch,
@@ -242,12 +242,18 @@ def data_files(spec) -> dict:
 
     if spec.name == "mnist":
         root = Path(spec.root or os.environ.get("AEJAX_DATA_ROOT", ""))
-        return {name: root / name for name in FILES if (root / name).exists()}
+        return {name: str(root / name) for name in FILES if (root / name).exists()}
     path = getattr(spec, "path", None)
-    return {"data": Path(path)} if path and Path(path).is_file() else {}
+    return {"data": str(path)} if path and Path(path).exists() else {}
 
 
 def check_data_fits(spec: RunSpec, data: Dataset) -> None:
+    from aejax.data import check_unit_interval
+
+    if spec.model.family == "vae" and spec.model.likelihood == "bernoulli":
+        check_unit_interval(data, "model.likelihood=bernoulli")
+    elif spec.model.reconstruction_loss == "cross_entropy":
+        check_unit_interval(data, "model.reconstruction_loss=cross_entropy")
     if spec.trainer.batch_size > len(data.train):
         raise ConfigError(f"trainer.batch_size={spec.trainer.batch_size} is not allowed; expected at most "
                           f"the {len(data.train)} training examples of data.name={spec.data.name}")

@@ -46,6 +46,17 @@ def requeued_here(path: Path) -> bool:
     return bool(job) and last.get("job_id") == job and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
+def record_failure(path: Path, message: str, overrides: list[str]) -> None:
+    """A multirun job that failed before its run began leaves its reason (and its sweep point)
+    in status.json, for the sweep's report and `aejax-collect`; never over another run's files."""
+    path = Path(path)
+    if describe(path) is not None or (path / "config.yaml").exists():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    write_atomic(path / "status.json", json.dumps({"status": "failed", "epoch": 0, "epochs": None, "message": message,
+                                                   "overrides": overrides, "updated": provenance.now()}, indent=1))
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -141,6 +152,22 @@ class RunDirectory:
         run = cls(path, lock_file, config, resumed, overrides)
         _HELD[path] = run
         return run
+
+    @classmethod
+    def check_only(cls, path, config: dict) -> None:
+        """`open`'s refusals without writing anything (not even the lock file): the CLI calls it
+        before Hydra creates its log file in the directory."""
+        path = Path(path).absolute()
+        if (path / ".lock").exists():
+            with open(path / ".lock") as lock_file:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    owner = lock_file.read().strip() or "another process"
+                    raise ConfigError(f"hydra.run.dir={path} is in use by {owner}; wait for it or pick another "
+                                      "hydra.run.dir") from None
+        if path.is_dir():
+            cls._check(path, config)
 
     @staticmethod
     def _check(path: Path, config: dict) -> tuple[dict, bool]:

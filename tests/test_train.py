@@ -105,7 +105,7 @@ def test_resume_replays_the_same_randomness(tmp_path):
 
 def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
     with pytest.raises(Diverged) as info:
-        run(tmp_path, "nan", ["optim=sgd", "population.seeds=[0]",
+        run(tmp_path, "nan", ["optim=sgd", "population.seeds=[0]", "trainer.on_divergence=stop",
                               "+population.grid.optim.learning_rate=[0.01,1e9]",
                               "trainer.epochs=4", "trainer.checkpoint_every=2", "model.output_activation=linear"])
     assert info.value.member == 1 and "member 1" in str(info.value)

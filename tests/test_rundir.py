@@ -1,0 +1,284 @@
+"""A run directory holds one run: lock, no mixing, resume from its own config, masked
+divergence, checkpoints that fail to read, signals, and W&B that cannot cost a result."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from aejax.errors import ConfigError
+from aejax.run import train_and_evaluate
+from conftest import TINY, compose
+
+EXE = Path(sys.executable).parent / "aejax-train"
+
+
+def aejax_train(args, cwd, **kwargs):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    return subprocess.run([str(EXE), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env,
+                          stdin=subprocess.DEVNULL, **kwargs)
+
+
+def error_lines(result) -> list[str]:
+    return [l for l in result.stderr.splitlines() if l.strip()]
+
+
+def snapshot(run: Path) -> dict:
+    """Every file of a run dir with its bytes (what must not change when a command is refused)."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished TINY run with checkpoints at epochs 1 and 2."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    train_and_evaluate(compose(TINY + ["trainer.checkpoint_every=1"]), run)
+    return run
+
+
+def test_a_finished_dir_is_not_reused_and_not_touched(finished, tmp_path):
+    before = snapshot(finished)
+    result = aejax_train([*TINY, "optim.learning_rate=0.01", "trainer.checkpoint_every=1",
+                          f"hydra.run.dir={finished}"], tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result)
+    assert line.startswith("aejax-train: error: ") and "already holds a finished run" in line
+    assert str(finished) in line and "trainer.resume=true" in line
+    assert snapshot(finished) == before
+
+
+def test_resume_refuses_changed_settings_one_line_each_and_writes_nothing(finished, tmp_path):
+    before = snapshot(finished)
+    result = aejax_train([*TINY, "trainer.checkpoint_every=1", "trainer.resume=true", "trainer.epochs=3",
+                          "optim.learning_rate=0.01", "model.activation=tanh", f"hydra.run.dir={finished}"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result)
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("aejax-train: error: trainer.resume=true may not change")
+    assert lines[1:] == ["model.activation: the run has 'relu', the command line 'tanh'",
+                         "optim.learning_rate: the run has 0.001, the command line 0.01"]
+    assert snapshot(finished) == before
+
+
+def test_resume_takes_the_saved_config_not_todays_defaults():
+    from aejax.resume import apply_changes
+
+    defaults = compose([])
+    saved = compose(["trainer.epochs=300", "model.code_size=8", "optim.learning_rate=0.01"])
+    # `hydra.run.dir=D trainer.resume=true`: the command line changes nothing but resume.
+    same = apply_changes(saved, compose(["trainer.resume=true"]), defaults, ["trainer.resume=true"])
+    assert same["trainer"]["epochs"] == 300 and same["model"]["code_size"] == 8 and same["trainer"]["resume"]
+    longer = apply_changes(saved, compose(["trainer.epochs=400"]), defaults, ["trainer.epochs=400"])
+    assert longer["trainer"]["epochs"] == 400 and longer["optim"]["learning_rate"] == 0.01
+    # Naming a setting counts even when it equals aejax's default: the run had another value.
+    back = apply_changes(saved, compose(["model.code_size=32"]), defaults, ["model.code_size=32"])
+    assert back["model"]["code_size"] == 32
+    # A group choice sets the whole section.
+    vae = apply_changes(saved, compose(["model=vae"]), defaults, ["model=vae"])
+    assert vae["model"]["family"] == "vae"
+
+
+def test_lock_refuses_a_second_run_and_vanishes_with_kill_9(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from aejax.rundir import RunDirectory; from conftest import compose, TINY\n"
+        f"RunDirectory.open({str(run)!r}, compose(TINY)); print('held', flush=True); sys.stdin.read()")],
+        cwd=Path(__file__).parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"hydra.run.dir={run} is in use by pid {holder.pid}"):
+            train_and_evaluate(compose(TINY), run)
+    finally:
+        holder.kill()  # SIGKILL: no clean-up code runs, the kernel drops the flock
+        holder.wait()
+    summary = train_and_evaluate(compose(TINY), run)
+    assert summary["status"] == "finished"
+
+
+def test_default_run_dirs_differ_within_one_second():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    import aejax.cli  # registers the aejax_id resolver  # noqa: F401
+    from conftest import REPO
+
+    dirs = []
+    for _ in range(3):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            cfg = hydra_compose("config", return_hydra_config=True)
+            dirs.append(OmegaConf.select(cfg, "hydra.run.dir"))
+    assert len(set(dirs)) == 3, dirs
+    assert all(d.startswith("outputs/default/20") for d in dirs)
+
+
+def test_a_diverging_member_is_masked_and_the_others_are_bitwise_unchanged(tmp_path):
+    common = ["optim=sgd", "model.output_activation=linear", "trainer.epochs=4", "trainer.checkpoint_every=2"]
+    with_bad, bad_params = train_and_evaluate(
+        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,1.0e9,0.03]"]), tmp_path / "bad",
+        return_params=True)
+    without, good_params = train_and_evaluate(
+        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,0.03]"]), tmp_path / "good",
+        return_params=True)
+    diverged = with_bad["members"][1]
+    assert diverged["status"] == "diverged" and diverged["diverged_at_step"] >= 1
+    assert all(v is None for v in diverged["test"].values())
+    assert with_bad["diverged_members"] == 1
+    for healthy, same in ((0, 0), (2, 1)):
+        assert with_bad["members"][healthy]["status"] == "finished"
+        assert with_bad["members"][healthy]["test"] == without["members"][same]["test"]
+        for a, b in zip(jax_leaves(bad_params, healthy), jax_leaves(good_params, same)):
+            np.testing.assert_array_equal(a, b)
+    assert np.isfinite(np.concatenate([a.ravel() for a in jax_leaves(bad_params, 1)])).all()  # frozen, finite
+    steps = {l["step"] for l in map(json.loads, (tmp_path / "bad" / "metrics.jsonl").read_text().splitlines())
+             if l["member"] == 1}
+    assert all(step < diverged["diverged_at_step"] for step in steps)  # nothing logged for it after it diverged
+
+
+def jax_leaves(params, member):
+    import jax
+
+    return [np.asarray(a[member]) for a in jax.tree.leaves(params)]
+
+
+def test_a_masked_divergence_exits_0_with_one_line_and_stop_exits_3(tmp_path):
+    args = [*TINY, "optim=sgd", "model.output_activation=linear", "+population.grid.optim.learning_rate=[0.01,1.0e9]"]
+    masked = aejax_train([*args, f"hydra.run.dir={tmp_path}/mask"], tmp_path)
+    assert masked.returncode == 0, masked.stderr
+    assert "2 member(s) trained; 1 diverged" in masked.stdout
+    stopped = aejax_train([*args, "trainer.on_divergence=stop", f"hydra.run.dir={tmp_path}/stop"], tmp_path)
+    assert stopped.returncode == 3 and "member 1" in stopped.stderr
+    assert json.loads((tmp_path / "stop" / "status.json").read_text())["status"] == "diverged"
+    assert not (tmp_path / "stop" / "summary.json").exists()
+
+
+def truncate_an_array_file(checkpoint: Path) -> None:
+    files = [p for p in checkpoint.rglob("*") if p.is_file() and p.stat().st_size > 200 and "d/" in str(p)]
+    files = files or [p for p in checkpoint.rglob("*") if p.is_file() and p.stat().st_size > 200]
+    for f in files:
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+
+
+def test_an_unreadable_checkpoint_is_named_and_resume_falls_back_to_the_one_before(tmp_path, caplog):
+    from aejax.trained import load_run
+
+    config = compose(TINY + ["trainer.epochs=4", "trainer.checkpoint_every=1"])
+    full, full_params = train_and_evaluate(config, tmp_path / "full", return_params=True)
+    run = tmp_path / "run"
+    train_and_evaluate(config, run)
+    (run / "summary.json").unlink()  # as if it had been killed after saving epoch 4
+    truncate_an_array_file(run / "checkpoints" / "4")
+    with pytest.raises(ConfigError) as info:
+        load_run(run)
+    message = str(info.value)
+    assert "\n" not in message and f"checkpoint {run / 'checkpoints' / '4'} cannot be read" in message
+    assert "readable epochs: [2, 3]" in message
+    resumed, resumed_params = train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, run,
+                                                 return_params=True)
+    assert any("checkpoints/4 cannot be read" in r.getMessage() for r in caplog.records)
+    assert resumed["members"][0]["test"] == full["members"][0]["test"]
+    for a, b in zip(jax_leaves(full_params, 0), jax_leaves(resumed_params, 0)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_torn_last_metrics_line_is_dropped_at_resume(tmp_path, caplog):
+    config = compose(TINY + ["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.log_every=1"])
+    run = tmp_path / "run"
+    train_and_evaluate(config, run)
+    import shutil
+
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "4")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    expected = [json.loads(l)["step"] for l in lines]
+    torn = len(lines) - 2  # killed while writing a line after the epoch-2 checkpoint
+    (run / "metrics.jsonl").write_text("\n".join(lines[:torn]) + "\n" + lines[torn][:20])
+    train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, run)
+    assert any("torn last line" in r.getMessage() for r in caplog.records)
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == expected  # each step once, the torn one rewritten by the resumed run
+
+
+# One compiled call per epoch, several calls: a signal sent after the first lands inside the loop.
+SLOW = ["data=digits", "trainer.batch_size=128", "model.hidden=[1024,1024]", "trainer.epochs=8",
+        "trainer.checkpoint_every=1", "logger=none", "trainer.progress=off"]
+
+
+def wait_for_epoch(run: Path, epoch: int, process, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+        if status.get("epoch", 0) >= epoch:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"run never reached epoch {epoch}")
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp_path):
+    from aejax.checkpoint import PopulationCheckpointer
+
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen([str(EXE), *SLOW, f"hydra.run.dir={run}"], cwd=tmp_path, env=env, text=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_epoch(run, 1, process)  # inside the loop: the first compiled call is done
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == status, err
+    state = json.loads((run / "status.json").read_text())
+    assert state["status"] == "interrupted" and 1 <= state["epoch"] < 8
+    line = [l for l in err.splitlines() if l.startswith("aejax-train:")]
+    assert len(line) == 1 and f"stopped at epoch {state['epoch']} of 8 (checkpoint saved)" in line[0], err
+    assert "Traceback" not in err
+    assert (run / "checkpoints" / str(state["epoch"])).is_dir()
+    if sig == signal.SIGINT:
+        return  # the resume below is the same for both signals
+    resumed = aejax_train([f"hydra.run.dir={run}", "trainer.resume=true"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    full = tmp_path / "full"
+    assert aejax_train([*SLOW, f"hydra.run.dir={full}"], tmp_path).returncode == 0
+    a, b = (PopulationCheckpointer(r / "checkpoints") for r in (run, full))
+    import jax
+
+    for x, y in zip(*(jax.tree.leaves(c.manager.restore(8)) for c in (a, b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert json.loads((run / "summary.json").read_text())["members"][0]["test"] == \
+        json.loads((full / "summary.json").read_text())["members"][0]["test"]
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) == [json.loads(l)["step"] for l in (full / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_wandb_failing_to_start_costs_nothing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "wandb").write_text("a file where W&B wants a folder")
+    result = aejax_train([*TINY[:-2], "logger=wandb", f"hydra.run.dir={run}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [l for l in result.stderr.splitlines() if "W&B failed" in l]
+    assert len(warnings) == 1 and "Traceback" not in result.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_online_wandb_without_a_key_exits_2_at_once_even_on_a_terminal(tmp_path):
+    command = " ".join([str(EXE), *TINY[:-2], "logger=wandb", "logger.mode=online", f"hydra.run.dir={tmp_path}/run"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc
+    tic = time.perf_counter()
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env=env, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - tic
+    assert result.returncode == 2, result.stdout
+    lines = [l for l in result.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1 and "logger.mode=online needs W&B credentials" in lines[0] and "wandb login" in lines[0]
+    assert seconds < 5  # measured well under 2 s alone; CI shares two cores with the suite
+    assert not (tmp_path / "run").exists()
