@@ -57,9 +57,10 @@ class ModelSpec:
         one_of("model.family", self.family, ("autoencoder", "vae"))
         one_of("model.architecture", self.architecture, ("mlp", "conv"))
         require(self.code_size > 0, "model.code_size", self.code_size, "an integer > 0")
-        require(all(h > 0 for h in self.hidden), "model.hidden", list(self.hidden), "positive layer sizes")
-        require(len(self.channels) > 0 and all(c > 0 for c in self.channels), "model.channels",
-                list(self.channels), "a non-empty list of positive channel counts")
+        require(all(_is_int(h) and h > 0 for h in self.hidden), "model.hidden", list(self.hidden),
+                "a list of positive integers (layer sizes)")
+        require(len(self.channels) > 0 and all(_is_int(c) and c > 0 for c in self.channels), "model.channels",
+                list(self.channels), "a non-empty list of positive integers (channel counts)")
         for name in ("activation", "code_activation", "output_activation"):
             one_of(f"model.{name}", getattr(self, name), ACTIVATIONS)
         one_of("model.reconstruction_loss", self.reconstruction_loss, ("squared_error", "cross_entropy"))
@@ -204,8 +205,9 @@ class TrainerSpec:
     batch_size: int = 128
     log_every: int = 10                  # steps between metrics.jsonl lines
     checkpoint_every: int = 0            # epochs between checkpoints; 0: only at the end
-    resume: bool = False                 # continue from the latest checkpoint in the run dir
+    resume: bool = False                 # continue the run saved in the run dir (its config.yaml)
     progress: str = "auto"               # auto (only on a terminal) | on | off
+    on_divergence: str = "auto"          # mask | stop | auto (mask for populations, stop for one member)
 
     def check(self) -> None:
         require(self.epochs > 0, "trainer.epochs", self.epochs, "an integer > 0")
@@ -214,6 +216,7 @@ class TrainerSpec:
         require(self.checkpoint_every >= 0, "trainer.checkpoint_every", self.checkpoint_every,
                 "an integer >= 0")
         one_of("trainer.progress", self.progress, ("auto", "on", "off"))
+        one_of("trainer.on_divergence", self.on_divergence, ("auto", "mask", "stop"))
 
 
 @dataclass(frozen=True)
@@ -238,8 +241,6 @@ class PopulationSpec:
     grid: dict = field(default_factory=dict)   # flat {"model.beta": (0.5, 1.0), ...}
 
     def check(self) -> None:
-        require(len(self.seeds) > 0 and len(set(self.seeds)) == len(self.seeds), "population.seeds",
-                list(self.seeds), "a non-empty list of distinct integers")
         for key, values in self.grid.items():
             one_of("population.grid key", key, MEMBER_HYPERPARAMETERS)
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
@@ -262,28 +263,70 @@ def parse_section(section: str, cls, raw: dict | None):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            raise ConfigError(f"{section}.{key} is not a setting; allowed: {', '.join(fields)}")
-    values = {}
-    for key, value in raw.items():
-        default = fields[key].default if fields[key].default is not dataclasses.MISSING else None
-        values[key] = _coerce(f"{section}.{key}", value, default)
+            raise ConfigError(f"{section}.{key} is not a setting; allowed {section}.* keys: {', '.join(fields)}")
+    values = {key: _coerce(f"{section}.{key}", value, str(fields[key].type)) for key, value in raw.items()}
     spec = cls(**values)
     spec.check()
     return spec
 
 
-def _coerce(setting: str, value, default):
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(default, bool) or value is None or isinstance(value, dict):
-        return value
-    if isinstance(default, int) and not isinstance(value, bool):
-        require(isinstance(value, int), setting, value, "an integer")
-    if isinstance(default, float):
-        require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-                setting, value, "a finite number")
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coerce(setting: str, value, annotation: str):
+    """Check `value` against the field's annotation ("int | None", "bool", "tuple", ...): YAML
+    and Hydra hand over strings for typos (`no`, `abc`), so every type is checked here, once."""
+    kinds = [t.strip() for t in annotation.split("|")]
+    nullable = "None" in kinds
+    kind = kinds[0]
+    if value is None:
+        require(nullable or kind == "Any", setting, value, f"a value ({_KIND_WORDS.get(kind, kind)}), not null")
+        return None
+    also = " or null" if nullable else ""
+    if kind == "bool":
+        require(isinstance(value, bool), setting, value, f"true or false{also}")
+    elif kind == "int":
+        require(_is_int(value), setting, value, f"an integer{also}")
+    elif kind == "float":
+        require(_is_number(value), setting, value, f"a finite number{also}")
         return float(value)
+    elif kind == "str":
+        require(isinstance(value, str), setting, value, f"a string{also}")
+    elif kind == "tuple":
+        require(isinstance(value, (list, tuple)), setting, value, f"a list{also}")
+        return tuple(value)
+    elif kind == "dict":
+        require(isinstance(value, dict), setting, value, f"a mapping{also}")
+    elif isinstance(value, list):
+        return tuple(value)
     return value
+
+
+_KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "tuple": "a list"}
+SECTIONS = ("model", "data", "optim", "trainer", "logger", "population")
+
+
+def section_keys(section: str) -> list[str]:
+    """The settings of one config section, for error messages that list what is allowed."""
+    cls = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
+           "logger": LoggerSpec, "population": PopulationSpec}[section]
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _seeds(value) -> list:
+    """`population.seeds`: an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers."""
+    allowed = "an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers >= 0"
+    if _is_int(value):
+        require(value > 0, "population.seeds", value, allowed)
+        return list(range(value))
+    require(isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) and v >= 0 for v in value)
+            and len(set(value)) == len(value), "population.seeds", value, allowed)
+    return list(value)
 
 
 @dataclass(frozen=True)
@@ -304,8 +347,9 @@ def parse_run(cfg: dict) -> RunSpec:
         if key not in known:
             raise ConfigError(f"{key} is not a setting; allowed: {', '.join(sorted(known - {'hydra'}))}")
     pop = dict(cfg.get("population") or {})
-    seeds = pop.get("seeds", [0])
-    pop["seeds"] = list(range(seeds)) if isinstance(seeds, int) else seeds
+    pop["seeds"] = _seeds(pop.get("seeds", [0]))
+    require(isinstance(pop.get("grid") or {}, dict), "population.grid", pop.get("grid"),
+            "a mapping such as {model: {noise_level: [0.1, 0.3]}}")
     pop["grid"] = {k: tuple(v) if isinstance(v, (list, tuple)) else (v,)
                    for k, v in _flatten(pop.get("grid") or {}).items()}
     from aejax.tasks import TASKS
@@ -330,9 +374,29 @@ def parse_run(cfg: dict) -> RunSpec:
                     "topk when population.grid varies model.top_k")
         for v in values:
             if integer:
-                require(isinstance(v, int) and not isinstance(v, bool), f"population.grid.{key}", v, "integers")
+                require(_is_int(v), f"population.grid.{key}", v, "integers")
+            require(_is_number(v), f"population.grid.{key}", v, "a list of finite numbers")
             try:
                 dataclasses.replace(base, **{attr: v if integer else float(v)}).check()
             except ConfigError as err:
                 raise ConfigError(f"population.grid.{err}") from None
+    check_combinations(spec)
     return spec
+
+
+def check_combinations(spec: RunSpec) -> None:
+    """Refuse settings that would do nothing with the rest of the config (and would still be
+    recorded in summary.json as if they had)."""
+    m, grid = spec.model, spec.population.grid
+    largest = lambda key: max([float(getattr(m, key.split(".")[1])), *grid.get(key, ())])
+    if m.family == "vae":
+        require(m.sparsity == "none", "model.sparsity", m.sparsity,
+                "none for model.family=vae (sparsity penalties are for the deterministic autoencoder family)")
+    else:
+        require(m.beta == 1.0 and "model.beta" not in grid, "model.beta", m.beta,
+                "1.0 unless model.family=vae (beta weights the VAE's KL term)")
+    if m.sparsity != "topk":
+        require(m.top_k == 0, "model.top_k", m.top_k, "0 unless model.sparsity=topk")
+    if m.sparsity not in ("l1", "kl"):
+        require(largest("model.sparsity_weight") == 0, "model.sparsity_weight", m.sparsity_weight,
+                f"0 with model.sparsity={m.sparsity} (the weight applies to model.sparsity=l1 or kl)")
