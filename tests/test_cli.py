@@ -10,24 +10,116 @@ import pytest
 
 from conftest import REPO, TINY
 
+# Every bad command line the pre-check must stop: one line naming the setting and what is
+# allowed, exit 2, nothing created. Checked in-process (a second each would add minutes).
 BAD_INPUTS = {
     "model.code_size=0": "model.code_size=0",
-    "model.foo=1": "model.foo is not a setting",
-    "+model.foo=1": "model.foo is not a setting",
+    "model.code_size=2.5": "model.code_size=2.5 is not allowed; expected an integer",
+    "model.foo=1": "model.foo is not a setting; allowed model.* keys: family, architecture, hidden",
+    "+model.foo=1": "model.foo is not a setting; allowed model.* keys: family",
+    "model.nope=1": "model.nope is not a setting; allowed model.* keys: family",
+    "foo=1": "foo is not a setting; allowed top-level keys: model, data, optim, trainer, logger, population",
+    "+foo=1": "foo is not a setting; allowed: data, logger",
     "model.noise_level=-0.5": "model.noise_level=-0.5",
     "model.corruption=mask model.noise_level=1.5": "model.noise_level=1.5",
     "model=sparse model.sparsity=kl model.code_activation=sigmoid model.sparsity_target=1.2": "model.sparsity_target=1.2",
     "model=sparse model.sparsity=kl": "model.code_activation='relu'",
-    "trainer.batch_size=5000": "trainer.batch_size=5000",
-    "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
     "model=nonexistent": "Could not find 'model/nonexistent'",
+    "experiment=nope": "Could not find 'experiment/nope'",
+    "task=nope": "task='nope' is not allowed; expected one of train",
     "+population.grid.model.code_size=[2,4]": "population.grid key='model.code_size'",
     "+population.grid.model.noise_level=[0.1,-1]": "population.grid.model.noise_level=-1.0",
     "+population.grid.model.top_k=[5,10]": "model.sparsity='none' is not allowed; expected topk",
     "model=sparse model.sparsity=topk model.top_k=5 +population.grid.model.top_k=[5,2.5]":
         "population.grid.model.top_k=2.5 is not allowed; expected integers",
-    "experiment=mnist_sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
+    "+population.grid.optim.learning_rate=[abc,0.01]": "population.grid.optim.learning_rate='abc' is not allowed",
+    "+population.grid.model.beta=[0.5,2.0]": "model.beta=1.0 is not allowed; expected 1.0 unless model.family=vae",
+    # Booleans are true or false, nothing else.
+    "model.tied_weights=no": "model.tied_weights='no' is not allowed; expected true or false",
+    "trainer.resume=maybe": "trainer.resume='maybe' is not allowed; expected true or false",
+    "data.download=yes": "data.download='yes' is not allowed; expected true or false",
+    # Integers reject fractions and strings; numbers reject strings.
+    "trainer.epochs=1.5": "trainer.epochs=1.5 is not allowed; expected an integer",
+    "trainer.epochs=abc": "trainer.epochs='abc' is not allowed; expected an integer",
+    "trainer.batch_size=0": "trainer.batch_size=0",
+    "data.train_size=abc": "data.train_size='abc' is not allowed; expected an integer or null",
+    "optim.clip_norm=abc": "optim.clip_norm='abc' is not allowed; expected a finite number or null",
+    "optim.learning_rate=abc": "optim.learning_rate='abc' is not allowed; expected a finite number",
+    "optim.learning_rate=-1": "optim.learning_rate=-1.0",
+    "model.hidden=abc": "model.hidden='abc' is not allowed; expected a list",
+    "model.hidden=5": "model.hidden=5 is not allowed; expected a list",
+    "model.hidden=[256,abc]": "model.hidden=[256, 'abc'] is not allowed; expected a list of positive integers",
+    "population.seeds=abc": "population.seeds='abc' is not allowed; expected an integer n > 0",
+    "population.seeds=[0.5]": "population.seeds=[0.5] is not allowed; expected an integer n > 0",
+    "population.seeds=0": "population.seeds=0 is not allowed",
+    "population.seeds=-2": "population.seeds=-2 is not allowed",
+    "population.seeds=[1,1]": "population.seeds=[1, 1] is not allowed",
+    # Choices name every allowed value.
+    "model.activation=foo": "model.activation='foo' is not allowed; expected one of relu, tanh",
+    "trainer.on_divergence=maybe": "trainer.on_divergence='maybe' is not allowed; expected one of auto, mask, stop",
+    "trainer.progress=maybe": "trainer.progress='maybe' is not allowed; expected one of auto, on, off",
+    "logger.mode=foo": "logger.mode='foo' is not allowed; expected one of offline, online, disabled",
+    "data.binarize=maybe": "data.binarize='maybe' is not allowed",
+    "data.val_fraction=1.5": "data.val_fraction=1.5",
+    "optim.name=lion": "optim.name='lion' is not allowed; expected one of adam",
+    # Combinations that would do nothing, while summary.json would record them.
+    "model=vae model.sparsity=topk model.top_k=4": "model.sparsity='topk' is not allowed; expected none for model.family=vae",
+    "model=vae model.sparsity=l1": "model.sparsity='l1' is not allowed; expected none for model.family=vae",
+    "model.top_k=4": "model.top_k=4 is not allowed; expected 0 unless model.sparsity=topk",
+    "model.sparsity_weight=0.1": "model.sparsity_weight=0.1 is not allowed; expected 0 with model.sparsity=none",
+    "model.beta=4": "model.beta=4.0 is not allowed; expected 1.0 unless model.family=vae",
+    "model=vae model.tied_weights=true": "model.tied_weights=True is not allowed; expected false for model.family=vae",
+    "model.reconstruction_loss=cross_entropy model.output_activation=linear":
+        "model.output_activation='linear' is not allowed; expected sigmoid",
+    # Run directories Hydra could not create.
+    "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
 }
+
+
+@pytest.mark.parametrize("args", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(args, tmp_path, capsys, monkeypatch):
+    from aejax.cli import precheck
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = [] if "hydra.run.dir" in args else [f"hydra.run.dir={tmp_path}/run"]
+    with pytest.raises(SystemExit) as exit_:
+        precheck([*args.split(), "logger=none", *run_dir])
+    assert exit_.value.code == 2
+    errors = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(errors) == 1 and errors[0].startswith("aejax-train: error: "), errors
+    assert BAD_INPUTS[args] in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_dir_under_a_regular_file_is_one_line(tmp_path, capsys):
+    from aejax.cli import precheck
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        precheck(["logger=none", f"hydra.run.dir={tmp_path}/file/run"])
+    assert exit_.value.code == 2
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert f"hydra.run.dir={tmp_path}/file/run cannot be created" in line
+
+
+# Bad inputs found only when the run loads its data: same rules, through the console script.
+TASK_BAD_INPUTS = {
+    "trainer.batch_size=5000": "trainer.batch_size=5000",
+    "experiment=mnist_sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
+    "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
+}
+
+
+@pytest.mark.parametrize("args", TASK_BAD_INPUTS)
+def test_bad_input_is_one_line_and_writes_no_result(args, tmp_path):
+    result = aejax_train([*args.split(), "logger=none", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert result.returncode == 2
+    errors = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(errors) == 1 and errors[0].startswith("aejax-train: error: "), result.stderr
+    assert TASK_BAD_INPUTS[args] in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    # Only Hydra's log and the (released) lock file: no config.yaml, status or result.
+    assert not [p for p in (tmp_path / "run").rglob("*") if not p.name.endswith(".log") and p.name != ".lock"]
 
 
 def aejax_train(args, cwd, env=None):
@@ -35,17 +127,6 @@ def aejax_train(args, cwd, env=None):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}, **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=env, stdin=subprocess.DEVNULL)
-
-
-@pytest.mark.parametrize("args", BAD_INPUTS)
-def test_bad_input_is_one_line_and_writes_no_result(args, tmp_path):
-    result = aejax_train([*args.split(), "logger=none", f"hydra.run.dir={tmp_path}/run"], tmp_path)
-    assert result.returncode == 2
-    errors = [l for l in result.stderr.splitlines() if l.strip()]
-    assert len(errors) == 1 and errors[0].startswith("aejax-train: error: "), result.stderr
-    assert BAD_INPUTS[args] in errors[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    assert not list(tmp_path.rglob("summary.json"))
 
 
 def test_corrupted_mnist_file_names_file_and_checksum(tmp_path, mnist_root):
