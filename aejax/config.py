@@ -239,8 +239,17 @@ class LoggerSpec:
 class PopulationSpec:
     seeds: tuple = (0,)
     grid: dict = field(default_factory=dict)   # flat {"model.beta": (0.5, 1.0), ...}
+    shards: int = 1                            # split the members over this many jobs (a job array)
+    shard: int = 0                             # which of them this job trains
 
     def check(self) -> None:
+        # At least 2 members a shard: XLA compiles a batch of one differently, and a shard's
+        # members must stay bitwise those of the whole population.
+        size = len(self.seeds) * math.prod(len(v) for v in self.grid.values())
+        require(self.shards == 1 or 2 <= self.shards <= size // 2, "population.shards", self.shards,
+                f"1, or an integer in [2, {size // 2}] (at least 2 of the population's {size} members a shard)")
+        require(0 <= self.shard < self.shards, "population.shard", self.shard,
+                f"an integer in [0, population.shards - 1 = {self.shards - 1}]")
         for key, values in self.grid.items():
             one_of("population.grid key", key, MEMBER_HYPERPARAMETERS)
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")

@@ -34,8 +34,18 @@ HYPERPARAMETER_SOURCES = {
 }
 
 
+def shard_range(population: int, shards: int, shard: int) -> range:
+    """Members of one shard: contiguous, as even as can be (`numpy.array_split`'s rule)."""
+    size, extra = divmod(population, shards)
+    start = shard * size + min(shard, extra)
+    return range(start, start + size + (shard < extra))
+
+
 def members(spec: RunSpec) -> list[dict]:
-    """One dict per member: {"member", "seed", and every hyperparameter by its setting name}."""
+    """One dict per member: {"member", "seed", and every hyperparameter by its setting name}.
+
+    With `population.shards=N`, only shard `population.shard`'s members, numbered as in the
+    whole population: each keeps the seed and hyperparameters it has unsharded."""
     defaults = {setting: float(getattr(getattr(spec, setting.split(".")[0]), setting.split(".")[1]))
                 for setting in HYPERPARAMETER_SOURCES.values()}
     grid = spec.population.grid
@@ -46,7 +56,8 @@ def members(spec: RunSpec) -> list[dict]:
             row = {"member": len(rows), "seed": int(seed), **defaults}
             row.update({k: float(v) for k, v in zip(keys, values)})
             rows.append(row)
-    return rows
+    pop = spec.population
+    return [rows[i] for i in shard_range(len(rows), pop.shards, pop.shard)] if pop.shards > 1 else rows
 
 
 def hyperparameter_arrays(rows: list[dict]) -> dict:

@@ -101,8 +101,14 @@ def population_members(config: dict) -> list[dict]:
     seeds = pop.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     grid = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in _flatten(pop.get("grid") or {}).items()}
-    return [{"member": i, "seed": int(seed), "hyperparameters": dict(zip(grid, map(float, values)))}
+    rows = [{"member": i, "seed": int(seed), "hyperparameters": dict(zip(grid, map(float, values)))}
             for i, (seed, values) in enumerate(itertools.product(seeds, itertools.product(*grid.values())))]
+    shards, shard = int(pop.get("shards", 1)), int(pop.get("shard", 0))
+    if shards > 1:  # aejax.population.shard_range's rule
+        size, extra = divmod(len(rows), shards)
+        start = shard * size + min(shard, extra)
+        rows = rows[start:start + size + (shard < extra)]
+    return rows
 
 
 def read_run(run: Path) -> list[dict]:
@@ -114,7 +120,7 @@ def read_run(run: Path) -> list[dict]:
     if config:
         settings = _settings(_flatten(config))
     else:  # a job that failed before writing its config: its command-line overrides, if recorded
-        pairs = [str(o).lstrip("+~").partition("=") for o in prov.get("overrides") or []]
+        pairs = [str(o).lstrip("+~").partition("=") for o in prov.get("overrides") or status.get("overrides") or []]
         settings = _settings({k: yaml.load(v, _Loader) for k, _, v in pairs if v and not k.startswith("hydra")})
     slurm, git = prov.get("slurm") or {}, prov.get("git") or {}
     common = {"name": (summary or {}).get("name") or config.get("name"),

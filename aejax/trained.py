@@ -73,8 +73,11 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
         config["data"]["root"] = data_root
     spec = parse_run(config)
     rows = members(spec)
-    if not 0 <= member < len(rows):
-        raise ConfigError(f"member={member} is not allowed; expected 0 to {len(rows) - 1} (members in this run: {len(rows)})")
+    numbers = [r["member"] for r in rows]  # a shard's members keep their numbers in the whole population
+    if member not in numbers:
+        raise ConfigError(f"member={member} is not allowed; expected one of {numbers[0]} to {numbers[-1]} "
+                          f"(members in this run: {len(rows)})")
+    index = numbers.index(member)
     checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
     available = sorted(checkpoints.manager.all_steps()) if checkpoints else []
     if not available:
@@ -99,8 +102,8 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     finally:
         checkpoints.close()
     graph = model_graph(spec.model, data.dim, data.image_shape)
-    model = member_model(graph, params, member, top_k=rows[member]["model.top_k"])
-    return TrainedRun(spec=spec, data=data, model=model, member=rows[member], epoch=epoch)
+    model = member_model(graph, params, index, top_k=rows[index]["model.top_k"])
+    return TrainedRun(spec=spec, data=data, model=model, member=rows[index], epoch=epoch)
 
 
 def _readable(checkpoints: PopulationCheckpointer, epoch: int, state_like) -> bool:

@@ -54,6 +54,9 @@ BAD_INPUTS = {
     "population.seeds=0": "population.seeds=0 is not allowed",
     "population.seeds=-2": "population.seeds=-2 is not allowed",
     "population.seeds=[1,1]": "population.seeds=[1, 1] is not allowed",
+    "population.seeds=4 population.shards=3": "population.shards=3 is not allowed; expected 1, or an integer in [2, 2]",
+    "population.seeds=4 population.shards=2 population.shard=2": "population.shard=2 is not allowed",
+    "population.shards=1.5": "population.shards=1.5 is not allowed; expected an integer",
     # Choices name every allowed value.
     "model.activation=foo": "model.activation='foo' is not allowed; expected one of relu, tanh",
     "trainer.on_divergence=maybe": "trainer.on_divergence='maybe' is not allowed; expected one of auto, mask, stop",

@@ -111,3 +111,21 @@ def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
     assert info.value.member == 1 and "member 1" in str(info.value)
     assert not (tmp_path / "nan" / "summary.json").exists()
     assert any((tmp_path / "nan" / "checkpoints").iterdir())
+
+
+def test_shards_together_are_bitwise_the_unsharded_population(tmp_path):
+    grid = ["population.seeds=[0,1]", "+population.grid.optim.learning_rate=[0.001,0.003,0.01]"]  # 6 members
+    whole, whole_params = train_and_evaluate(compose(TINY + grid), tmp_path / "whole", return_params=True)
+    members, leaves = [], []
+    for shard in range(2):  # 3 members each
+        summary, params = train_and_evaluate(compose(TINY + grid + ["population.shards=2", f"population.shard={shard}"]),
+                                             tmp_path / f"shard{shard}", return_params=True)
+        members += summary["members"]
+        leaves += [[np.asarray(a[i]) for a in jax.tree.leaves(params)] for i in range(summary["num_members"])]
+    assert [m["member"] for m in members] == [0, 1, 2, 3, 4, 5]
+    for mine, theirs in zip(members, whole["members"]):
+        assert (mine["seed"], mine["hyperparameters"]) == (theirs["seed"], theirs["hyperparameters"])
+        assert mine["test"] == theirs["test"]
+    for m, member_leaves in enumerate(leaves):
+        for a, b in zip(member_leaves, jax.tree.leaves(whole_params)):
+            np.testing.assert_array_equal(a, np.asarray(b[m]))
