@@ -206,7 +206,8 @@ class TrainerSpec:
     log_every: int = 10                  # steps between metrics.jsonl lines
     checkpoint_every: int = 0            # epochs between checkpoints; 0: only at the end
     resume: bool = False                 # continue the run saved in the run dir (its config.yaml)
-    progress: str = "auto"               # auto (only on a terminal) | on | off
+    progress: str = "auto"               # auto: a bar on a terminal, log lines otherwise | on (bar) | log | off
+    progress_interval_s: float = 30.0    # seconds between progress log lines (no terminal)
     on_divergence: str = "auto"          # mask | stop | auto (mask for populations, stop for one member)
 
     def check(self) -> None:
@@ -215,7 +216,8 @@ class TrainerSpec:
         require(self.log_every > 0, "trainer.log_every", self.log_every, "an integer > 0")
         require(self.checkpoint_every >= 0, "trainer.checkpoint_every", self.checkpoint_every,
                 "an integer >= 0")
-        one_of("trainer.progress", self.progress, ("auto", "on", "off"))
+        one_of("trainer.progress", self.progress, ("auto", "on", "log", "off"))
+        require(self.progress_interval_s > 0, "trainer.progress_interval_s", self.progress_interval_s, "seconds > 0")
         one_of("trainer.on_divergence", self.on_divergence, ("auto", "mask", "stop"))
 
 

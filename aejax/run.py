@@ -128,7 +128,8 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                          provenance=run_dir.provenance)
     x_train = jnp.asarray(data.train)
     per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every)
-    progress = Progress(total_steps, spec.trainer.progress)
+    progress = Progress(total_steps, spec.trainer.progress, spec.trainer.progress_interval_s, spec.trainer.epochs,
+                        first_step=start_epoch * steps_per_epoch)
     started = time.perf_counter()
     diverged_at = np.asarray(state["diverged_at"])
     epoch = start_epoch
@@ -157,8 +158,9 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                     checkpoints.save(done, state)
                 run_dir.set_status("running", done)
                 healthy = diverged_at == 0
-                progress.update(done * steps_per_epoch, float(terms["loss"][healthy, -1].mean()) if healthy.any()
-                                else float("nan"), spec.trainer.batch_size * len(rows) / seconds_per_step)
+                progress.update(done * steps_per_epoch, done, float(terms["loss"][healthy, -1].mean())
+                                if healthy.any() else float("nan"),
+                                spec.trainer.batch_size * len(rows) / seconds_per_step)
                 if stops.requested is not None:
                     save_unless_saved(checkpoints, done, state)
                     raise Interrupted(stops.requested, f"stopped at epoch {done} of {spec.trainer.epochs} "

@@ -60,7 +60,8 @@ BAD_INPUTS = {
     # Choices name every allowed value.
     "model.activation=foo": "model.activation='foo' is not allowed; expected one of relu, tanh",
     "trainer.on_divergence=maybe": "trainer.on_divergence='maybe' is not allowed; expected one of auto, mask, stop",
-    "trainer.progress=maybe": "trainer.progress='maybe' is not allowed; expected one of auto, on, off",
+    "trainer.progress=maybe": "trainer.progress='maybe' is not allowed; expected one of auto, on, log, off",
+    "trainer.progress_interval_s=0": "trainer.progress_interval_s=0.0 is not allowed; expected seconds > 0",
     "logger.mode=foo": "logger.mode='foo' is not allowed; expected one of offline, online, disabled",
     "data.binarize=maybe": "data.binarize='maybe' is not allowed",
     "data.val_fraction=1.5": "data.val_fraction=1.5",
@@ -198,3 +199,16 @@ def test_multirun_jobs_share_a_wandb_group(tmp_path):
         run = next(r.run for r in read_records(path) if r.WhichOneof("record_type") == "run")
         groups.append(run.run_group)
     assert len(groups) == 2 and groups[0] == groups[1] == "default-sweep"
+
+
+def test_progress_is_logged_in_steady_lines_without_a_terminal(tmp_path):
+    """A SLURM job's .out is not a terminal: progress comes as log lines (and into Hydra's log file)."""
+    args = [a for a in TINY if not a.startswith("trainer.progress")]
+    result = aejax_train([*args, "trainer.epochs=4", "trainer.checkpoint_every=1", "trainer.progress_interval_s=0.001",
+                          f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [l for l in (result.stdout + result.stderr).splitlines() if "[aejax.progress]" in l]
+    assert [l.split("epoch ")[1].split()[0] for l in lines] == ["1/4", "2/4", "3/4", "4/4"], lines
+    assert all("loss " in l and "samples/s" in l and "ETA " in l for l in lines)
+    assert "\r" not in result.stderr  # no bar redraws in a file
+    assert lines[-1].split("] - ")[1] in (tmp_path / "run" / "cli.log").read_text()
