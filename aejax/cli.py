@@ -124,10 +124,15 @@ def check_directory(key: str, value: str, config: dict | None, overrides: list[s
     """The run (or sweep) directory must be creatable: one line now rather than Hydra's traceback."""
     from aejax.errors import ConfigError
 
+    from aejax.rundir import AlreadyFinished
+
     path = Path(value).absolute()
     if config is not None:
         try:
             check_run_directory(path, config, overrides, compose)
+        except AlreadyFinished as err:
+            print(f"aejax-train: {err}")
+            sys.exit(0)
         except ConfigError as err:
             fail(str(err), EXIT_CONFIG)
     try:
@@ -146,7 +151,7 @@ def _task(cfg: DictConfig) -> None:
     from aejax.config import parse_run
     from aejax.errors import ConfigError, Diverged
     from aejax.resume import command_line_config
-    from aejax.rundir import Interrupted, RunDirectory, catch_signals, record_failure
+    from aejax.rundir import AlreadyFinished, Interrupted, RunDirectory, catch_signals, record_failure
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -174,6 +179,9 @@ def _task(cfg: DictConfig) -> None:
                 raise
             finally:
                 run_dir.close(status, message=message, record_failure=multirun)
+        except AlreadyFinished as err:
+            logging.getLogger("aejax").info(str(err))
+            return None
         except ConfigError as err:
             if multirun:
                 record_failure(workdir, str(err), list(hc.overrides.task))

@@ -101,7 +101,7 @@ def member_config(config: dict, member: dict) -> dict:
             section, attr = key.split(".")
             out[section][attr] = int(value) if key == "model.top_k" else value
     out["seed"] = member["seed"]
-    out["population"] = {"seeds": [member["seed"]], "grid": {}, "member": member["member"]}
+    out["member"] = member
     return out
 
 
@@ -113,6 +113,13 @@ def member_run_name(name: str, member: dict, varied: list[str]) -> str:
     """`<name>-noise0.3-s1`: the values that tell this member apart, and its seed."""
     parts = [f"{SHORT_NAMES[k]}{member[k]:g}" for k in varied if k in SHORT_NAMES]
     return "-".join([name, *parts, f"s{member['seed']}"])
+
+
+def job_label(overrides: list[str]) -> str:
+    """`code_size=8,lr=0.01` from a multirun job's overrides: what tells its W&B runs apart from
+    the other jobs' (hydra.*, logger.* and trainer.resume say nothing about the model)."""
+    keep = [o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(("hydra", "logger", "trainer.resume"))]
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, _, v in (o.partition("=") for o in keep))
 
 
 class WandbLogger:
@@ -131,6 +138,8 @@ class WandbLogger:
         common = dict(project=spec.project, entity=spec.entity, group=spec.group or name, dir=str(run_dir),
                       mode=wandb_mode(spec), reinit="create_new", settings=wandb_settings(), resume="allow")
         varied = varied_settings(members)
+        if spec.group and (provenance or {}).get("overrides"):  # a multirun job: say which
+            name = f"{name}-{job_label(provenance['overrides'])}".rstrip("-")
         if self.per_member:
             self.runs = [wandb.init(id=f"{run_id}-m{m['member']}", name=member_run_name(name, m, varied),
                                     job_type="member", config=member_config(config, m), **common) for m in members]
@@ -154,16 +163,16 @@ class WandbLogger:
     def summarize(self, summaries: list[dict], figures: dict[str, Path]) -> None:
         """Summaries go to every member's run; the run's figures are logged to each member's
         run under `figures/` (W&B's Media panel), so a user finds them on any member."""
-        images = {f"figures/{k}": self.wandb.Image(str(p)) for k, p in figures.items()}
+        images = lambda: {f"figures/{k}": self.wandb.Image(str(p)) for k, p in figures.items()}  # one set a run
         if self.per_member:
             for run, summary in zip(self.runs, summaries):
                 run.summary.update(_flat(summary))
-                run.log(images)
+                run.log(images())
         else:
             rows = [_flat(s) for s in summaries]
             columns = list(rows[0])
             table = self.wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
-            self.runs[0].log({"members": table, **images})
+            self.runs[0].log({"members": table, **images()})
             self.runs[0].summary.update({f"mean/{k}": float(np.mean([r[k] for r in rows]))
                                          for k in columns if isinstance(rows[0][k], (int, float))})
 

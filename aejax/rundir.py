@@ -109,6 +109,11 @@ def read_json(path: Path):
         return None
 
 
+class AlreadyFinished(Exception):
+    """A resume of a run that finished with the same config: nothing to do (exit 0). This makes
+    a relaunched sweep with trainer.resume=true skip its finished jobs and finish the rest."""
+
+
 class RunDirectory:
     """An open run directory. Use `RunDirectory.open(path, config)`, then `close()` (or `with`)."""
 
@@ -192,8 +197,11 @@ class RunDirectory:
             raise ConfigError("trainer.resume=true may not change these settings of the run in "
                               f"{path} (allowed to change: {', '.join(RESUME_SAFE)}):\n" + "\n".join(differences))
         epochs = config["trainer"]["epochs"]
-        if held == "a finished run" and epochs <= saved["trainer"]["epochs"]:
-            raise ConfigError(f"trainer.epochs={epochs} is not allowed; expected more than the "
+        if held == "a finished run" and epochs == saved["trainer"]["epochs"]:
+            raise AlreadyFinished(f"{path} already holds this run, finished: nothing to do "
+                                  f"(trainer.epochs=<more than {epochs}> trains it longer)")
+        if held == "a finished run" and epochs < saved["trainer"]["epochs"]:
+            raise ConfigError(f"trainer.epochs={epochs} is not allowed; expected at least the "
                               f"{saved['trainer']['epochs']} epochs the finished run in {path} already trained")
         if epochs < epoch_reached(path):
             raise ConfigError(f"trainer.epochs={epochs} is not allowed; expected at least the "

@@ -21,7 +21,7 @@ def metrics_by_member(run_dir):
     return out
 
 
-def test_offline_run_files_match_metrics_jsonl(tmp_path, monkeypatch):
+def test_offline_run_files_match_metrics_jsonl(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     config = compose([o for o in TINY if o != "logger=none"] + [
@@ -43,6 +43,7 @@ def test_offline_run_files_match_metrics_jsonl(tmp_path, monkeypatch):
             assert a["train/sse"] == pytest.approx(b["train/sse"], rel=1e-6)
         assert member["model.noise_level"] in (0.0, 0.3)
     assert seen == {0, 1, 2, 3}
+    assert not [r for r in caplog.records if "W&B failed" in r.getMessage()]
 
 
 def test_large_population_logs_one_run_with_a_members_table(tmp_path, monkeypatch):
@@ -59,3 +60,42 @@ def test_large_population_logs_one_run_with_a_members_table(tmp_path, monkeypatc
     table = [r for r in rows if "members/_type" in r]
     assert table and table[0]["members/_type"] == "table-file" and table[0]["members/nrows"] == 3
     assert run_config(path)["population_size"] == 3
+
+
+def run_record(path):
+    from aejax.wandb_records import read_records
+
+    return next(r.run for r in read_records(path) if r.WhichOneof("record_type") == "run")
+
+
+def test_each_member_run_carries_its_own_settings_name_and_provenance(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    config = compose([o for o in TINY if o != "logger=none"] + [
+        "logger=wandb", "population.seeds=[0,1]", "+population.grid.model.noise_level=[0.1,0.3]"])
+    train_and_evaluate(config, tmp_path)
+    names = set()
+    for path in wandb_files(tmp_path):
+        logged = run_config(path)
+        member = logged["member"]
+        # The usual keys hold the member's own values (W&B's sweep and parallel-coordinates views read them).
+        assert logged["model"]["noise_level"] == member["model.noise_level"]
+        assert logged["seed"] == member["seed"]
+        assert logged["provenance"]["git"]["commit"] and logged["provenance"]["hostname"]
+        names.add(run_record(path).display_name)
+    assert names == {"default-noise0.1-s0", "default-noise0.3-s0", "default-noise0.1-s1", "default-noise0.3-s1"}
+    figures = [r for p in wandb_files(tmp_path) for r in history_rows(p) if "figures/reconstructions/_type" in r]
+    assert len(figures) == 4  # every member's run has the figures, under figures/ (its Media panels)
+
+
+def test_a_resumed_run_continues_the_same_wandb_runs(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    config = compose([o for o in TINY if o != "logger=none"] + ["logger=wandb", "trainer.checkpoint_every=1"])
+    train_and_evaluate(config, tmp_path)
+    first = run_record(wandb_files(tmp_path)[0]).run_id
+    (tmp_path / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if stopped after epoch 1
+    train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, tmp_path)
+    ids = [run_record(p).run_id for p in wandb_files(tmp_path)]
+    assert len(ids) == 2 and ids[0] == ids[1] == first
