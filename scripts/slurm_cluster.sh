@@ -182,17 +182,40 @@ EOF
 
 stop() {
     export PATH=$PATH:/usr/sbin
-    [[ -f $conf ]] && SLURM_CONF=$conf timeout 10 scontrol shutdown >/dev/null 2>&1 || true
-    local name pidfile
+    # the daemons' pids, read before they exit (slurmctld and slurmd remove their pid files)
+    local name pid
+    local -A pids=()
     for name in slurmd slurmctld slurmdbd mariadbd munged; do
-        pidfile=$base/run/$name.pid
-        pid_alive "$pidfile" || continue
-        local pid
-        pid=$(cat "$pidfile")
-        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-        if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-        if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+        pid=$(cat "$base/run/$name.pid" 2>/dev/null || true)
+        [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && pids[$name]=$pid
+    done
+    if [[ -f $conf && -n ${pids[slurmctld]:-} ]]; then
+        # end the jobs first, or their slurmstepd outlive slurmd
+        export SLURM_CONF=$conf
+        local jobs
+        jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u || true)
+        if [[ -n $jobs ]]; then
+            # shellcheck disable=SC2086
+            timeout 10 scancel $jobs 2>/dev/null || true
+            for _ in $(seq 60); do [[ -z $(timeout 10 squeue -h -o %A 2>/dev/null || true) ]] && break; sleep 0.5; done
+        fi
+        timeout 10 scontrol shutdown >/dev/null 2>&1 || true
+    fi
+    for name in slurmd slurmctld slurmdbd mariadbd munged; do
+        pid=${pids[$name]:-}
+        [[ -n $pid ]] || continue
+        if [[ $name == slurmd || $name == slurmctld ]]; then  # scontrol shutdown asked them to stop
+            for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        fi
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    # a job step that outlived its slurmd: this cluster's slurmstepd, found by the SLURM_CONF in its environment
+    local proc
+    for proc in /proc/[0-9]*; do
+        [[ $(cat "$proc/comm" 2>/dev/null) == slurmstepd ]] || continue
+        tr '\0' '\n' <"$proc/environ" 2>/dev/null | grep -qx "SLURM_CONF=$conf" && kill -9 "${proc#/proc/}" 2>/dev/null || true
     done
     say "stopped the cluster in $base"
 }
