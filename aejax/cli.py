@@ -61,8 +61,8 @@ def precheck(argv: list[str]) -> None:
     from aejax.loggers import check_wandb_login
 
     args = hydra_arguments(argv)
-    if args is None or args.shell_completion or args.help or args.hydra_help or args.config_dir:
-        return  # Hydra's own business (with -cd the search path is not ours to rebuild)
+    if args is None or args.shell_completion or args.help or args.hydra_help:
+        return  # Hydra's own business
     config_dir = str(Path(args.config_path).absolute()) if args.config_path else CONF_DIR
     config_name = args.config_name or "config"
     try:
@@ -74,6 +74,8 @@ def precheck(argv: list[str]) -> None:
                 hydra_overrides[o.get_key_element()] = value
             else:
                 first.append(f"{o.get_key_element()}={value}")
+        if args.config_dir:  # -cd: an extra config folder, searched like Hydra searches it
+            first.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             cfg = compose(config_name, overrides=first)
         config = OmegaConf.to_container(cfg, resolve=True)

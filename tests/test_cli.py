@@ -211,4 +211,23 @@ def test_progress_is_logged_in_steady_lines_without_a_terminal(tmp_path):
     assert [l.split("epoch ")[1].split()[0] for l in lines] == ["1/4", "2/4", "3/4", "4/4"], lines
     assert all("loss " in l and "samples/s" in l and "ETA " in l for l in lines)
     assert "\r" not in result.stderr  # no bar redraws in a file
-    assert lines[-1].split("] - ")[1] in (tmp_path / "run" / "cli.log").read_text()
+    assert lines[-1].split("] - ")[1] in (tmp_path / "run" / "aejax-train.log").read_text()
+
+
+def test_hydras_own_flags_work_through_the_console_script(tmp_path):
+    """--help, --cfg/-c, --info, -sc, -cn/-cp/-cd behave as in any Hydra app; overrides are still pre-checked."""
+    extra = tmp_path / "extra" / "model"
+    extra.mkdir(parents=True)
+    (extra / "tiny5.yaml").write_text("defaults:\n  - autoencoder\n  - _self_\ncode_size: 5\n")
+    cases = {
+        "--help": "== Configuration groups ==", "--cfg job": "code_size: 32", "-c job": "code_size: 32",
+        "--cfg hydra": "hydra:", "--cfg all": "hydra:", "--info": "Hydra 1.3", "--info defaults": "Defaults List",
+        "-sc install=bash": "complete", f"-cn config -cp {REPO / 'conf'} -c job": "code_size: 32",
+        f"-cd {tmp_path / 'extra'} model=tiny5 -c job": "code_size: 5", "--cfg job model.code_size=7": "code_size: 7",
+    }  # --multirun: test_multirun_jobs_share_a_wandb_group
+    for args, expected in cases.items():
+        result = aejax_train(args.split(), tmp_path)
+        assert result.returncode == 0 and expected in result.stdout, (args, result.stderr[-500:])
+        assert not list(tmp_path.glob("outputs")), args  # printing runs nothing
+    bad = aejax_train(["--cfg", "job", "model.nope=1"], tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
