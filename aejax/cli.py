@@ -54,6 +54,7 @@ def precheck(argv: list[str]) -> None:
     """Compose and check the config once before Hydra runs, so a bad setting is one line and
     nothing is written. A sweep (`a=1,2`) is checked with its first value; each job checks its own."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from aejax.config import parse_run
@@ -77,8 +78,9 @@ def precheck(argv: list[str]) -> None:
         if args.config_dir:  # -cd: an extra config folder, searched like Hydra searches it
             first.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            cfg = compose(config_name, overrides=first)
-        config = OmegaConf.to_container(cfg, resolve=True)
+            cfg = compose(config_name, overrides=first, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # `${hydra:...}` in the config (the default name) resolves
+        config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     except Exception as err:  # Hydra's messages span several lines: make them one
         fail(hydra_message(str(err)), EXIT_CONFIG)
     if args.cfg or args.info:
@@ -88,7 +90,7 @@ def precheck(argv: list[str]) -> None:
         check_wandb_login(parse_run(config).logger)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)
-    multirun = args.multirun or bool(OmegaConf.select(cfg, "hydra.mode", default=None) == "MULTIRUN")
+    multirun = args.multirun or str(OmegaConf.select(cfg, "hydra.mode", default=None)) == "RunMode.MULTIRUN"
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if key in hydra_overrides:
         check_directory(key, hydra_overrides[key], None if multirun else config, args.overrides, compose)
@@ -222,7 +224,6 @@ def report(summary: dict, workdir: Path) -> None:
     if healthy:
         line += f"; best test mse {min(healthy):.5f}"
     log.info(f"{line}; outputs in {workdir}")
-    print(f"{line}; outputs in {workdir}")
 
 
 class SweepReport(Callback):

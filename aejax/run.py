@@ -95,6 +95,9 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
 
     run_dir = RunDirectory.open(workdir, config)
     run_dir.start()
+    devices = jax.devices()
+    log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(rows), len(devices),
+             devices[0].platform, devices[0].device_kind, run_dir.path)
     run_dir.record(seeds=[r["seed"] for r in rows], data_files=provenance.data_checksums(data_files(spec.data)))
     with catch_signals() as stops:
         try:
@@ -132,40 +135,39 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                         first_step=start_epoch * steps_per_epoch)
     started = time.perf_counter()
     diverged_at = np.asarray(state["diverged_at"])
-    epoch = start_epoch
     try:
-        with stops.deferred():
-            for epoch in range(start_epoch, spec.trainer.epochs, per_call):
-                tic = time.perf_counter()
-                new_state, terms = program(state, keys, x_train, hp, epoch, per_call)
-                # Host copy: the one device-host sync per call.
-                terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
-                seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
-                first_step = epoch * steps_per_epoch
-                try:
-                    check_finite(terms["loss"], first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
-                except Diverged:
-                    save_unless_saved(checkpoints, epoch, state)  # the last good state
-                    raise
-                state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
-                for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
-                                           spec.trainer.batch_size * len(rows)):
-                    step_rows = [r for r in step_rows if not 0 < diverged_at[r["member"]] <= r["step"]]
-                    metrics.write(step_rows)
-                    logger.log(step_rows)
-                done = epoch + per_call
-                if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
-                    checkpoints.save(done, state)
-                run_dir.set_status("running", done)
-                healthy = diverged_at == 0
-                progress.update(done * steps_per_epoch, done, float(terms["loss"][healthy, -1].mean())
-                                if healthy.any() else float("nan"),
-                                spec.trainer.batch_size * len(rows) / seconds_per_step)
-                if stops.requested is not None:
-                    save_unless_saved(checkpoints, done, state)
-                    raise Interrupted(stops.requested, f"stopped at epoch {done} of {spec.trainer.epochs} "
-                                      f"(checkpoint saved); resume with: aejax-train hydra.run.dir={workdir} "
-                                      "trainer.resume=true")
+        # The loop honours stop requests (signals) after each compiled call.
+        for epoch in range(start_epoch, spec.trainer.epochs, per_call):
+            tic = time.perf_counter()
+            new_state, terms = program(state, keys, x_train, hp, epoch, per_call)
+            # Host copy: the one device-host sync per call.
+            terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
+            seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
+            first_step = epoch * steps_per_epoch
+            try:
+                check_finite(terms["loss"], first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
+            except Diverged:
+                save_unless_saved(checkpoints, epoch, state)  # the last good state
+                raise
+            state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
+            for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
+                                       spec.trainer.batch_size * len(rows)):
+                step_rows = [r for r in step_rows if not 0 < diverged_at[r["member"]] <= r["step"]]
+                metrics.write(step_rows)
+                logger.log(step_rows)
+            done = epoch + per_call
+            if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
+                checkpoints.save(done, state)
+            run_dir.set_status("running", done)
+            healthy = diverged_at == 0
+            progress.update(done * steps_per_epoch, done, float(terms["loss"][healthy, -1].mean())
+                            if healthy.any() else float("nan"),
+                            spec.trainer.batch_size * len(rows) / seconds_per_step)
+            if stops.requested is not None and done < spec.trainer.epochs:
+                save_unless_saved(checkpoints, done, state)
+                raise Interrupted(stops.requested, f"stopped at epoch {done} of {spec.trainer.epochs} "
+                                  f"(checkpoint saved); resume with: aejax-train hydra.run.dir={workdir} "
+                                  "trainer.resume=true")
         progress.close()
         metrics.close()
         train_seconds = time.perf_counter() - started  # includes the one compilation
@@ -238,13 +240,11 @@ def one_line(err: BaseException) -> str:
 
 def data_files(spec) -> dict:
     """Files whose SHA-256 provenance records (MNIST's IDX files; user files when they exist)."""
-    import os
-
-    from aejax.data.mnist import FILES
+    from aejax.data.mnist import FILES, resolve_root
 
     if spec.name == "mnist":
-        root = Path(spec.root or os.environ.get("AEJAX_DATA_ROOT", ""))
-        return {name: str(root / name) for name in FILES if (root / name).exists()}
+        root = resolve_root(spec.root)
+        return {name: str(root / name) for name, _ in FILES.values() if (root / name).exists()}
     path = getattr(spec, "path", None)
     return {"data": str(path)} if path and Path(path).exists() else {}
 

@@ -278,34 +278,27 @@ class Interrupted(BaseException):
 class StopRequests:
     """SIGINT, SIGTERM and SIGUSR2 while `catch_signals()` is active.
 
-    Inside `deferred()` (the training loop) a first signal only sets `requested`: the loop
-    checks it after each compiled call, saves a checkpoint there and raises `Interrupted`.
-    Anywhere else, or at a second signal, `Interrupted` is raised at once. `previous` keeps
-    the handlers found on entry (under submitit, its SIGUSR2 handler requeues the job).
+    A first signal only sets `requested`: the training loop checks it after each compiled call,
+    saves a checkpoint there and raises `Interrupted` (a signal that comes after training lets
+    the run finish its evaluation and summary). The handler never raises on a first signal:
+    Python runs handlers wherever the main thread is, even inside a callback whose exceptions
+    are swallowed (JAX's gc callback), and the stop would be lost. A second signal raises
+    `Interrupted` at once. `previous` keeps the handlers found on entry (under submitit, its
+    SIGUSR2 handler requeues the job; the CLI calls it after the checkpoint).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self):
         self.requested: int | None = None
-        self.deferring = False
         self.previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
-        if self.deferring and self.requested is None:
-            self.requested = signum
-            log.warning("%s received: stopping at the end of the current compiled call", name)
-            return
-        raise Interrupted(signum, f"stopped by {name} before a checkpoint could be saved")
-
-    @contextlib.contextmanager
-    def deferred(self):
-        self.deferring = True
-        try:
-            yield self
-        finally:
-            self.deferring = False
+        if self.requested is not None:
+            raise Interrupted(signum, f"stopped by a second {name} before a checkpoint could be saved")
+        self.requested = signum
+        log.warning("%s received: stopping at the end of the current compiled call (again: at once)", name)
 
 
 _ACTIVE: list[StopRequests] = []

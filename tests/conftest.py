@@ -1,4 +1,5 @@
-"""Shared fixtures. Tests read the real MNIST files from ../shared/data/mnist (next to the repo)."""
+"""Shared fixtures. Tests read the real MNIST files from $AEJAX_DATA_ROOT, else ../shared/data/mnist
+(next to the checkout), else a cache folder that aejax's own downloader fills (SHA-256 checked)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,36 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+MNIST_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aejax" / "mnist"
 
-os.environ.setdefault("AEJAX_DATA_ROOT", str(SHARED_MNIST))
+if "AEJAX_DATA_ROOT" not in os.environ:
+    os.environ["AEJAX_DATA_ROOT"] = str(SHARED_MNIST if (SHARED_MNIST / "SHA256SUMS").exists() else MNIST_CACHE)
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def ensure_mnist(root: Path) -> Path:
+    """The four IDX files in `root`, fetched by aejax's downloader if missing; every one SHA-256 checked.
+    Raises ConfigError with one line when they are neither there nor downloadable."""
+    from aejax.data.mnist import FILES, verified_path
+    from aejax.errors import ConfigError
+
+    try:
+        for key in FILES:
+            verified_path(root, key, download=True)
+    except ConfigError as err:
+        raise ConfigError(f"MNIST files are not in AEJAX_DATA_ROOT={root} and could not be downloaded there "
+                          f"({str(err).split(';')[0]}); set AEJAX_DATA_ROOT to a folder with the four IDX files") from None
+    return root
 
 
 @pytest.fixture
 def mnist_root() -> Path:
-    root = Path(os.environ["AEJAX_DATA_ROOT"])
-    if not (root / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"MNIST files not found in {root}; set AEJAX_DATA_ROOT")
-    return root
+    from aejax.errors import ConfigError
+
+    try:
+        return ensure_mnist(Path(os.environ["AEJAX_DATA_ROOT"]))
+    except ConfigError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 def compose(overrides: list[str]) -> dict:

@@ -198,20 +198,23 @@ def test_multirun_jobs_share_a_wandb_group(tmp_path):
     for path in sorted(tmp_path.glob("sweep/*/wandb/offline-run-*/run-*.wandb")):
         run = next(r.run for r in read_records(path) if r.WhichOneof("record_type") == "run")
         groups.append(run.run_group)
-    assert len(groups) == 2 and groups[0] == groups[1] == "default-sweep"
+    assert len(groups) == 2 and groups[0] == groups[1] == "autoencoder-digits-sweep"
 
 
 def test_progress_is_logged_in_steady_lines_without_a_terminal(tmp_path):
-    """A SLURM job's .out is not a terminal: progress comes as log lines (and into Hydra's log file)."""
+    """A SLURM job's .out is not a terminal: progress comes as log lines (and into Hydra's log file).
+    The run folder is named from what was chosen, and the devices are named when training starts."""
     args = [a for a in TINY if not a.startswith("trainer.progress")]
-    result = aejax_train([*args, "trainer.epochs=4", "trainer.checkpoint_every=1", "trainer.progress_interval_s=0.001",
-                          f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    result = aejax_train([*args, "model=sparse", "trainer.epochs=4", "trainer.checkpoint_every=1",
+                          "trainer.progress_interval_s=0.001"], tmp_path)
     assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "outputs" / "sparse-digits").iterdir()
+    assert "training 1 member(s) on 1 cpu device(s)" in result.stdout
     lines = [l for l in (result.stdout + result.stderr).splitlines() if "[aejax.progress]" in l]
     assert [l.split("epoch ")[1].split()[0] for l in lines] == ["1/4", "2/4", "3/4", "4/4"], lines
     assert all("loss " in l and "samples/s" in l and "ETA " in l for l in lines)
     assert "\r" not in result.stderr  # no bar redraws in a file
-    assert lines[-1].split("] - ")[1] in (tmp_path / "run" / "aejax-train.log").read_text()
+    assert lines[-1].split("] - ")[1] in (run / "aejax-train.log").read_text()
 
 
 def test_hydras_own_flags_work_through_the_console_script(tmp_path):

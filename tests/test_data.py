@@ -71,3 +71,22 @@ def test_dynamic_binarization_keeps_training_images_grey_and_fixes_the_test_draw
     np.testing.assert_array_equal(dynamic.train, grey.train)     # the step draws per batch
     np.testing.assert_array_equal(dynamic.test, fixed.test)      # the same test set as `fixed`
     np.testing.assert_array_equal(dynamic.val, fixed.val)
+
+
+def test_missing_mnist_without_network_is_one_line_naming_aejax_data_root(tmp_path):
+    """A fresh clone without ../shared: the fixture tries aejax's own downloader (this machine
+    reaches no MNIST mirror), then fails in one line that says what to set."""
+    from aejax.errors import ConfigError
+    from conftest import ensure_mnist
+
+    with pytest.raises(ConfigError) as info:
+        ensure_mnist(tmp_path / "empty")
+    message = str(info.value)
+    assert "\n" not in message and "AEJAX_DATA_ROOT" in message and "train-images-idx3-ubyte.gz is missing" in message
+    assert not list((tmp_path / "empty").glob("*.gz"))  # nothing half-downloaded under the real name
+
+
+def test_the_fixture_checks_the_shared_files(mnist_root):
+    from conftest import ensure_mnist
+
+    assert ensure_mnist(mnist_root) == mnist_root

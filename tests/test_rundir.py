@@ -106,6 +106,7 @@ def test_default_run_dirs_differ_within_one_second():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     import aejax.cli  # registers the aejax_id resolver  # noqa: F401
@@ -116,9 +117,10 @@ def test_default_run_dirs_differ_within_one_second():
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
             cfg = hydra_compose("config", return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
             dirs.append(OmegaConf.select(cfg, "hydra.run.dir"))
     assert len(set(dirs)) == 3, dirs
-    assert all(d.startswith("outputs/default/20") for d in dirs)
+    assert all(d.startswith("outputs/autoencoder-digits/20") for d in dirs)  # named from what was chosen
 
 
 def test_a_diverging_member_is_masked_and_the_others_are_bitwise_unchanged(tmp_path):

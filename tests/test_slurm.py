@@ -115,3 +115,74 @@ def test_failed_sweep_point_fails_the_multirun_and_keeps_the_others(slurm_cluste
     assert "code_size" in result.stdout + result.stderr
     assert (sweep / "0" / "summary.json").is_file()
     assert not (sweep / "1" / "summary.json").exists()
+
+
+# One job with several compiled calls (one an epoch): a signal after the first lands inside training.
+LONG = ["data=digits", "trainer.batch_size=128", "model.hidden=[1024,1024]", "trainer.epochs=8",
+        "trainer.checkpoint_every=1", "trainer.progress=off"]
+
+
+def wait_for(condition, what: str, timeout_s: float = 300, process=None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the multirun ended ({process.returncode}) before {what}: {process.stderr.read()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_a_preempted_job_checkpoints_requeues_and_resumes_bitwise(slurm_cluster, tmp_path):
+    """USR2 (what SLURM sends before the time limit, or `scancel --signal=USR2`): the run saves a
+    checkpoint at the end of its compiled call, submitit requeues the job, the requeued job resumes
+    in the same run dir on its own, continues the same W&B runs, and ends bitwise where an
+    uninterrupted run ends."""
+    import numpy as np
+
+    from aejax.checkpoint import PopulationCheckpointer
+    from aejax.wandb_records import read_records
+
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen([TRAIN, "-m", *SLURM, *LONG, "logger=wandb", "model.code_size=8",
+                                f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    job = sweep / "0"
+    wait_for(lambda: (read_json(job / "status.json") or {}).get("epoch", 0) >= 1, "epoch 1", process=process)
+    ids = slurm_ids(job)
+    task = f"{ids['array_job_id']}_{ids['array_task_id']}" if ids["array_job_id"] else ids["job_id"]
+    subprocess.run(["scancel", "--signal=USR2", task], check=True, timeout=30)
+    out, err = process.communicate(timeout=SWEEP_TIMEOUT_S)
+    assert process.returncode == 0, err[-3000:]
+
+    provenance = json.loads((job / "provenance.json").read_text())
+    attempts = provenance["attempts"]
+    assert len(attempts) == 2, attempts
+    assert attempts[0]["outcome"] == "interrupted" and attempts[1]["outcome"] == "finished"
+    assert attempts[1]["slurm"]["job_id"] == attempts[0]["slurm"]["job_id"]
+    assert attempts[1]["slurm"]["restart_count"] == 1
+    assert json.loads((job / "status.json").read_text())["status"] == "finished"
+    wandb_ids = {next(r.run.run_id for r in read_records(p) if r.WhichOneof("record_type") == "run")
+                 for p in job.glob("wandb/offline-run-*/run-*.wandb")}
+    assert len(list(job.glob("wandb/offline-run-*"))) == 2 and len(wandb_ids) == 1  # the same W&B run, twice
+
+    full = tmp_path / "full"  # the same run, uninterrupted, outside SLURM
+    baseline = subprocess.run([TRAIN, *LONG, "logger=none", "model.code_size=8", f"hydra.run.dir={full}"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
+    assert baseline.returncode == 0, baseline.stderr[-2000:]
+    import jax
+
+    restored = [jax.tree.leaves(PopulationCheckpointer(r / "checkpoints").manager.restore(8)) for r in (job, full)]
+    for a, b in zip(*restored):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    steps = [json.loads(l)["step"] for l in (job / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [json.loads(l)["step"] for l in (full / "metrics.jsonl").read_text().splitlines()]

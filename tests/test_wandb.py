@@ -82,7 +82,7 @@ def test_each_member_run_carries_its_own_settings_name_and_provenance(tmp_path, 
         assert logged["seed"] == member["seed"]
         assert logged["provenance"]["git"]["commit"] and logged["provenance"]["hostname"]
         names.add(run_record(path).display_name)
-    assert names == {"default-noise0.1-s0", "default-noise0.3-s0", "default-noise0.1-s1", "default-noise0.3-s1"}
+    assert names == {"test-noise0.1-s0", "test-noise0.3-s0", "test-noise0.1-s1", "test-noise0.3-s1"}
     figures = [r for p in wandb_files(tmp_path) for r in history_rows(p) if "figures/reconstructions/_type" in r]
     assert len(figures) == 4  # every member's run has the figures, under figures/ (its Media panels)
 
