@@ -209,6 +209,8 @@ class TrainerSpec:
     progress: str = "auto"               # auto: a bar on a terminal, log lines otherwise | on (bar) | log | off
     progress_interval_s: float = 30.0    # seconds between progress log lines (no terminal)
     on_divergence: str = "auto"          # mask | stop | auto (mask for populations, stop for one member)
+    eval_every: int = 0                  # epochs between validation metrics during training; 0: only at the end
+    figure_formats: tuple = ("png",)     # any of png, pdf, svg
 
     def check(self) -> None:
         require(self.epochs > 0, "trainer.epochs", self.epochs, "an integer > 0")
@@ -219,6 +221,9 @@ class TrainerSpec:
         one_of("trainer.progress", self.progress, ("auto", "on", "log", "off"))
         require(self.progress_interval_s > 0, "trainer.progress_interval_s", self.progress_interval_s, "seconds > 0")
         one_of("trainer.on_divergence", self.on_divergence, ("auto", "mask", "stop"))
+        require(self.eval_every >= 0, "trainer.eval_every", self.eval_every, "an integer >= 0 (epochs; 0: only at the end)")
+        require(len(self.figure_formats) > 0 and set(self.figure_formats) <= {"png", "pdf", "svg"},
+                "trainer.figure_formats", list(self.figure_formats), "a non-empty list of png, pdf, svg")
 
 
 @dataclass(frozen=True)

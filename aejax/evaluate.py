@@ -77,11 +77,22 @@ def make_evaluator(spec: ModelSpec, graph):
     return evaluate
 
 
-def evaluate_population(spec: ModelSpec, graph, params, x, keys, hp) -> dict:
-    """Metrics for every member as numpy arrays `(E,)`; `x` shared `(N, D)` or per member `(E, N, D)`."""
+def population_evaluator(spec: ModelSpec, graph, shared: bool = True):
+    """`evaluate(params, x, keys, hp) -> {metric: (E,) numpy}`, compiled once for every later
+    call with the same shapes (validation during training reuses it); `x` shared `(N, D)`, or
+    `(E, N, D)` per member when not `shared`."""
     import numpy as np
 
-    shared = x.ndim == 2
     fn = jax.jit(jax.vmap(make_evaluator(spec, graph), in_axes=(0, None if shared else 0, 0, 0)))
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 99))(keys)
-    return {k: np.asarray(v) for k, v in fn(params, jnp.asarray(x), eval_keys, hp).items()}
+
+    def evaluate(params, x, keys, hp) -> dict:
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 99))(keys)
+        return {k: np.asarray(v) for k, v in fn(params, jnp.asarray(x), eval_keys, hp).items()}
+
+    evaluate.compiled = fn  # for tests: `evaluate.compiled._cache_size()` counts compilations
+    return evaluate
+
+
+def evaluate_population(spec: ModelSpec, graph, params, x, keys, hp) -> dict:
+    """Metrics for every member as numpy arrays `(E,)`; `x` shared `(N, D)` or per member `(E, N, D)`."""
+    return population_evaluator(spec, graph, shared=x.ndim == 2)(params, x, keys, hp)

@@ -1,19 +1,48 @@
-"""PNG figures of a run. Each function writes one file and returns its path."""
+"""Figures of a run. Each function writes one figure and returns the path of its PNG.
+
+`save` writes every figure in each of `FORMATS` (`trainer.figure_formats`: png, pdf, svg);
+PNG is what W&B shows, PDF and SVG are for papers.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
+matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: editable in a paper's figure
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+FORMATS = ["png"]  # set once per run from trainer.figure_formats
+TERMS = ("train/kl", "train/nll", "train/cross_entropy", "train/l1", "train/kl_sparsity", "train/contractive")
+MAX_LINES = 32
+
+
+def save(fig, path: Path, dpi: int = 100) -> Path:
+    """Write `fig` as `path` in every format of FORMATS; return the PNG's path (or the first)."""
+    path = Path(path)
+    written = [path.with_suffix(f".{fmt}") for fmt in FORMATS]
+    for out in written:
+        fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return next((p for p in written if p.suffix == ".png"), written[0])
+
+
+def _image(x: np.ndarray, image_shape) -> tuple[np.ndarray, dict]:
+    """One flat image, shaped for imshow: grey for one channel, colour for three."""
+    channels = image_shape[2] if len(image_shape) > 2 else 1
+    if channels == 1:
+        return np.clip(x.reshape(image_shape[:2]), 0, 1), {"cmap": "gray", "vmin": 0, "vmax": 1}
+    return np.clip(x.reshape(image_shape), 0, 1), {}
 
 
 def image_grid(rows: list[np.ndarray], image_shape, path: Path, titles: list[str] | None = None) -> Path:
-    """Each entry of `rows` is `(n, D)` drawn as one row of images."""
+    """Each entry of `rows` is `(n, D)` drawn as one row of images, titled by `titles`."""
     n = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95), squeeze=False)
     for i, row in enumerate(rows):
@@ -21,47 +50,81 @@ def image_grid(rows: list[np.ndarray], image_shape, path: Path, titles: list[str
             ax = axes[i, j]
             ax.axis("off")
             if j < len(row):
-                ax.imshow(np.clip(row[j].reshape(image_shape[:2]), 0, 1), cmap="gray", vmin=0, vmax=1)
+                pixels, style = _image(row[j], image_shape)
+                ax.imshow(pixels, **style)
         if titles:
             axes[i, 0].set_title(titles[i], fontsize=7, loc="left")
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def vectors_plot(rows: list[np.ndarray], path: Path, titles: list[str]) -> Path:
-    """For non-image data: input and reconstruction as line plots."""
+    """For non-image data: the input and each reconstruction as line plots."""
     fig, axes = plt.subplots(1, len(rows[0]), figsize=(2.2 * len(rows[0]), 2), squeeze=False)
     for j in range(len(rows[0])):
         for row, title in zip(rows, titles):
             axes[0, j].plot(row[j], label=title, lw=1)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
-def training_curves(metrics_path: Path, path: Path, key: str = "train/loss") -> Path:
-    by_member: dict[int, list] = {}
+def _read_metrics(metrics_path: Path) -> dict[str, dict[int, list]]:
+    """{key: {member: [(step, value), ...]}} for every train/val key in metrics.jsonl."""
+    series: dict[str, dict[int, list]] = {}
     for line in Path(metrics_path).read_text().splitlines():
         row = json.loads(line)
-        if key in row:
-            by_member.setdefault(row["member"], []).append((row["step"], row[key]))
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for member, points in sorted(by_member.items())[:32]:
-        steps, values = zip(*points)
-        ax.plot(steps, values, lw=1, alpha=0.8, label=f"member {member}" if len(by_member) <= 8 else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    ax.set_yscale("log")
-    if 1 < len(by_member) <= 8:
-        ax.legend(fontsize=7)
+        for key, value in row.items():
+            if key.startswith(("train/", "val/")) and value is not None:
+                series.setdefault(key, {}).setdefault(row["member"], []).append((row["step"], value))
+    return series
+
+
+def _scale(ax, values: list[float]) -> None:
+    """Log scale when the values span more than 30x, with ticks at 1, 2 and 5 of every decade."""
+    positive = [v for v in values if v > 0]
+    if len(positive) == len(values) and positive and max(positive) / min(positive) > 30:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def training_curves(metrics_path: Path, path: Path, labels: dict[int, str] | None = None) -> Path:
+    """Loss; train against validation MSE; and each of the variant's terms (KL, sparsity,
+    contractive) that was logged. One line per member (at most 32), labelled by `labels`
+    (the values that tell members apart)."""
+    series = _read_metrics(metrics_path)
+    panels = [("loss", [("train/loss", "-")]), ("mse per pixel", [("train/mse", "-"), ("val/mse", "--")])]
+    panels += [(key.split("/")[1], [(key, "-")]) for key in TERMS if key in series]
+    panels = [(title, [(k, s) for k, s in lines if k in series]) for title, lines in panels]
+    panels = [p for p in panels if p[1]]
+    columns = min(3, len(panels))
+    fig, axes = plt.subplots(math.ceil(len(panels) / columns), columns, squeeze=False,
+                             figsize=(4.2 * columns, 3.0 * math.ceil(len(panels) / columns)))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    members = sorted({m for by_member in series.values() for m in by_member})[:MAX_LINES]
+    for ax, (title, lines) in zip(axes.flat, panels):
+        values = []
+        for key, style in lines:
+            for i, member in enumerate(members):
+                points = series[key].get(member)
+                if not points:
+                    continue
+                steps, ys = zip(*points)
+                values += ys
+                name = (labels or {}).get(member, f"member {member}")
+                label = f"{name} ({key.split('/')[0]})" if len(lines) > 1 else name
+                ax.plot(steps, ys, style, lw=1, alpha=0.85, color=colours[i % len(colours)], label=label)
+        _scale(ax, values)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        if len(members) <= 12 and (len(members) > 1 or len(lines) > 1):
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def latent_scatter(codes: np.ndarray, labels, path: Path) -> Path:
@@ -72,6 +135,4 @@ def latent_scatter(codes: np.ndarray, labels, path: Path) -> Path:
     ax.set_xlabel("h1")
     ax.set_ylabel("h2")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -105,14 +105,11 @@ def member_config(config: dict, member: dict) -> dict:
     return out
 
 
-SHORT_NAMES = {"optim.learning_rate": "lr", "model.sparsity_weight": "sparsity", "model.noise_level": "noise",
-               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k"}
-
-
 def member_run_name(name: str, member: dict, varied: list[str]) -> str:
     """`<name>-noise0.3-s1`: the values that tell this member apart, and its seed."""
-    parts = [f"{SHORT_NAMES[k]}{member[k]:g}" for k in varied if k in SHORT_NAMES]
-    return "-".join([name, *parts, f"s{member['seed']}"])
+    from aejax.population import member_label
+
+    return f"{name}-{member_label(member, [k for k in varied if k != 'seed'] + ['seed'], sep='-')}"
 
 
 def job_label(overrides: list[str]) -> str:

@@ -66,6 +66,15 @@ def hyperparameter_arrays(rows: list[dict]) -> dict:
             for name, setting in HYPERPARAMETER_SOURCES.items()}
 
 
+SHORT_NAMES = {"optim.learning_rate": "lr", "model.sparsity_weight": "sparsity", "model.noise_level": "noise",
+               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k", "seed": "s"}
+
+
+def member_label(row: dict, varied: list[str], sep: str = " ") -> str:
+    """`noise0.3 s1`: the values that tell a member apart from the others (for legends and names)."""
+    return sep.join(f"{SHORT_NAMES[k]}{row[k]:g}" for k in varied if k in SHORT_NAMES) or f"member {row['member']}"
+
+
 def varied_settings(rows: list[dict]) -> list[str]:
     """Settings that differ between members (seed included), for labels and logging."""
     names = ["seed", *HYPERPARAMETER_SOURCES.values()]

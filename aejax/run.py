@@ -23,12 +23,12 @@ from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
 from aejax.errors import Diverged
-from aejax.evaluate import evaluate_population
+from aejax.evaluate import population_evaluator
 from aejax.loggers import MetricsFile, make_logger
 from aejax.models import count_params, init_params, member_model, model_graph
 from aejax.objectives import make_loss
 from aejax.optim import make_optimizer
-from aejax.population import hyperparameter_arrays, members, varied_settings
+from aejax.population import hyperparameter_arrays, member_label, members, varied_settings
 from aejax.progress import Progress
 from aejax.rundir import Interrupted, RunDirectory, catch_signals, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
@@ -36,12 +36,14 @@ from aejax.train import (NORM_TERMS, check_finite, compile_population, init_popu
 
 log = logging.getLogger(__name__)
 STEPS_PER_CALL = 500  # steps fused into one compiled call when epochs are short
+SHOWN = 4  # members side by side in the reconstruction and sample figures
 
 
-def chunk_epochs(epochs: int, steps_per_epoch: int, checkpoint_every: int) -> int:
-    """Epochs per compiled call: about STEPS_PER_CALL steps, dividing both the run and the
-    checkpoint interval so every call has the same shape (one compilation)."""
-    period = math.gcd(epochs, checkpoint_every) if checkpoint_every else epochs
+def chunk_epochs(epochs: int, steps_per_epoch: int, *intervals: int) -> int:
+    """Epochs per compiled call: about STEPS_PER_CALL steps, dividing the run and every
+    interval (checkpoints, validation; 0 means none) so every call has the same shape (one
+    compilation) and every checkpoint or evaluation falls between two calls."""
+    period = math.gcd(epochs, *intervals)
     target = max(1, STEPS_PER_CALL // steps_per_epoch)
     return max(d for d in range(1, period + 1) if period % d == 0 and d <= target)
 
@@ -130,7 +132,10 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
     logger = make_logger(spec.logger, workdir, run_dir.config, rows, spec.name, run_id=run_dir.run_id,
                          provenance=run_dir.provenance)
     x_train = jnp.asarray(data.train)
-    per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every)
+    per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every,
+                            spec.trainer.eval_every)
+    evaluate = population_evaluator(spec.model, graph)  # compiled once: validation during training reuses it
+    eval_every = spec.trainer.eval_every if len(data.val) else 0
     progress = Progress(total_steps, spec.trainer.progress, spec.trainer.progress_interval_s, spec.trainer.epochs,
                         first_step=start_epoch * steps_per_epoch)
     started = time.perf_counter()
@@ -156,6 +161,13 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                 metrics.write(step_rows)
                 logger.log(step_rows)
             done = epoch + per_call
+            if eval_every and (done % eval_every == 0 or done == spec.trainer.epochs):
+                val = evaluate(state["params"], data.val, keys, hp)
+                val_rows = [{"step": done * steps_per_epoch, "member": r["member"], "epoch": done,
+                             **{f"val/{k}": float(v[i]) for k, v in val.items()}}
+                            for i, r in enumerate(rows) if diverged_at[i] == 0]
+                metrics.write(val_rows)
+                logger.log(val_rows)
             if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
                 checkpoints.save(done, state)
             run_dir.set_status("running", done)
@@ -174,8 +186,8 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
         save_unless_saved(checkpoints, spec.trainer.epochs, state)
         checkpoints.close()
         params = state["params"]
-        results = evaluate_population(spec.model, graph, params, data.test, keys, hp)
-        val = evaluate_population(spec.model, graph, params, data.val, keys, hp) if len(data.val) else {}
+        results = evaluate(params, data.test, keys, hp)
+        val = evaluate(params, data.val, keys, hp) if len(data.val) else {}
         summaries = [member_summary(r, i, results, val, int(diverged_at[i])) for i, r in enumerate(rows)]
         figure_paths = make_figures(spec, data, graph, params, workdir, diverged_at)
         if analyse is not None:
@@ -262,24 +274,34 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
 
 
 def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, diverged_at) -> dict:
+    """Training curves (train and validation, the variant's terms, a line per member labelled
+    by its values), and reconstructions (VAE: samples) of up to SHOWN healthy members side by side."""
     out_dir = workdir / "figures"
     out_dir.mkdir(exist_ok=True)
-    shown = int(np.argmin(np.asarray(diverged_at) > 0))  # the first healthy member
-    model = member_model(graph, params, shown, members(spec)[shown]["model.top_k"])
+    figures.FORMATS[:] = list(spec.trainer.figure_formats)
+    rows = members(spec)
+    varied = varied_settings(rows)
+    labels = {r["member"]: member_label(r, varied) for r in rows}
+    shown = [i for i in range(len(rows)) if diverged_at[i] == 0][:SHOWN]
+    paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png",
+                                                        labels)}
+    if not shown:
+        return paths
+    models = [member_model(graph, params, i, rows[i]["model.top_k"]) for i in shown]
+    titles = [labels[rows[i]["member"]] for i in shown]
     x = data.test[:10]
-    recon = np.asarray(model.decode(model.encode(jnp.asarray(x))))
-    paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png")}
+    recons = [np.asarray(m.decode(m.encode(jnp.asarray(x)))) for m in models]
     if data.image_shape:
-        paths["reconstructions"] = figures.image_grid([x, recon], data.image_shape, out_dir / "reconstructions.png",
-                                                      ["test input", f"reconstruction (member {shown})"])
+        paths["reconstructions"] = figures.image_grid([x, *recons], data.image_shape, out_dir / "reconstructions.png",
+                                                      ["test input", *(f"reconstruction: {t}" for t in titles)])
     else:
-        paths["reconstructions"] = figures.vectors_plot([x[:4], recon[:4]], out_dir / "reconstructions.png",
-                                                        ["input", "reconstruction"])
+        paths["reconstructions"] = figures.vectors_plot([x[:4], *(r[:4] for r in recons)],
+                                                        out_dir / "reconstructions.png", ["input", *titles])
     if spec.model.code_size == 2:
-        codes = np.asarray(model.encode(jnp.asarray(data.test)))
+        codes = np.asarray(models[0].encode(jnp.asarray(data.test)))
         paths["latent_scatter"] = figures.latent_scatter(codes, data.test_labels, out_dir / "latent_scatter.png")
     if spec.model.family == "vae" and data.image_shape:
-        samples = np.asarray(model.sample(jax.random.key(0), 30))
-        paths["samples"] = figures.image_grid([samples[i:i + 10] for i in (0, 10, 20)], data.image_shape,
-                                              out_dir / "samples.png")
+        samples = [np.asarray(m.sample(jax.random.key(0), 10)) for m in models]
+        paths["samples"] = figures.image_grid(samples, data.image_shape, out_dir / "samples.png",
+                                              [f"samples: {t}" for t in titles])
     return paths

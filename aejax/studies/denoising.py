@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax.figures import save
 from aejax.config import parse_run
 from aejax.data import load_dataset
 from aejax.evaluate import evaluate_population
@@ -78,8 +79,7 @@ def _plot_curve(out: dict, path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def field(config: dict, workdir: Path) -> dict:
@@ -115,6 +115,5 @@ def field(config: dict, workdir: Path) -> dict:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     (workdir / "figures").mkdir(exist_ok=True)
-    fig.savefig(workdir / "figures" / "vector_field.png", dpi=110)
-    plt.close(fig)
+    save(fig, workdir / "figures" / "vector_field.png", dpi=110)
     return {**summary, "vector_field": result}

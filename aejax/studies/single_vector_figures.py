@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from aejax.figures import save
 from aejax.studies.single_vector import CONDITIONS
 
 TITLES = {"a_independent": "(a) independent init: cos(h1, h2)", "b_shared_init": "(b) shared init: cos(h1, h2)",
@@ -38,6 +39,4 @@ def code_vs_input(arrays: dict, path: Path) -> Path:
         ax.set_xlabel("input cosine similarity cos(V1, V2)")
     axes[0, 0].legend(fontsize=7, markerscale=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from aejax.figures import save
+
 
 def mosaic(filters: np.ndarray, image_shape) -> np.ndarray:
     """Tile `(n, D)` filters into one square-ish image, each scaled to its own [min, max]."""
@@ -39,9 +41,7 @@ def filter_panels(filters: list[np.ndarray], image_shape, titles: list[str], pat
             ax.imshow(mosaic(f, image_shape), cmap="gray", interpolation="nearest")
         ax.set_title(title if len(f) else title + "\n(no alive unit)", fontsize=7)
     fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def mse_vs_l0(populations: dict[str, list[dict]], path: Path) -> Path:
@@ -59,6 +59,4 @@ def mse_vs_l0(populations: dict[str, list[dict]], path: Path) -> Path:
     axes[0].set_ylabel("test reconstruction MSE")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
