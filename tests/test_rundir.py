@@ -266,8 +266,9 @@ def test_wandb_failing_to_start_costs_nothing(tmp_path):
     (run / "wandb").write_text("a file where W&B wants a folder")
     result = aejax_train([*TINY[:-2], "logger=wandb", f"hydra.run.dir={run}"], tmp_path)
     assert result.returncode == 0, result.stderr
-    warnings = [l for l in result.stderr.splitlines() if "W&B failed" in l]
-    assert len(warnings) == 1 and "Traceback" not in result.stderr
+    output = result.stdout + result.stderr  # Hydra's console log handler writes to stdout
+    warnings = [l for l in output.splitlines() if "W&B failed" in l]
+    assert len(warnings) == 1 and "Traceback" not in output
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
