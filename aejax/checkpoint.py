@@ -31,7 +31,8 @@ class PopulationCheckpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=self.options)
 
     def save(self, epoch: int, state: dict) -> None:
-        """Saved under the number of completed epochs; `state` holds no non-finite parameter."""
+        """Saved under the number of completed epochs; `state` holds no non-finite parameter (a
+        masked member's optimiser state may be NaN: it is never used again)."""
         self.manager.save(epoch, args=ocp.args.StandardSave(state))
 
     def epochs(self) -> list[int]:

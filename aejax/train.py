@@ -62,9 +62,9 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
     Norms are computed at steps (counted from 1) that are multiples of `norms_every`, and at `last_step`.
 
     With `mask_divergence`, a step whose loss is not finite is not applied: the member keeps
-    its last finite parameters and optimiser state for the rest of the run and `diverged_at`
-    records the step. It is a select inside the compiled step (no host round trip), and a
-    healthy member takes the new values bitwise unchanged.
+    its last finite parameters for the rest of the run and `diverged_at` records the step.
+    It is a select inside the compiled step (no host round trip), and a healthy member takes
+    the new values bitwise unchanged.
     """
     steps_per_epoch = n_train // batch_size
     full_batch = steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant: skip shuffling
@@ -87,10 +87,12 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
                 if not mask_divergence:
                     return (new_params, new_opt_state, diverged_at), terms
                 ok = (diverged_at == 0) & jnp.isfinite(terms["loss"])
-                params, opt_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
-                                                 (new_params, new_opt_state), (params, opt_state))
+                # Only the parameters are selected: a diverged member's optimiser state may turn
+                # NaN, but its parameters never move again (ok stays false), and skipping the
+                # select over the optimiser state (twice the parameters, for Adam) keeps the cost low.
+                params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, params)
                 diverged_at = jnp.where((diverged_at == 0) & ~ok, step_index + 1, diverged_at)
-                return (params, opt_state, diverged_at), terms
+                return (params, new_opt_state, diverged_at), terms
 
             return jax.lax.scan(one_step, carry, jnp.arange(steps_per_epoch))
 
