@@ -262,15 +262,15 @@ class PopulationSpec:
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"model": {"code_size": 8}} -> {"model.code_size": 8}; an empty mapping stays a value."""
+    out = {}
     for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            flat[name] = value
-    return flat
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def parse_section(section: str, cls, raw: dict | None):
@@ -367,7 +367,7 @@ def parse_run(cfg: dict) -> RunSpec:
     require(isinstance(pop.get("grid") or {}, dict), "population.grid", pop.get("grid"),
             "a mapping such as {model: {noise_level: [0.1, 0.3]}}")
     pop["grid"] = {k: tuple(v) if isinstance(v, (list, tuple)) else (v,)
-                   for k, v in _flatten(pop.get("grid") or {}).items()}
+                   for k, v in flatten(pop.get("grid") or {}).items()}
     from aejax.tasks import TASKS
 
     one_of("task", cfg.get("task", "train"), tuple(TASKS))

@@ -24,10 +24,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from aejax.config import flatten  # no JAX behind it: the table stays fast to import
+
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: config.yaml parsing is most of the time
 SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders (.submitit, .hydra)
 # Config keys that say where a run read its data or how it was watched, not what it computed.
-NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "data.root")
+NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "trainer.eval_every",
+                "trainer.figure_formats", "data.root")
 STATUSES = ("finished", "diverged", "failed", "interrupted", "running", "unfinished")
 FIRST = ["name", "status", "message", "seed", "member"]
 LAST = ["train_seconds", "slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "requeue_count",
@@ -77,16 +80,6 @@ def _is_locked(run: Path) -> bool:
     return False
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _settings(flat: dict) -> dict:
     """Lists become their JSON text ("[500]"): hashable, groupable and readable in a table."""
     return {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in flat.items()
@@ -100,7 +93,7 @@ def population_members(config: dict) -> list[dict]:
     pop = config.get("population") or {}
     seeds = pop.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    grid = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in _flatten(pop.get("grid") or {}).items()}
+    grid = {k: v if isinstance(v, (list, tuple)) else [v] for k, v in flatten(pop.get("grid") or {}).items()}
     rows = [{"member": i, "seed": int(seed), "hyperparameters": dict(zip(grid, map(float, values)))}
             for i, (seed, values) in enumerate(itertools.product(seeds, itertools.product(*grid.values())))]
     shards, shard = int(pop.get("shards", 1)), int(pop.get("shard", 0))
@@ -118,7 +111,7 @@ def read_run(run: Path) -> list[dict]:
     summary, status = _read(run / "summary.json"), _read(run / "status.json") or {}
     prov = _read(run / "provenance.json") or {}
     if config:
-        settings = _settings(_flatten(config))
+        settings = _settings(flatten(config))
     else:  # a job that failed before writing its config: its command-line overrides, if recorded
         pairs = [str(o).lstrip("+~").partition("=") for o in prov.get("overrides") or status.get("overrides") or []]
         settings = _settings({k: yaml.load(v, _Loader) for k, _, v in pairs if v and not k.startswith("hydra")})

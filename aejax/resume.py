@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from aejax.rundir import flatten, requeued_here
+from aejax.config import flatten
+from aejax.rundir import requeued_here
 
 GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment", "regulariser")
 

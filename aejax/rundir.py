@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from aejax import provenance
+from aejax.config import flatten
 from aejax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,6 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def resume_differences(saved: dict, new: dict) -> list[str]:

@@ -75,7 +75,7 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     rows = members(spec)
     numbers = [r["member"] for r in rows]  # a shard's members keep their numbers in the whole population
     if member not in numbers:
-        raise ConfigError(f"member={member} is not allowed; expected one of {numbers[0]} to {numbers[-1]} "
+        raise ConfigError(f"member={member} is not allowed; expected {numbers[0]} to {numbers[-1]} "
                           f"(members in this run: {len(rows)})")
     index = numbers.index(member)
     checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None

@@ -197,11 +197,14 @@ def test_multirun_jobs_share_a_wandb_group(tmp_path):
     result = aejax_train(["-m", *TINY[:-2], "logger=wandb", "model.code_size=2,3",
                           f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
     assert result.returncode == 0, result.stderr
-    groups = []
+    groups, names = [], []
     for path in sorted(tmp_path.glob("sweep/*/wandb/offline-run-*/run-*.wandb")):
         run = next(r.run for r in read_records(path) if r.WhichOneof("record_type") == "run")
         groups.append(run.run_group)
+        names.append(run.display_name)
     assert len(groups) == 2 and groups[0] == groups[1] == "autoencoder-digits-sweep"
+    assert sorted("code_size=2" in n for n in names) == [False, True]  # the jobs' runs are told apart
+    assert sorted("code_size=3" in n for n in names) == [False, True]
 
 
 def test_progress_is_logged_in_steady_lines_without_a_terminal(tmp_path):

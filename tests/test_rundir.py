@@ -285,3 +285,55 @@ def test_online_wandb_without_a_key_exits_2_at_once_even_on_a_terminal(tmp_path)
     assert len(lines) == 1 and "logger.mode=online needs W&B credentials" in lines[0] and "wandb login" in lines[0]
     assert seconds < 5  # measured well under 2 s alone; CI shares two cores with the suite
     assert not (tmp_path / "run").exists()
+
+
+def test_provenance_records_code_environment_machine_command_and_data(tmp_path):
+    import hashlib
+
+    import numpy as np
+
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(0).random((300, 16)).astype(np.float32))
+    run = tmp_path / "run"
+    train_and_evaluate(compose(TINY + ["data=array", f"data.path={data}", "population.seeds=[3,5]"]), run)
+    record = json.loads((run / "provenance.json").read_text())
+    assert len(record["git"]["commit"]) == 40 and isinstance(record["git"]["dirty"], bool)
+    assert record["uv_lock_sha256"] == hashlib.sha256((Path(__file__).parents[1] / "uv.lock").read_bytes()).hexdigest()
+    assert {"python", "jax", "jaxlib", "flax", "optax"} <= set(record["versions"]) and all(record["versions"].values())
+    assert record["devices"]["platform"] == "cpu" and record["devices"]["count"] >= 1 and record["hostname"]
+    assert record["data_files"]["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert record["seeds"] == [3, 5] and record["argv"] and "slurm" in record
+    assert record["started"] <= record["ended"] and len(record["attempts"]) == 1
+
+
+def test_resuming_a_finished_run_is_nothing_to_do(finished, tmp_path, capsys):
+    """What lets a sweep launched again with trainer.resume=true finish only what is missing."""
+    from aejax.cli import precheck
+
+    before = snapshot(finished)
+    with pytest.raises(SystemExit) as exit_:
+        precheck([*TINY, "trainer.checkpoint_every=1", "trainer.resume=true", f"hydra.run.dir={finished}"])
+    assert exit_.value.code == 0
+    assert "already holds this run, finished: nothing to do" in capsys.readouterr().out
+    assert snapshot(finished) == before
+
+
+def test_a_killed_wandb_service_costs_nothing(tmp_path):
+    """wandb-core dies mid-run (OOM killer, a crash): one warning, the run finishes, exit 0."""
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen([str(EXE), *SLOW, "logger=wandb", f"hydra.run.dir={run}"], cwd=tmp_path, env=env,
+                               text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_epoch(run, 1, process)
+    cores = subprocess.run(["pgrep", "-f", f"wandb-core.*--pid {process.pid}"], capture_output=True, text=True)
+    assert cores.stdout.split(), "no wandb-core process of this run"
+    for pid in cores.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    output = out + err
+    assert len([l for l in output.splitlines() if "W&B failed" in l]) == 1 and "Traceback" not in output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == summary["steps"]  # the local log went on to the end

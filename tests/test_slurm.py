@@ -111,10 +111,13 @@ def test_failed_sweep_point_fails_the_multirun_and_keeps_the_others(slurm_cluste
     # aejax-train pre-checks the first value of a sweep only: the bad 0 reaches its SLURM job
     sweep = tmp_path / "sweep"
     result = multirun(sweep, "model.code_size=2,0")
-    assert result.returncode != 0
-    assert "code_size" in result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "aejax-train: error: 1 of 2 jobs did not finish:" in result.stderr
+    assert "job 1 failed: model.code_size=0 is not allowed" in result.stderr  # its one-line reason
     assert (sweep / "0" / "summary.json").is_file()
     assert not (sweep / "1" / "summary.json").exists()
+    status = json.loads((sweep / "1" / "status.json").read_text())
+    assert status["status"] == "failed" and "model.code_size=0" in status["message"]
 
 
 # One job with several compiled calls (one an epoch): a signal after the first lands inside training.
