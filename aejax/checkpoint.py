@@ -50,15 +50,16 @@ class PopulationCheckpointer:
         except Exception as err:  # TensorStore, JSON, shape or tree mismatch: all mean "this one is unusable"
             raise UnreadableCheckpoint(self.directory / str(epoch), err) from None
 
-    def restore_newest_readable(self, state_like: dict) -> tuple[int | None, dict | None]:
-        """(epoch, state) of the newest checkpoint that reads, warning once for each that does not;
-        (None, None) when there is none."""
+    def restore_newest_readable(self, state_like: dict) -> tuple[int, dict | None]:
+        """(epoch, state) of the newest checkpoint that reads; each unreadable newer one is moved
+        aside with a warning (the run saves that epoch again). (0, None) when none reads."""
         for epoch in reversed(self.epochs()):
             try:
                 return epoch, self.restore(epoch, state_like)
             except UnreadableCheckpoint as err:
-                log.warning("%s; trying the one before", err)
-        return None, None
+                log.warning("%s; moved to %s, resuming from the checkpoint before it", err, self.set_aside(epoch))
+        log.warning("no readable checkpoint in %s: training starts again from epoch 0", self.directory)
+        return 0, None
 
     def set_aside(self, epoch: int) -> Path:
         """Move an unreadable checkpoint out of the way (the run will save that epoch again), kept

@@ -86,28 +86,26 @@ def precheck(argv: list[str]) -> None:
     if args.cfg or args.info:
         return  # printing the config or Hydra's info runs nothing
     try:
-        parse_run(config)
         check_wandb_login(parse_run(config).logger)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)
     multirun = args.multirun or str(OmegaConf.select(cfg, "hydra.mode", default=None)) == "RunMode.MULTIRUN"
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     if key in hydra_overrides:
-        check_directory(key, hydra_overrides[key], None if multirun else config, args.overrides, compose)
+        check_directory(key, hydra_overrides[key], None if multirun else config, args.overrides,
+                        lambda: compose(config_name, overrides=[]), config_dir)
 
 
-def check_run_directory(path: Path, config: dict, overrides: list[str], compose) -> None:
+def check_run_directory(path: Path, config: dict, overrides: list[str], compose_defaults, config_dir: str) -> None:
     """The run directory's refusals (locked, holds another run, a resume that changes the run),
     before Hydra writes its log file there."""
     from aejax.resume import apply_changes
-    from aejax.rundir import RunDirectory
+    from aejax.rundir import RunDirectory, read_config
 
     if config["trainer"].get("resume") and (path / "config.yaml").exists():
-        import yaml
-
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            defaults = OmegaConf.to_container(compose("config", overrides=[]), resolve=True)
-        config = apply_changes(yaml.safe_load((path / "config.yaml").read_text()), config, defaults, overrides)
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            defaults = OmegaConf.to_container(compose_defaults(), resolve=True)
+        config = apply_changes(read_config(path / "config.yaml"), config, defaults, overrides)
     RunDirectory.check_only(path, config)
 
 
@@ -124,7 +122,8 @@ def hydra_message(message: str) -> str:
     return "; ".join(l.strip() for l in message.splitlines() if l.strip())
 
 
-def check_directory(key: str, value: str, config: dict | None, overrides: list[str], compose) -> None:
+def check_directory(key: str, value: str, config: dict | None, overrides: list[str], compose_defaults,
+                    config_dir: str) -> None:
     """The run (or sweep) directory must be creatable: one line now rather than Hydra's traceback."""
     from aejax.errors import ConfigError
 
@@ -133,7 +132,7 @@ def check_directory(key: str, value: str, config: dict | None, overrides: list[s
     path = Path(value).absolute()
     if config is not None:
         try:
-            check_run_directory(path, config, overrides, compose)
+            check_run_directory(path, config, overrides, compose_defaults, config_dir)
         except AlreadyFinished as err:
             print(f"aejax-train: {err}")
             sys.exit(0)
@@ -183,6 +182,9 @@ def _task(cfg: DictConfig) -> None:
                 raise
             finally:
                 run_dir.close(status, message=message, record_failure=multirun)
+            if everyone_diverged:
+                return job_failed(multirun, f"every member of the population diverged (see {workdir / 'summary.json'})",
+                                  EXIT_DIVERGED)
         except AlreadyFinished as err:
             logging.getLogger("aejax").info(str(err))
             return None
@@ -227,22 +229,41 @@ def report(summary: dict, workdir: Path) -> None:
 
 
 class SweepReport(Callback):
-    """At the end of a multirun: how many jobs failed, and why (from each job's status.json)."""
+    """At the end of a multirun: how many jobs failed, and why (each job's status.json, or its
+    refused.json when this sweep's command was refused in a folder that holds an earlier run)."""
 
     failed: list[str] = []
+    started: str = ""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from aejax.provenance import now
+
+        SweepReport.started = now()
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from aejax.rundir import read_json
 
         sweep = Path(str(config.hydra.sweep.dir))
-        jobs = sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-        statuses = {p: (read_json(p / "status.json") or {"status": "no status.json", "message": None}) for p in jobs}
+        jobs = sorted((p for p in sweep.rglob("*") if p.is_dir() and not any(part.startswith(".") for part in p.parts)
+                       and ((p / "status.json").exists() or (p / "refused.json").exists())), key=_job_order)
+
+        def status(job: Path) -> dict:
+            refused = read_json(job / "refused.json") or {}
+            if refused.get("updated", "") >= SweepReport.started:
+                return {"status": "refused", "message": refused.get("message")}
+            return read_json(job / "status.json") or {"status": "no status.json", "message": None}
+
+        statuses = {p.relative_to(sweep): status(p) for p in jobs}
         bad = {p: s for p, s in statuses.items() if s["status"] != "finished"}
-        SweepReport.failed = [f"job {p.name} {s['status']}: {s.get('message') or ''}" for p, s in bad.items()]
+        SweepReport.failed = [f"job {p} {s['status']}: {s.get('message') or ''}" for p, s in bad.items()]
         if bad:
             print(f"aejax-train: error: {len(bad)} of {len(jobs)} jobs did not finish:", file=sys.stderr)
             for line in SweepReport.failed:
                 print(f"  {line}", file=sys.stderr)
+
+
+def _job_order(path: Path):
+    return [int(part) if part.isdigit() else part for part in path.parts]
 
 
 def main() -> None:

@@ -262,6 +262,13 @@ class PopulationSpec:
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
 
 
+def shard_range(population: int, shards: int, shard: int) -> range:
+    """Members of one shard: contiguous, as even as can be (`numpy.array_split`'s rule)."""
+    size, extra = divmod(population, shards)
+    start = shard * size + min(shard, extra)
+    return range(start, start + size + (shard < extra))
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
     """{"model": {"code_size": 8}} -> {"model.code_size": 8}; an empty mapping stays a value."""
     out = {}

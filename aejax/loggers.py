@@ -140,6 +140,7 @@ class WandbLogger:
         if self.per_member:
             self.runs = [wandb.init(id=f"{run_id}-m{m['member']}", name=member_run_name(name, m, varied),
                                     job_type="member", config=member_config(config, m), **common) for m in members]
+            self.run_of = {m["member"]: run for m, run in zip(members, self.runs)}  # a shard's numbers
         else:
             self.runs = [wandb.init(id=run_id, name=name, job_type="population",
                                     config={**config, "population_size": len(members)}, **common)]
@@ -150,7 +151,7 @@ class WandbLogger:
             return
         if self.per_member:
             for row in rows:
-                self.runs[row["member"]].log({k: v for k, v in row.items() if k not in ("step", "member")},
+                self.run_of[row["member"]].log({k: v for k, v in row.items() if k not in ("step", "member")},
                                              step=row["step"])
         else:
             keys = [k for k in rows[0] if k not in ("step", "member")]

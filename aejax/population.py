@@ -21,7 +21,7 @@ import itertools
 
 import jax.numpy as jnp
 
-from aejax.config import RunSpec
+from aejax.config import RunSpec, shard_range
 
 # Name inside the step -> the setting it comes from.
 HYPERPARAMETER_SOURCES = {
@@ -32,13 +32,6 @@ HYPERPARAMETER_SOURCES = {
     "contractive_weight": "model.contractive_weight",
     "top_k": "model.top_k",  # carried as a float; the top-k layer rounds it to an integer
 }
-
-
-def shard_range(population: int, shards: int, shard: int) -> range:
-    """Members of one shard: contiguous, as even as can be (`numpy.array_split`'s rule)."""
-    size, extra = divmod(population, shards)
-    start = shard * size + min(shard, extra)
-    return range(start, start + size + (shard < extra))
 
 
 def members(spec: RunSpec) -> list[dict]:

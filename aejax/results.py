@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from aejax.config import flatten  # no JAX behind it: the table stays fast to import
+from aejax.config import flatten, shard_range  # no JAX behind them: the table stays fast to import
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: config.yaml parsing is most of the time
 SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders (.submitit, .hydra)
@@ -97,10 +97,8 @@ def population_members(config: dict) -> list[dict]:
     rows = [{"member": i, "seed": int(seed), "hyperparameters": dict(zip(grid, map(float, values)))}
             for i, (seed, values) in enumerate(itertools.product(seeds, itertools.product(*grid.values())))]
     shards, shard = int(pop.get("shards", 1)), int(pop.get("shard", 0))
-    if shards > 1:  # aejax.population.shard_range's rule
-        size, extra = divmod(len(rows), shards)
-        start = shard * size + min(shard, extra)
-        rows = rows[start:start + size + (shard < extra)]
+    if shards > 1:
+        rows = [rows[i] for i in shard_range(len(rows), shards, shard)]
     return rows
 
 

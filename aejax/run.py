@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from aejax import figures, provenance
-from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
+from aejax.checkpoint import PopulationCheckpointer
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
 from aejax.errors import Diverged
@@ -49,8 +49,9 @@ def chunk_epochs(epochs: int, steps_per_epoch: int, *intervals: int) -> int:
 
 
 def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,
-              batch: int) -> list[list[dict]]:
-    """Average the `(E, T)` terms over windows ending at multiples of `log_every` (and the last step)."""
+              batch: int, numbers: list[int]) -> list[list[dict]]:
+    """Average the `(E, T)` terms over windows ending at multiples of `log_every` (and the last step).
+    Rows carry each member's number in the whole population (`numbers`: a shard's are not 0..E-1)."""
     n_steps = next(iter(terms.values())).shape[1]
     out = []
     for end in range(n_steps):
@@ -60,7 +61,7 @@ def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seco
         lo = max(0, end + 1 - log_every)
         # Norms exist only at multiples of log_every (see make_step); the rest are window means.
         means = {k: v[:, end] if k in NORM_TERMS else v[:, lo:end + 1].mean(axis=1) for k, v in terms.items()}
-        out.append([{"step": step, "member": m, **{f"train/{k}": float(v[m]) for k, v in means.items()},
+        out.append([{"step": step, "member": numbers[m], **{f"train/{k}": float(v[m]) for k, v in means.items()},
                      "perf/ms_per_step": 1e3 * seconds_per_step,
                      "perf/samples_per_s": batch / seconds_per_step}
                     for m in range(len(next(iter(means.values()))))])
@@ -96,13 +97,15 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys)
 
     run_dir = RunDirectory.open(workdir, config)
-    run_dir.start()
-    devices = jax.devices()
-    log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(rows), len(devices),
-             devices[0].platform, devices[0].device_kind, run_dir.path)
-    run_dir.record(seeds=[r["seed"] for r in rows], data_files=provenance.data_checksums(data_files(spec.data)))
     with catch_signals() as stops:
         try:
+            checksums = provenance.data_checksums(data_files(spec.data))
+            run_dir.check_same_data(checksums)
+            run_dir.start()
+            devices = jax.devices()
+            log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(rows), len(devices),
+                     devices[0].platform, devices[0].device_kind, run_dir.path)
+            run_dir.record(seeds=[r["seed"] for r in rows], data_files=checksums)
             summary, state = _train_and_evaluate(spec, run_dir, data, rows, keys, program, state, steps_per_epoch,
                                                  stops, graph, analyse)
         except Diverged as err:
@@ -126,14 +129,16 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
     checkpoints = PopulationCheckpointer(workdir / "checkpoints")
     start_epoch = 0
     if run_dir.resumed:
-        start_epoch, restored = restore_for_resume(checkpoints, state)
+        start_epoch, restored = checkpoints.restore_newest_readable(state)
         state = restored if restored is not None else state
     metrics = MetricsFile(workdir / "metrics.jsonl", start_epoch * steps_per_epoch if run_dir.resumed else None)
     logger = make_logger(spec.logger, workdir, run_dir.config, rows, spec.name, run_id=run_dir.run_id,
                          provenance=run_dir.provenance)
     x_train = jnp.asarray(data.train)
-    per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, spec.trainer.checkpoint_every,
+    # start_epoch too: a resume with other intervals must still land on the epochs asked for.
+    per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, start_epoch, spec.trainer.checkpoint_every,
                             spec.trainer.eval_every)
+    numbers = [r["member"] for r in rows]
     evaluate = population_evaluator(spec.model, graph)  # compiled once: validation during training reuses it
     eval_every = spec.trainer.eval_every if len(data.val) else 0
     progress = Progress(total_steps, spec.trainer.progress, spec.trainer.progress_interval_s, spec.trainer.epochs,
@@ -156,8 +161,8 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                 raise
             state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
             for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
-                                       spec.trainer.batch_size * len(rows)):
-                step_rows = [r for r in step_rows if not 0 < diverged_at[r["member"]] <= r["step"]]
+                                       spec.trainer.batch_size * len(rows), numbers):
+                step_rows = [r for i, r in enumerate(step_rows) if not 0 < diverged_at[i] <= r["step"]]
                 metrics.write(step_rows)
                 logger.log(step_rows)
             done = epoch + per_call
@@ -226,18 +231,6 @@ def member_summary(row: dict, i: int, test: dict, val: dict, diverged_at: int) -
             "diverged_at_step": diverged_at or None,
             "hyperparameters": {k: v for k, v in row.items() if "." in k},
             "test": {k: value(v) for k, v in test.items()}, "val": {k: value(v) for k, v in val.items()}}
-
-
-def restore_for_resume(checkpoints: PopulationCheckpointer, state_like: dict) -> tuple[int, dict | None]:
-    """The newest readable checkpoint; unreadable newer ones are set aside with a warning."""
-    for epoch in reversed(checkpoints.epochs()):
-        try:
-            return epoch, checkpoints.restore(epoch, state_like)
-        except UnreadableCheckpoint as err:
-            where = checkpoints.set_aside(epoch)
-            log.warning("%s; moved to %s, resuming from the checkpoint before it", err, where)
-    log.warning("no readable checkpoint: training starts again from epoch 0")
-    return 0, None
 
 
 def save_unless_saved(checkpoints: PopulationCheckpointer, epoch: int, state: dict) -> None:

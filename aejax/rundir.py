@@ -33,7 +33,9 @@ from aejax.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.yaml", "provenance.json", "status.json")  # overwritten freely while nothing was computed
-# Settings a resume may change: they do not alter what the finished parameters are.
+NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figures alone are redrawn from results
+# Settings a resume may change: they do not alter what the parameters trained so far are
+# (`trainer.epochs` only with optim.schedule=constant: a schedule is laid over the run's length).
 RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
                "trainer.checkpoint_every", "trainer.eval_every", "logger.", "data.root", "data.download")
 _HELD: dict[Path, "RunDirectory"] = {}  # directories this process holds: a study's nested train run reuses them
@@ -48,14 +50,20 @@ def requeued_here(path: Path) -> bool:
 
 
 def record_failure(path: Path, message: str, overrides: list[str]) -> None:
-    """A multirun job that failed before its run began leaves its reason (and its sweep point)
-    in status.json, for the sweep's report and `aejax-collect`; never over another run's files."""
+    """A multirun job that failed or was refused leaves its reason for the sweep's report and
+    `aejax-collect`: in status.json when the directory holds no run, else in refused.json (the
+    run there keeps its own status). Never while another process holds the directory."""
     path = Path(path)
-    if describe(path) is not None or (path / "config.yaml").exists():
-        return
     path.mkdir(parents=True, exist_ok=True)
-    write_atomic(path / "status.json", json.dumps({"status": "failed", "epoch": 0, "epochs": None, "message": message,
-                                                   "overrides": overrides, "updated": provenance.now()}, indent=1))
+    with open(path / ".lock", "a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a live run owns it; the sweep report reads this job's refusal from refused.json's absence
+        record = {"status": "failed", "epoch": 0, "epochs": None, "message": message, "overrides": overrides,
+                  "updated": provenance.now()}
+        held = describe(path) is not None or (path / "config.yaml").exists()
+        write_atomic(path / ("refused.json" if held else "status.json"), json.dumps(record, indent=1))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -78,13 +86,20 @@ def resume_differences(saved: dict, new: dict) -> list[str]:
 
 def describe(path: Path) -> str | None:
     """What a directory holds: None (no computed result: at most the config and status of a run
-    that stopped before its first metrics line), 'a finished run', or 'an unfinished run at epoch N'."""
-    if (path / "summary.json").exists():
+    that stopped before its first metrics line), 'a finished run' (status.json says so: a study
+    finishes after its own files, not at summary.json), or 'an unfinished run at epoch N'."""
+    status = (read_json(path / "status.json") or {}).get("status")
+    if status == "finished" or (status is None and (path / "summary.json").exists()):
         return "a finished run"
     metrics = path / "metrics.jsonl"
-    if (metrics.exists() and metrics.stat().st_size) or any(p.name.isdigit() for p in (path / "checkpoints").glob("*")):
-        return f"an unfinished run at epoch {epoch_reached(path)}"
-    return None
+    results = [p for p in path.glob("*") if p.name not in NOT_RESULTS and not p.name.endswith((".log", ".tmp"))
+               and not (p.name in ("metrics.jsonl", "checkpoints") and not _has_results(p))]
+    return f"an unfinished run at epoch {epoch_reached(path)}" if results else None
+
+
+def _has_results(p: Path) -> bool:
+    """An empty metrics.jsonl, or a checkpoints folder with no saved epoch, holds nothing computed."""
+    return p.stat().st_size > 0 if p.is_file() else any(c.name.isdigit() for c in p.glob("*"))
 
 
 def epoch_reached(path: Path) -> int:
@@ -98,6 +113,23 @@ def read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def in_use(path: Path, owner: str) -> ConfigError:
+    return ConfigError(f"hydra.run.dir={path} is in use by {owner.strip() or 'another process'}; wait for it "
+                       "or pick another hydra.run.dir")
+
+
+def read_config(path: Path) -> dict:
+    """A run directory's config.yaml, or one line saying it cannot be used."""
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path} cannot be read ({type(err).__name__}); the run there cannot be resumed: "
+                          "pick another hydra.run.dir") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("trainer"), dict):
+        raise ConfigError(f"{path} is not an aejax config; the run there cannot be resumed: pick another hydra.run.dir")
+    return saved
 
 
 class AlreadyFinished(Exception):
@@ -132,10 +164,9 @@ class RunDirectory:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock_file.seek(0)
-            owner = lock_file.read().strip() or "another process"
+            owner = lock_file.read()
             lock_file.close()
-            raise ConfigError(f"hydra.run.dir={path} is in use by {owner}; wait for it or pick another "
-                              "hydra.run.dir") from None
+            raise in_use(path, owner) from None
         try:
             config, resumed = cls._check(path, config)
         except BaseException:
@@ -155,13 +186,15 @@ class RunDirectory:
         before Hydra creates its log file in the directory."""
         path = Path(path).absolute()
         if (path / ".lock").exists():
-            with open(path / ".lock") as lock_file:
+            try:
+                lock_file = open(path / ".lock")
+            except OSError as err:
+                raise ConfigError(f"hydra.run.dir={path}: its .lock cannot be read ({err.strerror})") from None
+            with lock_file:
                 try:
                     fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    owner = lock_file.read().strip() or "another process"
-                    raise ConfigError(f"hydra.run.dir={path} is in use by {owner}; wait for it or pick another "
-                                      "hydra.run.dir") from None
+                    raise in_use(path, lock_file.read()) from None
         if path.is_dir():
             cls._check(path, config)
 
@@ -179,7 +212,7 @@ class RunDirectory:
         if not resume:
             raise ConfigError(f"hydra.run.dir={path} already holds {held}; resume it with `{how}`, "
                               "or pick another hydra.run.dir")
-        saved = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else None
+        saved = read_config(path / "config.yaml") if (path / "config.yaml").exists() else None
         if saved is None:
             raise ConfigError(f"hydra.run.dir={path} holds outputs but no config.yaml; it cannot be resumed: "
                               "pick another hydra.run.dir")
@@ -188,6 +221,11 @@ class RunDirectory:
             raise ConfigError("trainer.resume=true may not change these settings of the run in "
                               f"{path} (allowed to change: {', '.join(RESUME_SAFE)}):\n" + "\n".join(differences))
         epochs = config["trainer"]["epochs"]
+        schedule = (saved.get("optim") or {}).get("schedule", "constant")
+        if epochs != saved["trainer"].get("epochs") and schedule != "constant":
+            raise ConfigError(f"trainer.epochs={epochs} is not allowed on resume with optim.schedule={schedule}; "
+                              f"expected the run's {saved['trainer'].get('epochs')} (the schedule is laid over the run's "
+                              "length: a longer run is a new run)")
         if held == "a finished run" and epochs == saved["trainer"]["epochs"]:
             raise AlreadyFinished(f"{path} already holds this run, finished: nothing to do "
                                   f"(trainer.epochs=<more than {epochs}> trains it longer)")
@@ -204,6 +242,8 @@ class RunDirectory:
         if self.started:
             return
         self.started = True
+        if self.provenance is None and requeued_here(self.path):  # requeued before its first metrics line
+            self.provenance = read_json(self.path / "provenance.json")
         attempt = provenance.collect(self.overrides)
         record = self.provenance or {"run_id": os.urandom(4).hex(), "started": attempt["started"], "attempts": []}
         # The latest attempt's facts at the top level; the diff only there (it can be large).
@@ -212,6 +252,7 @@ class RunDirectory:
         self.provenance = record
         if self.resumed and (self.path / "summary.json").exists():  # training longer: the old summary is stale
             (self.path / "summary.json").rename(self.path / "summary.previous.json")
+        (self.path / "refused.json").unlink(missing_ok=True)  # a refusal from an earlier sweep is history now
         write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
         self._write_provenance()
         self.set_status("running", epoch_reached(self.path))
@@ -219,6 +260,15 @@ class RunDirectory:
     @property
     def run_id(self) -> str:
         return self.provenance["run_id"]
+
+    def check_same_data(self, checksums: dict) -> None:
+        """A resume must train on the bytes the run started with (data.root may move, not change)."""
+        before = (self.provenance or {}).get("data_files") or {}
+        changed = [name for name, entry in checksums.items()
+                   if name in before and before[name].get("sha256") != entry.get("sha256")]
+        if changed:
+            raise ConfigError(f"data.root: {', '.join(changed)} differ from the files the run in {self.path} "
+                              "trained on (SHA-256 in provenance.json); resume with the same data")
 
     def record(self, **fields) -> None:
         """Add fields to this attempt's provenance (data checksums, seeds, ...)."""
@@ -250,7 +300,8 @@ class RunDirectory:
                 self.provenance["attempts"][-1]["outcome"] = status
                 self._write_provenance()
             elif record_failure and status != "finished":
-                self.set_status(status or "failed", 0, message)
+                self._lock_file.close()  # record_failure takes the lock itself
+                record_failure(self.path, message or status or "failed", self.overrides or [])
         finally:
             self._lock_file.close()  # releases the flock
 

@@ -55,6 +55,20 @@ def compose(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
 
 
+def pretend_killed(run: Path, epoch: int) -> None:
+    """Make a finished run directory look like one killed (kill -9) after its checkpoint at
+    `epoch`: no summary, later checkpoints gone, status.json still "running"."""
+    import json
+    import shutil
+
+    (run / "summary.json").unlink()
+    for checkpoint in (run / "checkpoints").iterdir():
+        if checkpoint.name.isdigit() and int(checkpoint.name) > epoch:
+            shutil.rmtree(checkpoint)
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "status": "running", "epoch": epoch}))
+
+
 TINY = ["data=digits", "data.train_size=256", "data.test_size=100", "trainer.epochs=2",
         "trainer.batch_size=64", "logger=none", "trainer.progress=off"]
 

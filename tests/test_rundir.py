@@ -15,7 +15,7 @@ import yaml
 
 from aejax.errors import ConfigError
 from aejax.run import train_and_evaluate
-from conftest import TINY, compose
+from conftest import TINY, compose, pretend_killed
 
 EXE = Path(sys.executable).parent / "aejax-train"
 
@@ -177,7 +177,7 @@ def test_an_unreadable_checkpoint_is_named_and_resume_falls_back_to_the_one_befo
     full, full_params = train_and_evaluate(config, tmp_path / "full", return_params=True)
     run = tmp_path / "run"
     train_and_evaluate(config, run)
-    (run / "summary.json").unlink()  # as if it had been killed after saving epoch 4
+    pretend_killed(run, 4)
     truncate_an_array_file(run / "checkpoints" / "4")
     with pytest.raises(ConfigError) as info:
         load_run(run)
@@ -196,10 +196,7 @@ def test_a_torn_last_metrics_line_is_dropped_at_resume(tmp_path, caplog):
     config = compose(TINY + ["trainer.epochs=4", "trainer.checkpoint_every=2", "trainer.log_every=1"])
     run = tmp_path / "run"
     train_and_evaluate(config, run)
-    import shutil
-
-    (run / "summary.json").unlink()
-    shutil.rmtree(run / "checkpoints" / "4")
+    pretend_killed(run, 2)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     expected = [json.loads(l)["step"] for l in lines]
     torn = len(lines) - 2  # killed while writing a line after the epoch-2 checkpoint
@@ -337,3 +334,29 @@ def test_a_killed_wandb_service_costs_nothing(tmp_path):
     assert summary["status"] == "finished"
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == summary["steps"]  # the local log went on to the end
+
+
+def test_training_longer_lands_on_the_epochs_asked_for(tmp_path):
+    """A resume with more epochs: compiled calls are re-cut so that no call overshoots (a
+    4-epoch run in one call, resumed to 6 epochs, trains exactly 2 more)."""
+    config = compose(TINY + ["trainer.epochs=4"])
+    run = tmp_path / "run"
+    train_and_evaluate(config, run)
+    longer = {**config, "trainer": {**config["trainer"], "epochs": 6, "resume": True}}
+    summary, params = train_and_evaluate(longer, run, return_params=True)
+    fresh, fresh_params = train_and_evaluate(compose(TINY + ["trainer.epochs=6"]), tmp_path / "fresh", return_params=True)
+    assert summary["steps"] == fresh["steps"] and summary["members"][0]["test"] == fresh["members"][0]["test"]
+    for a, b in zip(jax_leaves(params, 0), jax_leaves(fresh_params, 0)):
+        np.testing.assert_array_equal(a, b)
+    assert (run / "summary.previous.json").exists()  # the 4-epoch summary is kept, under another name
+
+
+def test_a_longer_resume_with_a_schedule_is_refused(tmp_path):
+    from aejax.rundir import RunDirectory
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "2").mkdir(parents=True)
+    saved = compose(TINY + ["optim.schedule=cosine"])
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match="trainer.epochs=4 is not allowed on resume with optim.schedule=cosine"):
+        RunDirectory.check_only(run, {**saved, "trainer": {**saved["trainer"], "epochs": 4, "resume": True}})

@@ -9,7 +9,7 @@ import pytest
 from aejax.config import parse_run
 from aejax.run import chunk_epochs, train_and_evaluate
 from aejax.train import Diverged
-from conftest import TINY, compose
+from conftest import TINY, compose, pretend_killed
 
 
 def run(tmp_path, name, overrides):
@@ -92,9 +92,7 @@ def test_resume_replays_the_same_randomness(tmp_path):
     interrupted = tmp_path / "resumed"
     run(tmp_path, "resumed", common)
     # Pretend the run died after epoch 2: drop the later checkpoint, metrics and summary.
-    import shutil
-    shutil.rmtree(interrupted / "checkpoints" / "4")
-    (interrupted / "summary.json").unlink()
+    pretend_killed(interrupted, 2)
     resumed = run(tmp_path, "resumed", common + ["trainer.resume=true"])
     for a, b in zip(full["members"], resumed["members"]):
         assert a["test"]["mse"] == pytest.approx(b["test"]["mse"], rel=1e-6)
@@ -123,6 +121,8 @@ def test_shards_together_are_bitwise_the_unsharded_population(tmp_path):
         members += summary["members"]
         leaves += [[np.asarray(a[i]) for a in jax.tree.leaves(params)] for i in range(summary["num_members"])]
     assert [m["member"] for m in members] == [0, 1, 2, 3, 4, 5]
+    logged = {json.loads(l)["member"] for l in (tmp_path / "shard1" / "metrics.jsonl").read_text().splitlines()}
+    assert logged == {3, 4, 5}  # metrics.jsonl numbers members as the whole population does
     for mine, theirs in zip(members, whole["members"]):
         assert (mine["seed"], mine["hyperparameters"]) == (theirs["seed"], theirs["hyperparameters"])
         assert mine["test"] == theirs["test"]

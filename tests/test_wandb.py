@@ -6,7 +6,7 @@ import pytest
 
 from aejax.run import train_and_evaluate
 from aejax.wandb_records import history_rows, run_config
-from conftest import TINY, compose
+from conftest import TINY, compose, pretend_killed
 
 
 def wandb_files(run_dir):
@@ -88,14 +88,11 @@ def test_each_member_run_carries_its_own_settings_name_and_provenance(tmp_path, 
 
 
 def test_a_resumed_run_continues_the_same_wandb_runs(tmp_path, monkeypatch):
-    import shutil
-
     monkeypatch.delenv("WANDB_MODE", raising=False)
     config = compose([o for o in TINY if o != "logger=none"] + ["logger=wandb", "trainer.checkpoint_every=1"])
     train_and_evaluate(config, tmp_path)
     first = run_record(wandb_files(tmp_path)[0]).run_id
-    (tmp_path / "summary.json").unlink()
-    shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if stopped after epoch 1
+    pretend_killed(tmp_path, 1)
     train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, tmp_path)
     ids = [run_record(p).run_id for p in wandb_files(tmp_path)]
     assert len(ids) == 2 and ids[0] == ids[1] == first

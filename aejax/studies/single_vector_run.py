@@ -62,8 +62,23 @@ def fit_report(pooled: dict) -> dict:
 
 
 def run(config: dict, workdir: Path) -> dict:
-    workdir = Path(workdir)
+    from aejax.rundir import RunDirectory
+
     study = parse_study(config.get("study"))
+    # The study trains outside train_and_evaluate: it starts its run directory itself (under the
+    # CLI the directory is already locked and this is the same, nested, open).
+    run_dir = RunDirectory.open(workdir, config)
+    try:
+        run_dir.start()
+        result = _run(config, Path(workdir), study)
+    except BaseException as err:
+        run_dir.close("failed", message=f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        raise
+    run_dir.close("finished")
+    return result
+
+
+def _run(config: dict, workdir: Path, study) -> dict:
     model = parse_section("model", ModelSpec, config.get("model"))
     optim = parse_section("optim", OptimSpec, config.get("optim"))
     data = parse_section("data", DataSpec, config.get("data"))
