@@ -122,6 +122,8 @@ def read_run(run: Path) -> list[dict]:
               "run_dir": str(run)}
     if isinstance(summary, dict) and summary.get("members"):
         members, state, message = summary["members"], None, None
+        if status.get("status") not in (None, "finished", "diverged"):  # trained, then a study's own step failed
+            state, message = _state_without_summary(run, status), status.get("message")
     else:
         members = population_members(config) if config else [{"member": None, "seed": None}]
         state, message = _state_without_summary(run, status), status.get("message")
