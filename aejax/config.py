@@ -262,6 +262,18 @@ class PopulationSpec:
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
 
 
+def default_of(key: str):
+    """The built-in default of a dotted setting ("trainer.eval_every" -> 0), or None: a run saved
+    before a setting existed ran with that default."""
+    section, _, attr = key.partition(".")
+    classes = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
+               "logger": LoggerSpec, "population": PopulationSpec}
+    field_ = next((f for f in dataclasses.fields(classes[section]) if f.name == attr), None) if section in classes else None
+    if field_ is None or field_.default is dataclasses.MISSING:
+        return None
+    return list(field_.default) if isinstance(field_.default, tuple) else field_.default
+
+
 def shard_range(population: int, shards: int, shard: int) -> range:
     """Members of one shard: contiguous, as even as can be (`numpy.array_split`'s rule)."""
     size, extra = divmod(population, shards)

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from aejax import provenance
-from aejax.config import flatten
+from aejax.config import default_of, flatten
 from aejax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ def resume_differences(saved: dict, new: dict) -> list[str]:
     """One line per setting that differs between the saved and the new config and that a
     resume may not change."""
     a, b = flatten({k: v for k, v in saved.items() if k != "hydra"}), flatten({k: v for k, v in new.items() if k != "hydra"})
+    for key in set(b) - set(a):  # a setting added after the run was saved: it ran with the default
+        a[key] = default_of(key) if default_of(key) is not None or b[key] is None else "<unset>"
     lines = []
     for key in sorted(set(a) | set(b)):
         if key.startswith(RESUME_SAFE) or a.get(key, "<unset>") == b.get(key, "<unset>"):

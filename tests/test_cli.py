@@ -78,6 +78,14 @@ BAD_INPUTS = {
     "model=vae model.tied_weights=true": "model.tied_weights=True is not allowed; expected false for model.family=vae",
     "model.reconstruction_loss=cross_entropy model.output_activation=linear":
         "model.output_activation='linear' is not allowed; expected sigmoid",
+    # Your own data (aejax/data/arrays.py, images.py): the settings' own checks.
+    "data=array": "data.path=None is not allowed; expected a .npy or .npz file for data.name=array",
+    "data=array data.path=x.txt": "data.path='x.txt' is not allowed; expected a .npy or .npz file",
+    "data=images data.path=photos data.color=cmyk": "data.color='cmyk' is not allowed; expected one of grayscale, rgb",
+    "data=images data.path=photos data.image_size=-3": "data.image_size=-3 is not allowed",
+    "data=array data.path=x.npz data.image_shape=[0,4]": "data.image_shape=[0, 4] is not allowed",
+    "data.loader=nocolon": "data.loader='nocolon' is not allowed; expected null or 'package.module:function'",
+    "data.name=nope": "data.name='nope' is not allowed; expected one of",
     # Run directories Hydra could not create.
     "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
 }

@@ -360,3 +360,19 @@ def test_a_longer_resume_with_a_schedule_is_refused(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(ConfigError, match="trainer.epochs=4 is not allowed on resume with optim.schedule=cosine"):
         RunDirectory.check_only(run, {**saved, "trainer": {**saved["trainer"], "epochs": 4, "resume": True}})
+
+
+def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
+    """A config.yaml written by an older aejax lacks the settings added since; they ran with
+    their defaults, so a resume is not refused for them (but is for a real change)."""
+    from aejax.rundir import resume_differences
+
+    new = compose(TINY + ["trainer.resume=true"])
+    saved = compose(TINY)
+    for section, key in (("trainer", "on_divergence"), ("trainer", "eval_every"), ("trainer", "figure_formats"),
+                         ("population", "shards"), ("data", "loader")):
+        saved[section].pop(key)
+    assert resume_differences(saved, new) == []
+    saved["population"]["shards"] = 1
+    new["population"]["shards"] = 2
+    assert resume_differences(saved, new) == ["population.shards: the run has 1, the command line 2"]
