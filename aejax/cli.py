@@ -2,6 +2,7 @@
 
     aejax-train model=sparse model.noise_level=0.3 data=mnist data.root=/path/to/mnist
     aejax-train -m model.code_size=2,8,32            # a Hydra multirun: one job per code size
+    aejax-train -m --dry-run model.code_size=2,8,32  # list and check the jobs, submit nothing
 
 Exit status: 0 done; 2 a bad setting or a run directory that cannot be used (one line,
 nothing written); 3 a diverged run (last good checkpoint kept); 128 + the signal's number
@@ -266,7 +267,48 @@ def _job_order(path: Path):
     return [int(part) if part.isdigit() else part for part in path.parts]
 
 
+def dry_run(argv: list[str]) -> None:
+    """`aejax-train -m ... --dry-run`: list the jobs a sweep would launch, check each one's config
+    (a bad value at any sweep point is found now, not on the cluster) and submit nothing."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from aejax.config import parse_run
+    from aejax.errors import ConfigError
+
+    args = hydra_arguments(argv)
+    if args is None:
+        return  # argparse's own error follows from Hydra
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except Exception as err:  # a malformed override: one line, as in precheck
+        fail(hydra_message(str(err)), EXIT_CONFIG)
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    bad = 0
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        launcher = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("hydra/launcher=")), "basic")
+        for number, overrides in enumerate(jobs):
+            try:
+                cfg = compose(args.config_name or "config", overrides=overrides, return_hydra_config=True)
+                HydraConfig.instance().set_config(cfg)
+                parse_run(OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                                 resolve=True))
+                verdict = "ok"
+            except ConfigError as err:
+                bad, verdict = bad + 1, f"error: {err}"
+            except Exception as err:  # Hydra's own composition errors, made one line
+                bad, verdict = bad + 1, f"error: {hydra_message(str(err))}"
+            shown = " ".join(o for o in overrides if not o.startswith("hydra"))
+            print(f"job {number}: {shown or '(defaults)'}  [{verdict}]")
+    print(f"{len(jobs)} job(s) for launcher {launcher}; {bad} with a bad setting; nothing was submitted")
+    sys.exit(EXIT_CONFIG if bad else 0)
+
+
 def main() -> None:
+    if "--dry-run" in sys.argv[1:]:
+        dry_run([a for a in sys.argv[1:] if a != "--dry-run"])
     precheck(sys.argv[1:])
     _task()
     if SweepReport.failed:

@@ -248,3 +248,16 @@ def test_hydras_own_flags_work_through_the_console_script(tmp_path):
         assert not list(tmp_path.glob("outputs")), args  # printing runs nothing
     bad = aejax_train(["--cfg", "job", "model.nope=1"], tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_dry_run_lists_and_checks_every_job_and_submits_nothing(tmp_path):
+    result = aejax_train(["-m", "--dry-run", "hydra/launcher=slurm", "model.code_size=2,0", "model.nope=1,2",
+                          f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5 and lines[0].startswith("job 0: model.code_size=2 model.nope=1  [error: model.nope is not")
+    assert "[error: model.code_size=0 is not allowed" in lines[2] or "model.nope" in lines[2]
+    assert lines[-1] == "4 job(s) for launcher slurm; 4 with a bad setting; nothing was submitted"
+    good = aejax_train(["-m", "--dry-run", "model.code_size=2,3", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert good.returncode == 0 and good.stdout.splitlines()[-1].startswith("2 job(s) for launcher basic; 0 with")
+    assert "[ok]" in good.stdout and not (tmp_path / "sweep").exists()
