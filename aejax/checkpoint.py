@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a whole population: its training state, saved under the epoch reached.
+"""Orbax checkpoints of a whole population: its training state, saved under the number of steps done.
 
 A checkpoint that cannot be read (a truncated array file, a half-copied folder) is named in
 one line (`UnreadableCheckpoint`); `restore_newest_readable` falls back to the newest one
@@ -30,45 +30,46 @@ class PopulationCheckpointer:
         self.options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep)
         self.manager = ocp.CheckpointManager(self.directory, options=self.options)
 
-    def save(self, epoch: int, state: dict) -> None:
-        """Saved under the number of completed epochs; `state` holds no non-finite parameter (a
-        masked member's optimiser state may be NaN: it is never used again)."""
-        self.manager.save(epoch, args=ocp.args.StandardSave(state))
+    def save(self, step: int, state: dict) -> None:
+        """Saved under the number of steps done (an epoch's end, or wherever a signal stopped the
+        run); `state` holds no non-finite parameter (a masked member's optimiser state may be NaN:
+        it is never used again)."""
+        self.manager.save(step, args=ocp.args.StandardSave(state))
 
-    def epochs(self) -> list[int]:
+    def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def latest_epoch(self) -> int | None:
+    def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, epoch: int, state_like: dict) -> dict:
-        """The state saved at `epoch`; `state_like` gives the tree, shapes and dtypes (arrays or
+    def restore(self, step: int, state_like: dict) -> dict:
+        """The state saved at `step`; `state_like` gives the tree, shapes and dtypes (arrays or
         `jax.ShapeDtypeStruct`s). Raises `UnreadableCheckpoint` with one line."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
         try:
-            return self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+            return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # TensorStore, JSON, shape or tree mismatch: all mean "this one is unusable"
-            raise UnreadableCheckpoint(self.directory / str(epoch), err) from None
+            raise UnreadableCheckpoint(self.directory / str(step), err) from None
 
     def restore_newest_readable(self, state_like: dict) -> tuple[int, dict | None]:
-        """(epoch, state) of the newest checkpoint that reads; each unreadable newer one is moved
-        aside with a warning (the run saves that epoch again). (0, None) when none reads."""
-        for epoch in reversed(self.epochs()):
+        """(step, state) of the newest checkpoint that reads; each unreadable newer one is moved
+        aside with a warning (the run saves that step again). (0, None) when none reads."""
+        for step in reversed(self.steps()):
             try:
-                return epoch, self.restore(epoch, state_like)
+                return step, self.restore(step, state_like)
             except UnreadableCheckpoint as err:
-                log.warning("%s; moved to %s, resuming from the checkpoint before it", err, self.set_aside(epoch))
-        log.warning("no readable checkpoint in %s: training starts again from epoch 0", self.directory)
+                log.warning("%s; moved to %s, resuming from the checkpoint before it", err, self.set_aside(step))
+        log.warning("no readable checkpoint in %s: training starts again from step 0", self.directory)
         return 0, None
 
-    def set_aside(self, epoch: int) -> Path:
-        """Move an unreadable checkpoint out of the way (the run will save that epoch again), kept
+    def set_aside(self, step: int) -> Path:
+        """Move an unreadable checkpoint out of the way (the run will save that step again), kept
         beside the run for inspection rather than deleted."""
-        target = self.directory.parent / "unreadable_checkpoints" / str(epoch)
+        target = self.directory.parent / "unreadable_checkpoints" / str(step)
         target.parent.mkdir(exist_ok=True)
         if target.exists():
-            target = target.with_name(f"{epoch}-{len(list(target.parent.iterdir()))}")
-        (self.directory / str(epoch)).rename(target)
+            target = target.with_name(f"{step}-{len(list(target.parent.iterdir()))}")
+        (self.directory / str(step)).rename(target)
         self.manager.close()
         self.manager = ocp.CheckpointManager(self.directory, options=self.options)
         return target

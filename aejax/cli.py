@@ -59,6 +59,7 @@ def precheck(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from aejax.config import parse_run
+    from aejax.data import check_spec
     from aejax.errors import ConfigError
     from aejax.loggers import check_wandb_login
 
@@ -87,7 +88,9 @@ def precheck(argv: list[str]) -> None:
     if args.cfg or args.info:
         return  # printing the config or Hydra's info runs nothing
     try:
-        check_wandb_login(parse_run(config).logger)
+        spec = parse_run(config)
+        check_spec(spec.data)  # data.name among the loaders, the datasets' own limits
+        check_wandb_login(spec.logger)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)
     multirun = args.multirun or str(OmegaConf.select(cfg, "hydra.mode", default=None)) == "RunMode.MULTIRUN"
@@ -276,6 +279,7 @@ def dry_run(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from aejax.config import parse_run
+    from aejax.data import check_spec
     from aejax.errors import ConfigError
 
     args = hydra_arguments(argv)
@@ -293,8 +297,9 @@ def dry_run(argv: list[str]) -> None:
             try:
                 cfg = compose(args.config_name or "config", overrides=overrides, return_hydra_config=True)
                 HydraConfig.instance().set_config(cfg)
-                parse_run(OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
-                                                 resolve=True))
+                config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                                resolve=True)
+                check_spec(parse_run(config).data)
                 verdict = "ok"
             except ConfigError as err:
                 bad, verdict = bad + 1, f"error: {err}"

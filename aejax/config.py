@@ -18,7 +18,13 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "elu", "gelu", "softplus")
 # Per-member hyperparameters: they keep every array shape, so a population can vary them
 # inside one compiled program. Anything else (code size, depth) is a Hydra multirun axis.
 MEMBER_HYPERPARAMETERS = ("optim.learning_rate", "model.sparsity_weight", "model.noise_level",
-                          "model.beta", "model.contractive_weight", "model.top_k")
+                          "model.beta", "model.contractive_weight", "model.top_k",
+                          "model.gamma", "model.lambda_od", "model.c_max")
+# model.objective (aejax/vae_objectives.py's registry) and the objectives each weight applies to.
+VAE_OBJECTIVES = ("beta_vae", "beta_tc_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "annealed_vae")
+OBJECTIVE_SETTINGS = {"beta": ("beta_vae", "beta_tc_vae"), "gamma": ("factor_vae", "annealed_vae"),
+                      "lambda_od": ("dip_vae_i", "dip_vae_ii"), "lambda_d_factor": ("dip_vae_i", "dip_vae_ii"),
+                      "c_max": ("annealed_vae",), "iteration_threshold": ("annealed_vae",)}
 
 
 def require(ok: bool, setting: str, value: Any, allowed: str) -> None:
@@ -36,6 +42,11 @@ class ModelSpec:
     architecture: str = "mlp"            # mlp | conv
     hidden: tuple = (256,)               # MLP hidden sizes, encoder order (decoder mirrors)
     channels: tuple = (16, 32)           # conv channels, encoder order
+    kernel_sizes: tuple = (3,)           # conv kernel side per layer (one value: every layer)
+    strides: tuple = (2,)                # conv stride per layer (one value: every layer)
+    dense: tuple = ()                    # conv: dense layer sizes between the conv stack and the code
+    decoder_kernel_sizes: tuple = ()     # transposed conv kernels, decoder order (empty: the encoder's, mirrored)
+    init: str = "lecun_normal"           # kernel initialiser: lecun_normal (flax) | glorot_uniform (TensorFlow/Keras)
     code_size: int = 32
     activation: str = "relu"
     code_activation: str = "linear"
@@ -52,6 +63,12 @@ class ModelSpec:
     contractive_weight: float = 0.0
     beta: float = 1.0
     likelihood: str = "bernoulli"        # VAE decoder: bernoulli | gaussian
+    objective: str = "beta_vae"          # VAE: one of VAE_OBJECTIVES (aejax/vae_objectives.py)
+    gamma: float = 1.0                   # factor_vae: weight of the TC; annealed_vae: of |KL - C(t)|
+    lambda_od: float = 1.0               # dip_vae_*: weight of the off-diagonal covariance penalty
+    lambda_d_factor: float | None = None  # dip_vae_*: lambda_d = lambda_d_factor * lambda_od; null: 10 (I), 1 (II)
+    c_max: float = 0.0                   # annealed_vae: the capacity C(t) reaches, in nats
+    iteration_threshold: int = 100000    # annealed_vae: steps for C(t) to rise from 0 to c_max
 
     def check(self) -> None:
         one_of("model.family", self.family, ("autoencoder", "vae"))
@@ -61,6 +78,7 @@ class ModelSpec:
                 "a list of positive integers (layer sizes)")
         require(len(self.channels) > 0 and all(_is_int(c) and c > 0 for c in self.channels), "model.channels",
                 list(self.channels), "a non-empty list of positive integers (channel counts)")
+        self.check_conv_layers()
         for name in ("activation", "code_activation", "output_activation"):
             one_of(f"model.{name}", getattr(self, name), ACTIVATIONS)
         one_of("model.reconstruction_loss", self.reconstruction_loss, ("squared_error", "cross_entropy"))
@@ -86,8 +104,42 @@ class ModelSpec:
                 "a number >= 0")
         require(self.beta >= 0, "model.beta", self.beta, "a number >= 0")
         one_of("model.likelihood", self.likelihood, ("bernoulli", "gaussian"))
+        one_of("model.objective", self.objective, VAE_OBJECTIVES)
+        for name in ("gamma", "lambda_od", "c_max"):
+            require(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), "a number >= 0")
+        require(self.lambda_d_factor is None or self.lambda_d_factor >= 0, "model.lambda_d_factor",
+                self.lambda_d_factor, "null (10 for dip_vae_i, 1 for dip_vae_ii) or a number >= 0")
+        require(self.iteration_threshold > 0, "model.iteration_threshold", self.iteration_threshold,
+                "an integer > 0 (steps)")
         if self.family == "vae":
             require(not self.tied_weights, "model.tied_weights", self.tied_weights, "false for model.family=vae")
+
+
+    def conv_layers(self) -> tuple[tuple, tuple, tuple]:
+        """Per-layer kernel sizes and strides of the encoder, and the decoder's kernel sizes (its order)."""
+        n = len(self.channels)
+        per_layer = lambda values: tuple(values) * n if len(values) == 1 else tuple(values)
+        kernels, strides = per_layer(self.kernel_sizes), per_layer(self.strides)
+        decoder = per_layer(self.decoder_kernel_sizes) if self.decoder_kernel_sizes else tuple(reversed(kernels))
+        return kernels, strides, decoder
+
+    def check_conv_layers(self) -> None:
+        n = len(self.channels)
+        for name in ("kernel_sizes", "strides", "decoder_kernel_sizes"):
+            values = getattr(self, name)
+            ok = all(_is_int(v) and v > 0 for v in values) and (len(values) in (1, n) or
+                                                                 (name == "decoder_kernel_sizes" and not values))
+            require(ok, f"model.{name}", list(values), f"positive integers, one per conv layer ({n}) or one for all")
+        require(all(_is_int(d) and d > 0 for d in self.dense), "model.dense", list(self.dense),
+                "a list of positive integers (dense layer sizes)")
+        one_of("model.init", self.init, ("lecun_normal", "glorot_uniform"))
+        if self.architecture != "conv":
+            return
+        kernels, strides, decoder = self.conv_layers()
+        for k, s in zip(decoder, reversed(strides)):
+            require(k >= s, "model.decoder_kernel_sizes", list(decoder),
+                    f"kernels at least as large as their layer's stride {list(reversed(strides))} "
+                    "(a smaller one leaves output pixels no input reaches)")
 
 
 def check_noise_level(corruption: str, level: float) -> None:
@@ -100,8 +152,8 @@ def check_noise_level(corruption: str, level: float) -> None:
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = "digits"                 # synthetic | digits | mnist | array | images | a registered name
-    root: str | None = None              # mnist: folder of IDX .gz files (or $AEJAX_DATA_ROOT)
+    name: str = "digits"                 # synthetic | digits | mnist | array | images | dsprites | shapes_toy | ...
+    root: str | None = None              # mnist: folder of IDX .gz files (None: aejax.data.cache.locate)
     download: bool = True                # mnist: fetch missing files where the network allows
     train_size: int | None = None        # cap on training examples (None: all)
     val_fraction: float = 0.1            # of the training split, taken from its end
@@ -116,11 +168,13 @@ class DataSpec:
     similarity: float = 0.9              # cosine_pairs
     seed: int = 0
     # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
-    path: str | None = None              # array: a .npy or .npz file; images: a folder
+    path: str | None = None              # array: a .npy or .npz file; images: a folder; dsprites: the original
     inputs_key: str = "x"                # array .npz: the inputs
     labels_key: str | None = "y"         # array .npz: the labels, used if present (null: none)
     test_inputs_key: str | None = None   # array .npz: a test split; null: "<inputs_key>_test" if present
     test_labels_key: str | None = None   # array .npz: null: "<labels_key>_test" if present
+    factors_key: str | None = None       # array .npz: integer ground-truth factors (N, F) (null: none)
+    test_factors_key: str | None = None  # array .npz: the test split's; null: "<factors_key>_test"
     image_shape: tuple | None = None     # array of flat (N, D) inputs: [H, W] or [H, W, C]; null: vectors
     test_fraction: float = 0.2           # array/images without a test split: the fixed share held out
     split_shuffle: bool = True           # array/images: one fixed permutation before splitting (false: file order)
@@ -129,13 +183,9 @@ class DataSpec:
     loader: str | None = None            # "package.module:function(spec) -> Dataset", for any data.name
 
     def check(self) -> None:
-        if self.loader is None:
-            from aejax.data import loader_names  # the built-ins and aejax.data.register_loader's names
-
-            require(self.name in loader_names(), "data.name", self.name,
-                    f"one of {', '.join(loader_names())}, a name given to aejax.data.register_loader, "
-                    f"or data.loader=package.module:function")
-        else:
+        # data.name is checked against the loaders by aejax.data.check_spec (config knows no dataset).
+        require(isinstance(self.name, str) and self.name != "", "data.name", self.name, "a dataset name")
+        if self.loader is not None:
             module, _, attr = str(self.loader).partition(":")
             require(isinstance(self.loader, str) and module and attr, "data.loader", self.loader,
                     "null or 'package.module:function'")
@@ -148,7 +198,7 @@ class DataSpec:
         require(self.path is None or isinstance(self.path, str), "data.path", self.path, "null or a path")
         require(isinstance(self.inputs_key, str) and self.inputs_key != "", "data.inputs_key", self.inputs_key,
                 "the name of an array in data.path")
-        for key in ("labels_key", "test_inputs_key", "test_labels_key"):
+        for key in ("labels_key", "test_inputs_key", "test_labels_key", "factors_key", "test_factors_key"):
             value = getattr(self, key)
             require(value is None or (isinstance(value, str) and value != ""), f"data.{key}", value,
                     "null or the name of an array in data.path")
@@ -211,8 +261,11 @@ class TrainerSpec:
     on_divergence: str = "auto"          # mask | stop | auto (mask for populations, stop for one member)
     eval_every: int = 0                  # epochs between validation metrics during training; 0: only at the end
     figure_formats: tuple = ("png",)     # any of png, pdf, svg
+    call_seconds: float = 10.0           # target duration of one compiled call (signals, progress wait for it)
 
     def check(self) -> None:
+        require(self.call_seconds > 0, "trainer.call_seconds", self.call_seconds,
+                "seconds > 0 (the target duration of one compiled call)")
         require(self.epochs > 0, "trainer.epochs", self.epochs, "an integer > 0")
         require(self.batch_size > 0, "trainer.batch_size", self.batch_size, "an integer > 0")
         require(self.log_every > 0, "trainer.log_every", self.log_every, "an integer > 0")
@@ -430,6 +483,13 @@ def check_combinations(spec: RunSpec) -> None:
     else:
         require(m.beta == 1.0 and "model.beta" not in grid, "model.beta", m.beta,
                 "1.0 unless model.family=vae (beta weights the VAE's KL term)")
+        require(m.objective == "beta_vae", "model.objective", m.objective,
+                "beta_vae unless model.family=vae (the objectives are VAE losses: model=<objective> sets both)")
+    for name, objectives in OBJECTIVE_SETTINGS.items():
+        default = default_of(f"model.{name}")
+        require(m.objective in objectives or (getattr(m, name) == default and f"model.{name}" not in grid),
+                f"model.{name}", getattr(m, name),
+                f"{'null' if default is None else default} unless model.objective={' or '.join(objectives)}")
     if m.sparsity != "topk":
         require(m.top_k == 0, "model.top_k", m.top_k, "0 unless model.sparsity=topk")
     if m.sparsity not in ("l1", "kl"):

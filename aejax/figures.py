@@ -136,3 +136,71 @@ def latent_scatter(codes: np.ndarray, labels, path: Path) -> Path:
     ax.set_ylabel("h2")
     fig.tight_layout()
     return save(fig, path)
+
+
+TRAVERSAL_IMAGES = 3  # test images per member in the traversal figure
+TRAVERSAL_ROWS = 20   # latents shown per member, largest KL first
+
+
+def _mosaic(grid: np.ndarray, image_shape, gap: int) -> np.ndarray:
+    """`(N, R, V, D)` traversals as one picture: a row per latent, each image's V columns side by side,
+    a 1-pixel white line between cells and `gap` white pixels between images."""
+    n, rows, cols, _ = grid.shape
+    h, w = image_shape[:2]
+    c = image_shape[2] if len(image_shape) > 2 else 1
+    cells = np.clip(grid.reshape(n, rows, cols, h, w, c), 0, 1)
+    block = cols * (w + 1) - 1
+    out = np.ones((rows * (h + 1) - 1, n * block + (n - 1) * gap, c))
+    for i in range(n):
+        for r in range(rows):
+            for j in range(cols):
+                x0, y0 = i * (block + gap) + j * (w + 1), r * (h + 1)
+                out[y0:y0 + h, x0:x0 + w] = cells[i, r, j]
+    return out[..., 0] if c == 1 else out
+
+
+def latent_traversal(grids: list[np.ndarray], dims: list[np.ndarray], kls: list[np.ndarray], values,
+                     image_shape, path: Path, titles: list[str]) -> Path:
+    """One panel per member, side by side, titled by `titles`. `grids[m]` is `(N, R, V, D)` from
+    `aejax.trained.traverse`: row r sets latent `dims[m][r]` (labelled with its KL, `kls[m]`) to each
+    of `values`, one block of columns per test image."""
+    n, rows, cols, _ = grids[0].shape
+    h, w = image_shape[:2]
+    gap = max(4, w)  # one image's width between the test images' blocks
+    cell = 0.3  # inches per image
+    width = n * cols * cell + 1.2
+    fig, axes = plt.subplots(1, len(grids), figsize=(width * len(grids), rows * cell + 1.2), squeeze=False)
+    for ax, grid, dim, kl, title in zip(axes[0], grids, dims, kls, titles):
+        pixels = _mosaic(grid, image_shape, gap)
+        ax.imshow(pixels, **({"cmap": "gray", "vmin": 0, "vmax": 1} if pixels.ndim == 2 else {}))
+        ax.set_yticks([r * (h + 1) + h / 2 for r in range(len(dim))],
+                      [f"z{d} KL {kl[d]:.2f}" for d in dim], fontsize=6)
+        block = cols * (w + 1) - 1
+        ax.set_xticks([i * (block + gap) + j * (w + 1) + w / 2 for i in range(n) for j in range(cols)],
+                      [f"{v:g}" for _ in range(n) for v in values], fontsize=5)
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"latent traversals: each row sets one latent of the posterior mean of {n} test images "
+                 f"to {values[0]:g}..{values[-1]:g}; rows by KL, largest first", fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def kl_per_latent(kls: list[np.ndarray], path: Path, titles: list[str]) -> Path:
+    """One bar chart per member, side by side: each latent's KL(q(z_k|x) || N(0, 1)), averaged over
+    the test images, largest first and labelled by the latent's index."""
+    k = len(kls[0])
+    fig, axes = plt.subplots(1, len(kls), figsize=(max(3.0, 0.22 * k + 1) * len(kls), 2.8), squeeze=False,
+                             sharey=True)
+    for ax, kl, title in zip(axes[0], kls, titles):
+        order = np.argsort(-kl, kind="stable")
+        ax.bar(range(k), kl[order], color="tab:blue")
+        if k <= 32:
+            ax.set_xticks(range(k), [f"z{d}" for d in order], fontsize=6, rotation=90)
+        ax.set_xlabel("latent (largest KL first)", fontsize=7)
+        ax.set_title(title, fontsize=8)
+    axes[0, 0].set_ylabel("KL per latent (nats)", fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)

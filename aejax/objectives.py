@@ -91,11 +91,15 @@ def member_top_k(spec: ModelSpec, hp: dict) -> dict:
 
 
 def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
-              use_corruption: bool | None = None, binarize_batches: bool = False) -> Callable:
+              use_corruption: bool | None = None, binarize_batches: bool = False,
+              dataset_size: int | None = None) -> Callable:
     """The training objective `loss(params, x, key, hp) -> (scalar, terms)`.
 
     `hp` holds this member's scalar hyperparameters (noise_level, sparsity_weight,
-    contractive_weight, beta); which terms exist is decided here, once, from `spec`.
+    contractive_weight, and the VAE objective's weight); which terms exist is decided here,
+    once, from `spec`. A VAE's objective is `aejax.vae_objectives`' `spec.objective`; one with a
+    critic (FactorVAE) gives `loss(params, x, key, hp, critic_params) -> (scalar, (terms, z))`
+    instead (see that module). `dataset_size` completes beta-TCVAE's TC estimate with its constant.
     The Jacobian is only computed when `use_contractive`, and noise only drawn when
     `use_corruption` (defaults: the weight, the level is > 0); a population that varies
     them passes True. `binarize_batches` (data.binarize=dynamic) replaces every batch of
@@ -105,8 +109,12 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
         use_contractive = spec.contractive_weight > 0
     if use_corruption is None:
         use_corruption = spec.noise_level > 0
+    from aejax.vae_objectives import critic_for, objective_for  # it imports this module
 
-    def loss(params, x, key, hp):
+    vae_objective = objective_for(spec, dataset_size) if spec.family == "vae" else None
+    with_critic = critic_for(spec) is not None
+
+    def loss(params, x, key, hp, critic_params=None):
         model = nnx.merge(graph, params)
         if binarize_batches:
             key, binarize_key = jax.random.split(key)
@@ -121,10 +129,9 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
                 nll = bernoulli_nll(aux["decoder_out"], x)
             else:
                 nll = gaussian_nll(aux["decoder_out"], params["log_scale"], x)
-            terms["nll"] = jnp.mean(nll)
-            terms["kl"] = jnp.mean(gaussian_kl(aux["mean"], aux["logvar"]))
-            total = terms["nll"] + hp["beta"] * terms["kl"]
-            terms["neg_elbo"] = terms["nll"] + terms["kl"]
+            total, vae_terms = vae_objective(nll, aux["mean"], aux["logvar"], aux["z"], hp,
+                                             critic_params=critic_params)
+            terms.update(vae_terms)
         elif spec.reconstruction_loss == "cross_entropy":  # sigmoid outputs, x in [0, 1]
             terms["cross_entropy"] = jnp.mean(bernoulli_nll(aux["decoder_out"], x))
             total = terms["cross_entropy"]
@@ -141,6 +148,6 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
             terms["contractive"] = contractive_penalty(model.encode, x_in)
             total = total + hp["contractive_weight"] * terms["contractive"]
         terms["loss"] = total
-        return total, terms
+        return (total, (terms, aux["z"])) if with_critic else (total, terms)
 
     return loss

@@ -31,6 +31,9 @@ HYPERPARAMETER_SOURCES = {
     "beta": "model.beta",
     "contractive_weight": "model.contractive_weight",
     "top_k": "model.top_k",  # carried as a float; the top-k layer rounds it to an integer
+    "gamma": "model.gamma",          # the VAE objectives' weights (aejax/vae_objectives.py)
+    "lambda_od": "model.lambda_od",
+    "c_max": "model.c_max",
 }
 
 
@@ -60,7 +63,8 @@ def hyperparameter_arrays(rows: list[dict]) -> dict:
 
 
 SHORT_NAMES = {"optim.learning_rate": "lr", "model.sparsity_weight": "sparsity", "model.noise_level": "noise",
-               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k", "seed": "s"}
+               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k", "seed": "s",
+               "model.gamma": "gamma", "model.lambda_od": "lambda_od", "model.c_max": "c_max"}
 
 
 def member_label(row: dict, varied: list[str], sep: str = " ") -> str:

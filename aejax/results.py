@@ -5,7 +5,10 @@ README "Outputs of a run"), never W&B, so a sweep's table can be built on the cl
 copy, or while jobs still run. One row per (run, member); a run without summary.json yet gets
 one row per member of its population, with its state. No JAX import: collecting stays fast.
 
-    aejax-collect multirun/mnist_denoising/2026-01-01_00-00-00 --group-by model.noise_level
+    aejax-collect multirun/mnist_denoising/2026-01-01_00-00-00-3f2a --group-by model.noise_level
+
+A group never pools rows that differ in another setting (a 10-epoch run and 2-epoch seeds): that
+is refused in one line naming the settings, to be added to the groups or filtered with --where.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from aejax.config import flatten, shard_range  # no JAX behind them: the table s
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: config.yaml parsing is most of the time
 SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders (.submitit, .hydra)
-# Config keys that say where a run read its data or how it was watched, not what it computed.
+# Config keys that say where a run read its data or how it was watched, not what it computed
+# (what a resume may change, and the evaluation schedule): never columns, never a reason to refuse a group.
 NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "trainer.eval_every",
-                "trainer.figure_formats", "data.root")
+                "trainer.figure_formats", "trainer.log_every", "trainer.checkpoint_every", "data.root",
+                "data.download")
 STATUSES = ("finished", "diverged", "failed", "interrupted", "running", "unfinished")
 FIRST = ["name", "status", "message", "seed", "member"]
 LAST = ["train_seconds", "slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "requeue_count",
@@ -151,16 +156,23 @@ def _state_without_summary(run: Path, status: dict) -> str:
     return f"unfinished at epoch {max([status.get('epoch') or 0, *checkpoints])}"
 
 
-def collect(paths, group_by=None, metrics=None, status=None) -> pd.DataFrame:
+def collect(paths, group_by=None, metrics=None, status=None, where=None) -> pd.DataFrame:
     """One row per (run, member) of every run at or under `paths` (run dirs, multirun dirs, any
     folder of them): name, status, message, seed, member, every setting that differs between
     the rows, `test/*` and `val/*` metrics, train_seconds, SLURM ids, requeue count, commit,
-    run_dir. `status` keeps rows by state ("finished", "unfinished", ...), `metrics` keeps those
-    metric columns, and `group_by` returns `summarize(table, group_by)` instead."""
+    run_dir. `status` keeps rows by state ("finished", "unfinished", ...), `where` keeps rows with
+    these values ({"trainer.epochs": 10}), `metrics` keeps those metric columns, and `group_by`
+    returns `summarize(table, group_by)` instead (ValueError if a group would pool rows that
+    differ in another setting)."""
     rows = [row for run in find_runs(paths) for row in read_run(run)]
     if status:
         _check("--status", status, STATUSES, "is not a status")
         rows = [r for r in rows if r["status"].split(" ")[0] in status]
+    if rows and where:
+        known = list(dict.fromkeys([*FIRST, *(k for r in rows for k in r if k not in LAST and "/" not in k)]))
+        _check("--where", list(where), known, "is not a column")
+        wanted = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in where.items()}  # as _settings
+        rows = [r for r in rows if all(_value(r.get(k)) == v for k, v in wanted.items())]
     metric_cols = sorted(dict.fromkeys(k for r in rows for k in r if k.startswith(("test/", "val/"))),
                          key=lambda k: not k.startswith("test/"))  # test first, else in the runs' order
     settings = list(dict.fromkeys(k for r in rows for k in r if k not in FIRST + LAST and k not in metric_cols))
@@ -199,6 +211,7 @@ def summarize(table: pd.DataFrame, group_by, metrics=None) -> pd.DataFrame:
         groups = list(table.groupby(group_by, dropna=False, sort=True))
     except TypeError:  # a key column with mixed types cannot be sorted
         groups = list(table.groupby(group_by, dropna=False, sort=False))
+    check_not_pooled(groups, [c for c in table.columns if c not in FIRST + LAST + group_by and "/" not in c], group_by)
     out = []
     for key, part in groups:
         row = dict(zip(group_by, key if isinstance(key, tuple) else (key,)))
@@ -211,6 +224,32 @@ def summarize(table: pd.DataFrame, group_by, metrics=None) -> pd.DataFrame:
             row.update({f"{m}:{s}": v for s, v in zip(STATS, stats)})
         out.append(row)
     return pd.DataFrame(out, columns=group_by + ["n", "n_finished"] + [f"{m}:{s}" for m in metrics for s in STATS])
+
+
+def check_not_pooled(groups, settings, group_by) -> None:
+    """A group averages seeds of one configuration, nothing else: ValueError (one line) naming every
+    setting that takes several values inside a group, and how to include or filter it."""
+    differ = {}
+    for _, part in groups:
+        for key in settings:
+            values = {v for v in map(_value, part[key]) if v is not None and v is not pd.NA}
+            if len(values) > 1:
+                differ.setdefault(key, set()).update(values)
+    if differ:
+        differ = {k: _sorted(v) for k, v in differ.items()}
+        shown = "; ".join(f"{k} ({', '.join(map(str, v))})" for k, v in differ.items())
+        first = next(iter(differ))
+        example = differ[first][-1]
+        raise ValueError(f"--group-by {','.join(group_by)} would average rows that differ in {shown}; add "
+                         f"{'them' if len(differ) > 1 else 'it'} to the groups (--group-by "
+                         f"{','.join([*group_by, *differ])}) or keep one value (e.g. --where {first}={example})")
+
+
+def _sorted(values) -> list:
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types
+        return sorted(values, key=str)
 
 
 def bootstrap_interval(values, level: float = 0.95) -> tuple[float, float]:
@@ -268,7 +307,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    """aejax-collect DIR... [--group-by K,K] [--metrics M,M] [--status S,S] [--csv F] [--markdown F]"""
+    """aejax-collect DIR... [--group-by K,K] [--metrics M,M] [--status S,S] [--where K=V] [--csv F] [--markdown F]"""
     split = lambda text: [part.strip() for part in text.split(",") if part.strip()]
     parser = _Parser(prog="aejax-collect", description="One results table from run and multirun directories.")
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run dirs, multirun dirs, or folders holding them")
@@ -276,6 +315,8 @@ def main(argv=None) -> int:
                         "interval over the seeds")
     parser.add_argument("--metrics", type=split, help="metric columns to keep, e.g. test/mse,val/mse")
     parser.add_argument("--status", type=split, help=f"keep rows in these states: {', '.join(STATUSES)}")
+    parser.add_argument("--where", action="append", metavar="KEY=VALUE", help="keep rows whose setting KEY has "
+                        "this VALUE (repeat for several), e.g. trainer.epochs=10")
     parser.add_argument("--interval", choices=("std", "ci"), default="std", help="grouped Markdown cells: "
                         "mean ± std (default) or mean [95%% interval]")
     parser.add_argument("--csv", type=Path, help="write the table as CSV here")
@@ -284,13 +325,20 @@ def main(argv=None) -> int:
     for d in args.dirs:
         if not Path(d).is_dir():
             raise _fail(f"{d}: no such directory")
+    where = {}
+    for item in args.where or []:
+        key, eq, value = item.partition("=")
+        if not (key and eq):
+            raise _fail(f"--where {item} is not allowed; expected KEY=VALUE, e.g. --where trainer.epochs=10")
+        where[key.strip()] = yaml.load(value, _Loader)
     try:
-        table = collect(args.dirs, group_by=args.group_by, metrics=args.metrics, status=args.status)
+        table = collect(args.dirs, group_by=args.group_by, metrics=args.metrics, status=args.status, where=where)
     except ValueError as err:
         raise _fail(str(err)) from None
     if not len(table):
         raise _fail(f"no runs (a folder with config.yaml or status.json) under {' '.join(args.dirs)}"
-                    + (f" with status {','.join(args.status)}" if args.status else ""))
+                    + (f" with status {','.join(args.status)}" if args.status else "")
+                    + (f" where {' and '.join(args.where)}" if args.where else ""))
     text = to_markdown(table, interval=args.interval)
     try:
         if args.csv:

@@ -27,6 +27,8 @@ from aejax.evaluate import population_evaluator
 from aejax.loggers import MetricsFile, make_logger
 from aejax.models import count_params, init_params, member_model, model_graph
 from aejax.objectives import make_loss
+from aejax.vae_objectives import critic_for
+from aejax import schedule
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, member_label, members, varied_settings
 from aejax.progress import Progress
@@ -35,17 +37,7 @@ from aejax.train import (NORM_TERMS, check_finite, compile_population, init_popu
                          make_step, member_keys)
 
 log = logging.getLogger(__name__)
-STEPS_PER_CALL = 500  # steps fused into one compiled call when epochs are short
 SHOWN = 4  # members side by side in the reconstruction and sample figures
-
-
-def chunk_epochs(epochs: int, steps_per_epoch: int, *intervals: int) -> int:
-    """Epochs per compiled call: about STEPS_PER_CALL steps, dividing the run and every
-    interval (checkpoints, validation; 0 means none) so every call has the same shape (one
-    compilation) and every checkpoint or evaluation falls between two calls."""
-    period = math.gcd(epochs, *intervals)
-    target = max(1, STEPS_PER_CALL // steps_per_epoch)
-    return max(d for d in range(1, period + 1) if period % d == 0 and d <= target)
 
 
 def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,
@@ -88,13 +80,15 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     graph = model_graph(spec.model, data.dim, data.image_shape)
     loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
                      use_corruption=max(r["model.noise_level"] for r in rows) > 0,
-                     binarize_batches=spec.data.binarize == "dynamic")
+                     binarize_batches=spec.data.binarize == "dynamic", dataset_size=len(data.train))
     optimizer = make_optimizer(spec.optim, total_steps)
+    critic = critic_for(spec.model)
     program = compile_population(
-        make_member_program(make_step(loss, optimizer), len(data.train), spec.trainer.batch_size,
-                            norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask),
+        make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
+                            norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask,
+                            decode=data.train_decode),
         shared_data=True)
-    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys)
+    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
 
     run_dir = RunDirectory.open(workdir, config)
     with catch_signals() as stops:
@@ -126,69 +120,85 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
     workdir = run_dir.path
     total_steps = steps_per_epoch * spec.trainer.epochs
     hp = hyperparameter_arrays(rows)
-    checkpoints = PopulationCheckpointer(workdir / "checkpoints")
-    start_epoch = 0
+    checkpoints = PopulationCheckpointer(workdir / "checkpoints")  # numbered by the steps done
+    start_step = 0
     if run_dir.resumed:
-        start_epoch, restored = checkpoints.restore_newest_readable(state)
+        run_dir.check_checkpoint_numbering(steps_per_epoch)
+        start_step, restored = checkpoints.restore_newest_readable(state)
         state = restored if restored is not None else state
-    metrics = MetricsFile(workdir / "metrics.jsonl", start_epoch * steps_per_epoch if run_dir.resumed else None)
+    metrics = MetricsFile(workdir / "metrics.jsonl", start_step if run_dir.resumed else None)
     logger = make_logger(spec.logger, workdir, run_dir.config, rows, spec.name, run_id=run_dir.run_id,
                          provenance=run_dir.provenance)
     x_train = jnp.asarray(data.train)
-    # start_epoch too: a resume with other intervals must still land on the epochs asked for.
-    per_call = chunk_epochs(spec.trainer.epochs, steps_per_epoch, start_epoch, spec.trainer.checkpoint_every,
-                            spec.trainer.eval_every)
+    intervals = (spec.trainer.checkpoint_every, spec.trainer.eval_every)
     numbers = [r["member"] for r in rows]
     evaluate = population_evaluator(spec.model, graph)  # compiled once: validation during training reuses it
     eval_every = spec.trainer.eval_every if len(data.val) else 0
     progress = Progress(total_steps, spec.trainer.progress, spec.trainer.progress_interval_s, spec.trainer.epochs,
-                        first_step=start_epoch * steps_per_epoch)
-    started = time.perf_counter()
-    diverged_at = np.asarray(state["diverged_at"])
-    try:
-        # The loop honours stop requests (signals) after each compiled call.
-        for epoch in range(start_epoch, spec.trainer.epochs, per_call):
+                        first_step=start_step)
+    started, compile_seconds = time.perf_counter(), 0.0
+    compiled = {}  # (n_epochs, n_steps) -> the program compiled ahead of its first call
+
+    def compiled_for(call: schedule.Call):
+        nonlocal compile_seconds
+        if call.shape not in compiled:
             tic = time.perf_counter()
-            new_state, terms = program(state, keys, x_train, hp, epoch, per_call)
+            compiled[call.shape] = program.lower(state, keys, x_train, hp, call.first_step, *call.shape).compile()
+            compile_seconds += time.perf_counter() - tic
+        return compiled[call.shape]
+
+    diverged_at = np.asarray(state["diverged_at"])
+    calls = [schedule.probe_call(start_step, total_steps, steps_per_epoch, *intervals)] if start_step < total_steps else []
+    try:
+        # The loop honours stop requests (signals) after each compiled call; calls last about
+        # trainer.call_seconds, measured on the first one (aejax.schedule).
+        while calls:
+            call = calls.pop(0)
+            run_call = compiled_for(call)
+            tic = time.perf_counter()
+            new_state, terms = run_call(state, keys, x_train, hp, call.first_step)
             # Host copy: the one device-host sync per call.
             terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
             seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
-            first_step = epoch * steps_per_epoch
+            if not calls and call.end < total_steps:  # after the probe: size the rest by time
+                calls = schedule.plan(call.end, total_steps, steps_per_epoch,
+                                      schedule.steps_for(seconds_per_step, spec.trainer.call_seconds), *intervals)
             try:
-                check_finite(terms["loss"], first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
+                check_finite(terms["loss"], call.first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
             except Diverged:
-                save_unless_saved(checkpoints, epoch, state)  # the last good state
+                save_unless_saved(checkpoints, call.first_step, state)  # the last good state
                 raise
             state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
-            for step_rows in _log_rows(terms, first_step, spec.trainer.log_every, total_steps, seconds_per_step,
+            for step_rows in _log_rows(terms, call.first_step, spec.trainer.log_every, total_steps, seconds_per_step,
                                        spec.trainer.batch_size * len(rows), numbers):
                 step_rows = [r for i, r in enumerate(step_rows) if not 0 < diverged_at[i] <= r["step"]]
                 metrics.write(step_rows)
                 logger.log(step_rows)
-            done = epoch + per_call
-            if eval_every and (done % eval_every == 0 or done == spec.trainer.epochs):
+            done, within = divmod(call.end, steps_per_epoch)  # epochs done, steps into the next
+            if not within and eval_every and (done % eval_every == 0 or done == spec.trainer.epochs):
                 val = evaluate(state["params"], data.val, keys, hp)
-                val_rows = [{"step": done * steps_per_epoch, "member": r["member"], "epoch": done,
+                val_rows = [{"step": call.end, "member": r["member"], "epoch": done,
                              **{f"val/{k}": float(v[i]) for k, v in val.items()}}
                             for i, r in enumerate(rows) if diverged_at[i] == 0]
                 metrics.write(val_rows)
                 logger.log(val_rows)
-            if spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
-                checkpoints.save(done, state)
-            run_dir.set_status("running", done)
+            if not within and spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
+                checkpoints.save(call.end, state)
+            run_dir.set_status("running", done, step=call.end, steps_per_epoch=steps_per_epoch)
             healthy = diverged_at == 0
-            progress.update(done * steps_per_epoch, done, float(terms["loss"][healthy, -1].mean())
+            progress.update(call.end, done, float(terms["loss"][healthy, -1].mean())
                             if healthy.any() else float("nan"),
                             spec.trainer.batch_size * len(rows) / seconds_per_step)
-            if stops.requested is not None and done < spec.trainer.epochs:
-                save_unless_saved(checkpoints, done, state)
-                raise Interrupted(stops.requested, f"stopped at epoch {done} of {spec.trainer.epochs} "
-                                  f"(checkpoint saved); resume with: aejax-train hydra.run.dir={workdir} "
-                                  "trainer.resume=true")
+            if stops.requested is not None and call.end < total_steps:
+                save_unless_saved(checkpoints, call.end, state)
+                where = f"epoch {done}" + (f" (+{within} of its {steps_per_epoch} steps)" if within else "")
+                raise Interrupted(stops.requested, f"stopped at {where} of {spec.trainer.epochs} "
+                                  f"(checkpoint saved); resume with: uv run --locked aejax-train "
+                                  f"hydra.run.dir={workdir} trainer.resume=true")
         progress.close()
         metrics.close()
-        train_seconds = time.perf_counter() - started  # includes the one compilation
-        save_unless_saved(checkpoints, spec.trainer.epochs, state)
+        train_seconds = time.perf_counter() - started  # includes compilation (compile_seconds of it)
+        save_unless_saved(checkpoints, total_steps, state)
         checkpoints.close()
         params = state["params"]
         results = evaluate(params, data.test, keys, hp)
@@ -203,7 +213,7 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
             figure_paths.update(extra_figures)
         summary = {"name": spec.name, "status": "finished", "num_members": len(rows), "varied": varied_settings(rows),
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
-                   "steps": total_steps, "train_seconds": train_seconds,
+                   "steps": total_steps, "train_seconds": train_seconds, "compile_seconds": compile_seconds,
                    "diverged_members": int((diverged_at > 0).sum()), "members": summaries}
         logger.summarize(summaries, figure_paths)
         write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
@@ -233,9 +243,9 @@ def member_summary(row: dict, i: int, test: dict, val: dict, diverged_at: int) -
             "test": {k: value(v) for k, v in test.items()}, "val": {k: value(v) for k, v in val.items()}}
 
 
-def save_unless_saved(checkpoints: PopulationCheckpointer, epoch: int, state: dict) -> None:
-    if checkpoints.latest_epoch() != epoch:
-        checkpoints.save(epoch, state)
+def save_unless_saved(checkpoints: PopulationCheckpointer, step: int, state: dict) -> None:
+    if checkpoints.latest_step() != step:
+        checkpoints.save(step, state)
 
 
 def one_line(err: BaseException) -> str:
@@ -268,7 +278,8 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
 
 def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, diverged_at) -> dict:
     """Training curves (train and validation, the variant's terms, a line per member labelled
-    by its values), and reconstructions (VAE: samples) of up to SHOWN healthy members side by side."""
+    by its values), and reconstructions (VAE: samples, latent traversals, KL per latent) of up to
+    SHOWN healthy members side by side."""
     out_dir = workdir / "figures"
     out_dir.mkdir(exist_ok=True)
     figures.FORMATS[:] = list(spec.trainer.figure_formats)
@@ -297,4 +308,14 @@ def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, div
         samples = [np.asarray(m.sample(jax.random.key(0), 10)) for m in models]
         paths["samples"] = figures.image_grid(samples, data.image_shape, out_dir / "samples.png",
                                               [f"samples: {t}" for t in titles])
+    if spec.model.family == "vae":
+        from aejax.trained import TRAVERSAL_VALUES, kl_per_latent, latent_order, traverse
+
+        kls = [kl_per_latent(m, data.test) for m in models]
+        paths["kl_per_latent"] = figures.kl_per_latent(kls, out_dir / "kl_per_latent.png", titles)
+        if data.image_shape:
+            dims = [latent_order(kl)[:figures.TRAVERSAL_ROWS] for kl in kls]
+            grids = [traverse(m, x[:figures.TRAVERSAL_IMAGES], TRAVERSAL_VALUES, d) for m, d in zip(models, dims)]
+            paths["latent_traversal"] = figures.latent_traversal(grids, dims, kls, TRAVERSAL_VALUES, data.image_shape,
+                                                                 out_dir / "latent_traversal.png", titles)
     return paths

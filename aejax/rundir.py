@@ -37,7 +37,7 @@ NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figur
 # Settings a resume may change: they do not alter what the parameters trained so far are
 # (`trainer.epochs` only with optim.schedule=constant: a schedule is laid over the run's length).
 RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
-               "trainer.checkpoint_every", "trainer.eval_every", "logger.", "data.root", "data.download")
+               "trainer.checkpoint_every", "trainer.eval_every", "trainer.call_seconds", "logger.", "data.root", "data.download")
 _HELD: dict[Path, "RunDirectory"] = {}  # directories this process holds: a study's nested train run reuses them
 
 
@@ -105,8 +105,10 @@ def _has_results(p: Path) -> bool:
 
 
 def epoch_reached(path: Path) -> int:
+    """Whole epochs done: status.json's, or its newest checkpoint's (numbered by steps) if newer."""
     status = read_json(path / "status.json") or {}
-    checkpoints = [int(p.name) for p in (path / "checkpoints").glob("*") if p.name.isdigit()]
+    per_epoch = status.get("steps_per_epoch") or 0
+    checkpoints = [int(p.name) // per_epoch for p in (path / "checkpoints").glob("*") if p.name.isdigit() and per_epoch]
     return max([status.get("epoch") or 0, *checkpoints])
 
 
@@ -281,10 +283,30 @@ class RunDirectory:
     def _write_provenance(self) -> None:
         write_atomic(self.path / "provenance.json", json.dumps(self.provenance, indent=1))
 
-    def set_status(self, status: str, epoch: int, message: str | None = None) -> None:
+    def set_status(self, status: str, epoch: int, message: str | None = None, step: int | None = None,
+                   steps_per_epoch: int | None = None) -> None:
+        """`epoch`: whole epochs done; `step` and `steps_per_epoch` (checkpoints are numbered by
+        steps) are kept from the last status that had them."""
+        old = read_json(self.path / "status.json") or {}
         write_atomic(self.path / "status.json", json.dumps({
             "status": status, "epoch": epoch, "epochs": self.config["trainer"]["epochs"],
+            "step": old.get("step") if step is None else step,
+            "steps_per_epoch": old.get("steps_per_epoch") if steps_per_epoch is None else steps_per_epoch,
             "message": message, "updated": provenance.now()}, indent=1))
+
+    def check_checkpoint_numbering(self, steps_per_epoch: int) -> None:
+        """Checkpoints are numbered by steps since calls are sized by time; a run directory saved
+        before (numbered by epochs, no steps_per_epoch in status.json) must not be misread."""
+        status = read_json(self.path / "status.json") or {}
+        has_checkpoints = any(p.name.isdigit() for p in (self.path / "checkpoints").glob("*"))
+        if has_checkpoints and not status.get("steps_per_epoch"):
+            raise ConfigError(f"hydra.run.dir={self.path} is not allowed for trainer.resume=true; expected a run "
+                              "saved by aejax since its checkpoints are numbered by steps (this one's are numbered by "
+                              "epochs: resume it with aejax at commit bfc65a6)")
+        if status.get("steps_per_epoch") not in (None, steps_per_epoch):
+            raise ConfigError(f"hydra.run.dir={self.path} is not allowed for trainer.resume=true; expected the "
+                              f"run's {status['steps_per_epoch']} steps per epoch (now {steps_per_epoch}: the data "
+                              "or the batch size changed)")
 
     def close(self, status: str | None = None, epoch: int | None = None, message: str | None = None,
               record_failure: bool = False) -> None:

@@ -6,7 +6,8 @@ Keys are never stored: member m's key for step t is `fold_in(fold_in(key(seed_m)
 and its shuffle for epoch e is `fold_in(fold_in(key(seed_m), SHUFFLE), e)`, so a run resumed
 from a checkpoint replays exactly the randomness of an uninterrupted one.
 
-A population's training state is `{"params", "opt_state", "diverged_at"}`; the member axis is
+A population's training state is `{"params", "opt_state", "diverged_at"}` (plus "critic" for an
+objective with its own adversary, FactorVAE's discriminator); the member axis is
 the leading axis of every array in it and in hp, the axis to shard across devices
 (`jax.sharding`) when a population outgrows one. `diverged_at` is 0 for a healthy member and
 the step (counted from 1) at which its loss first turned non-finite otherwise.
@@ -23,29 +24,45 @@ import optax
 from aejax.errors import Diverged
 
 INIT, STEP, SHUFFLE = 0, 1, 2  # independent random streams of one member
+CRITIC = 3  # the critic's stream, folded into a step's (or the init) key
 
 
 def member_keys(seeds) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
 
 
-def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """`step(params, opt_state, batch, key, hp, with_norms)` -> (params, opt_state, terms).
+def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic=None) -> Callable:
+    """`step(state, batch, key, hp, with_norms)` -> (state, terms) for one member.
 
+    `state` holds "params" and "opt_state" (and, for objectives with a critic such as FactorVAE's
+    discriminator, "critic": its own params and opt_state, updated in the same step by its own
+    optimiser from the codes of the same batch; `critic` is `aejax.vae_objectives.Critic`).
     Gradient, update and parameter norms cost a full pass over the parameters each, which
     doubles the time of a tiny model's step; they are computed only when `with_norms` (an
     unbatched traced bool: a real branch, even under vmap) and are 0 otherwise.
     """
 
-    def step(params, opt_state, batch, key, hp, with_norms=True):
-        (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
+    def step(state, batch, key, hp, with_norms=True):
+        params, opt_state = state["params"], state["opt_state"]
+        if critic is None:
+            (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
+        else:
+            (_, (terms, codes)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, batch, key, hp, state["critic"]["params"])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: hp["learning_rate"] * u, updates)
         params = optax.apply_updates(params, updates)
+        new = dict(state, params=params, opt_state=opt_state)
+        if critic is not None:
+            # Both updates read the state from before the step (disentanglement_lib's order).
+            critic_params, critic_opt, critic_terms = critic.update(
+                state["critic"]["params"], state["critic"]["opt_state"], codes, jax.random.fold_in(key, CRITIC))
+            new["critic"] = {"params": critic_params, "opt_state": critic_opt}
+            terms = dict(terms, **critic_terms)
         norms = jax.lax.cond(with_norms, lambda: tuple(optax.tree.norm(t) for t in (grads, updates, params)),
                              lambda: (jnp.float32(0),) * 3)
         terms = dict(terms, grad_norm=norms[0], update_norm=norms[1], param_norm=norms[2])
-        return params, opt_state, terms
+        return new, terms
 
     return step
 
@@ -54,11 +71,15 @@ NORM_TERMS = ("grad_norm", "update_norm", "param_norm")  # only valid at steps w
 
 
 def make_member_program(step: Callable, n_train: int, batch_size: int, norms_every: int = 1,
-                        last_step: int = -1, mask_divergence: bool = False) -> Callable:
-    """`run(state, key, x, hp, first_epoch, n_epochs) -> (state, terms)` for ONE member.
+                        last_step: int = -1, mask_divergence: bool = False, decode: Callable | None = None) -> Callable:
+    """`run(state, key, x, hp, first_step, n_epochs, n_steps) -> (state, terms)` for ONE member.
 
-    Trains `n_epochs` epochs of `n_train // batch_size` steps (the last partial batch is
-    dropped) and returns the new state and every step's terms, each `(n_epochs, steps)`.
+    Trains `n_epochs` epochs' worth of `n_steps` steps each from step `first_step`: whole epochs
+    (`n_steps` = the `n_train // batch_size` steps of an epoch; the last partial batch is dropped)
+    or, with `n_epochs=1`, a run of steps inside one epoch, so that a compiled call can be sized
+    by time rather than by epochs (`aejax.schedule`). Returns the new state and every step's
+    terms, each `(n_epochs, n_steps)`. The step's `hp` gets the member's "step" (counted from 0).
+    `decode` maps stored rows to a float batch (bit-packed images: `Dataset.train_decode`).
     Norms are computed at steps (counted from 1) that are multiples of `norms_every`, and at `last_step`.
 
     With `mask_divergence`, a step whose loss is not finite is not applied: the member keeps
@@ -69,37 +90,44 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
     steps_per_epoch = n_train // batch_size
     full_batch = steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant: skip shuffling
 
-    def run(state, key, x, hp, first_epoch, n_epochs):
+    def run(state, key, x, hp, first_step, n_epochs, n_steps):
+        first_epoch, offset = first_step // steps_per_epoch, first_step % steps_per_epoch
+
         def one_epoch(carry, epoch):
             perm = None if full_batch else jax.random.permutation(
                 jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), epoch), n_train)
 
             def one_step(carry, i):
-                params, opt_state, diverged_at = carry
+                trained, diverged_at = carry
                 if full_batch:
                     batch = x
                 else:
                     batch = jnp.take(x, jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size), axis=0)
+                if decode is not None:
+                    batch = decode(batch)
                 step_index = epoch * steps_per_epoch + i
                 step_key = jax.random.fold_in(jax.random.fold_in(key, STEP), step_index)
                 with_norms = ((step_index + 1) % norms_every == 0) | (step_index + 1 == last_step)
-                new_params, new_opt_state, terms = step(params, opt_state, batch, step_key, hp, with_norms)
+                new, terms = step(trained, batch, step_key, dict(hp, step=step_index), with_norms)
                 if not mask_divergence:
-                    return (new_params, new_opt_state, diverged_at), terms
+                    return (new, diverged_at), terms
                 ok = (diverged_at == 0) & jnp.isfinite(terms["loss"])
                 # Only the parameters are selected: a diverged member's optimiser state may turn
                 # NaN, but its parameters never move again (ok stays false), and skipping the
                 # select over the optimiser state (twice the parameters, for Adam) keeps the cost low.
-                params = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_params, params)
+                keep = lambda new_tree, old_tree: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_tree, old_tree)
+                new = dict(new, params=keep(new["params"], trained["params"]))
+                if "critic" in new:
+                    new["critic"] = dict(new["critic"], params=keep(new["critic"]["params"], trained["critic"]["params"]))
                 diverged_at = jnp.where((diverged_at == 0) & ~ok, step_index + 1, diverged_at)
-                return (params, new_opt_state, diverged_at), terms
+                return (new, diverged_at), terms
 
-            return jax.lax.scan(one_step, carry, jnp.arange(steps_per_epoch))
+            return jax.lax.scan(one_step, carry, offset + jnp.arange(n_steps))
 
         epochs = first_epoch + jnp.arange(n_epochs)
-        carry = (state["params"], state["opt_state"], state["diverged_at"])
-        (params, opt_state, diverged_at), terms = jax.lax.scan(one_epoch, carry, epochs)
-        return {"params": params, "opt_state": opt_state, "diverged_at": diverged_at}, terms
+        trained = {k: v for k, v in state.items() if k != "diverged_at"}
+        (trained, diverged_at), terms = jax.lax.scan(one_epoch, (trained, state["diverged_at"]), epochs)
+        return dict(trained, diverged_at=diverged_at), terms
 
     return run
 
@@ -114,36 +142,36 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     """Vectorise a member program over the population and compile it.
 
     `x` is `(N, D)` shared by all members, or `(E, N, D)` when each member has its own data.
-    Returns `run(state, keys, x, hp, first_epoch, n_epochs) -> (state, terms)`; `n_epochs` is static
-    (a new value compiles a new program), `first_epoch` is traced (no recompilation).
+    Returns `run(state, keys, x, hp, first_step, n_epochs, n_steps) -> (state, terms)`; `n_epochs` and
+    `n_steps` are static (a new value compiles a new program), `first_step` is traced (no recompilation).
 
     Large populations run in blocks of `block` members (`member_block_size`), one block after
     another inside the program: a block's parameters and optimiser state stay in cache for
     all its steps instead of streaming the whole population through memory at every step.
     """
-    batched = jax.vmap(member_program, in_axes=(0, 0, None if shared_data else 0, 0, None, None))
+    batched = jax.vmap(member_program, in_axes=(0, 0, None if shared_data else 0, 0, None, None, None))
 
-    def vectorised(state, keys, x, hp, first_epoch, n_epochs):
+    def vectorised(state, keys, x, hp, first_step, n_epochs, n_steps):
         if keys.shape[0] > 1:
-            return batched(state, keys, x, hp, first_epoch, n_epochs)
+            return batched(state, keys, x, hp, first_step, n_epochs, n_steps)
         # One member: call the program unbatched. Under vmap every matmul becomes a batched
         # dot of batch size 1, which XLA's CPU backend runs measurably slower (scripts/bench.py).
         one = lambda tree: jax.tree.map(lambda a: a[0], tree)
-        out = member_program(one(state), keys[0], x if shared_data else x[0], one(hp), first_epoch, n_epochs)
+        out = member_program(one(state), keys[0], x if shared_data else x[0], one(hp), first_step, n_epochs, n_steps)
         return jax.tree.map(lambda a: a[None], out)
 
-    def run(state, keys, x, hp, first_epoch, n_epochs):
+    def run(state, keys, x, hp, first_step, n_epochs, n_steps):
         population = keys.shape[0]
         size = block or member_block_size(population)
         if size >= population:
-            return vectorised(state, keys, x, hp, first_epoch, n_epochs)
+            return vectorised(state, keys, x, hp, first_step, n_epochs, n_steps)
         blocks = lambda a: a.reshape(population // size, size, *a.shape[1:])
         per_member = (state, keys, hp) if shared_data else (state, keys, hp, x)
         stacked = jax.tree.map(blocks, per_member)
 
         def one_block(args):
             s, k, h = args[:3]
-            return vectorised(s, k, x if shared_data else args[3], h, first_epoch, n_epochs)
+            return vectorised(s, k, x if shared_data else args[3], h, first_step, n_epochs, n_steps)
 
         out = jax.lax.map(one_block, stacked)
         return jax.tree.map(lambda a: a.reshape(population, *a.shape[2:]), out)
@@ -152,7 +180,7 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     if len(devices) > 1:
         run = _shard_members(run, devices, shared_data)
     # No buffer donation: the caller keeps the pre-call state, the last good one if this call diverges.
-    return jax.jit(run, static_argnums=5)
+    return jax.jit(run, static_argnums=(5, 6))
 
 
 def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
@@ -162,24 +190,30 @@ def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
 
     mesh = Mesh(devices, ("members",))
 
-    def sharded(state, keys, x, hp, first_epoch, n_epochs):
+    def sharded(state, keys, x, hp, first_step, n_epochs, n_steps):
         if keys.shape[0] % len(devices):
-            return run(state, keys, x, hp, first_epoch, n_epochs)  # uneven: one device
-        local = jax.shard_map(lambda s, k, xx, h, e: run(s, k, xx, h, e, n_epochs), mesh=mesh,
+            return run(state, keys, x, hp, first_step, n_epochs, n_steps)  # uneven: one device
+        local = jax.shard_map(lambda s, k, xx, h, e: run(s, k, xx, h, e, n_epochs, n_steps), mesh=mesh,
                               in_specs=(P("members"), P("members"), P() if shared_data else P("members"),
                                         P("members"), P()),
                               out_specs=P("members"), check_vma=False)
-        return local(state, keys, x, hp, first_epoch)
+        return local(state, keys, x, hp, first_step)
 
     return sharded
 
 
-def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array) -> dict:
-    """The training state of every member (see the module docstring); `init_one(key) -> params`."""
+def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array,
+                    critic=None) -> dict:
+    """The training state of every member (see the module docstring); `init_one(key) -> params`.
+    With a `critic` (FactorVAE's discriminator), each member also gets its own critic and optimiser state."""
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT))(keys)
     params = jax.jit(jax.vmap(init_one))(init_keys)
-    return {"params": params, "opt_state": jax.jit(jax.vmap(optimizer.init))(params),
-            "diverged_at": jnp.zeros(keys.shape[0], jnp.int32)}
+    state = {"params": params, "opt_state": jax.jit(jax.vmap(optimizer.init))(params),
+             "diverged_at": jnp.zeros(keys.shape[0], jnp.int32)}
+    if critic is not None:
+        critic_params = jax.jit(jax.vmap(critic.init))(jax.vmap(lambda k: jax.random.fold_in(k, CRITIC))(init_keys))
+        state["critic"] = {"params": critic_params, "opt_state": jax.jit(jax.vmap(critic.optimizer.init))(critic_params)}
+    return state
 
 
 def check_finite(losses, first_step: int, ignore=None) -> None:

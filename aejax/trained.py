@@ -1,9 +1,10 @@
 """Open a finished run and use its autoencoders: encode new data, reconstruct, generate.
 
     from aejax.trained import load_run
-    run = load_run("outputs/mnist_deep_autoencoder/2026-11-23_15-10-21", member=0)
+    run = load_run("outputs/mnist_deep_autoencoder/2026-11-23_15-10-21-3f2a", member=0)
     codes = run.encode(run.data.test)            # (10000, 30) numpy array
     recon = run.reconstruct(run.data.test)       # g(f(x)), as the test metrics compute it
+    grid = run.traverse(run.data.test[:3])       # VAE: (3, latents, 9, D) latent traversals
 
 The run directory's `config.yaml` rebuilds the model and the data splits; the Orbax
 checkpoint (the last one unless `epoch` is given) supplies the weights. Everything downstream
@@ -29,8 +30,10 @@ from aejax.models import init_params, member_model, model_graph
 from aejax.optim import make_optimizer
 from aejax.population import members
 from aejax.train import init_population, member_keys
+from aejax.vae_objectives import critic_for
 
 BATCH = 1000  # rows per jitted call in encode/reconstruct: bounded memory on any split size
+TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # disentanglement_lib's fixed [-2, 2] interval
 
 
 @dataclass
@@ -52,11 +55,73 @@ class TrainedRun:
     def decode(self, h) -> np.ndarray:
         return _batched(self.model.decode, h)
 
+    def posterior(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """VAE runs: mean and log-variance of q(z|x), each `(N, K)`."""
+        return posterior(self._vae("posterior"), x)
 
-def _batched(fn, x) -> np.ndarray:
+    def kl_per_latent(self, x) -> np.ndarray:
+        """VAE runs: `(K,)`, each latent's KL(q(z_k|x) || N(0, 1)) averaged over the rows of `x`."""
+        return kl_per_latent(self._vae("kl_per_latent"), x)
+
+    def traverse(self, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
+        """VAE runs: `(N, len(dims), len(values), D)` latent traversals of the `(N, D)` inputs `x`
+        (see `traverse`). `dims=None` traverses every latent, ordered by its KL over the test split,
+        largest first: `latent_order(run.kl_per_latent(run.data.test))`."""
+        model = self._vae("traverse")
+        dims = latent_order(kl_per_latent(model, self.data.test)) if dims is None else dims
+        return traverse(model, x, values, dims)
+
+    def _vae(self, method: str):
+        if self.spec.model.family != "vae":
+            raise ConfigError(f"{method} needs a VAE run (model.family=vae); this run has "
+                              f"model.family={self.spec.model.family}, which has no posterior q(z|x)")
+        return self.model
+
+
+def _batched(fn, x):
+    """`fn` on `(N, D)` inputs, BATCH rows per jitted call; an array (or tuple of arrays) of N rows."""
     f = jax.jit(fn)
     x = np.asarray(x, np.float32)
-    return np.concatenate([np.asarray(f(x[i:i + BATCH])) for i in range(0, len(x), BATCH)])
+    parts = [f(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    return jax.tree.map(lambda *p: np.concatenate([np.asarray(a) for a in p]), *parts)
+
+
+def posterior(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """A VAE's q(z|x) for `(N, D)` inputs: (mean, log-variance), each `(N, K)`."""
+    return _batched(model.posterior, x)
+
+
+def kl_per_latent(model, x) -> np.ndarray:
+    """`(K,)`: KL(q(z_k|x) || N(0, 1)) = (mean^2 + var - 1 - log var) / 2 per latent, averaged over
+    the rows of `x`. Near 0: a collapsed latent the decoder ignores."""
+    mean, logvar = posterior(model, x)
+    return np.mean(0.5 * (mean ** 2 + np.exp(logvar) - 1.0 - logvar), axis=0)
+
+
+def latent_order(kl: np.ndarray) -> np.ndarray:
+    """Latent indices by KL, largest first (ties keep index order)."""
+    return np.argsort(-np.asarray(kl), kind="stable")
+
+
+def traverse(model, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
+    """Latent traversals of a VAE: `(N, R, V, D)` decoded means for `(N, D)` inputs `x`, R = len(dims)
+    latents (None: all, in index order) and V = len(values).
+
+    Entry `[i, r, j]` decodes the posterior mean of `x[i]` with latent `dims[r]` *set to* `values[j]`
+    (the other latents stay at the mean): the convention of disentanglement_lib
+    (`latent_traversal_1d_multi_dim`, its `fixed_interval_cycle` over [-2, 2]) and disent, so a
+    column shows the same prior value for every image. Values are absolute, not offsets."""
+    values = np.asarray(values, np.float32)
+    dims = np.arange(model.latent) if dims is None else np.asarray(dims)
+    if values.ndim != 1 or not len(values):
+        raise ConfigError(f"values of shape {values.shape} is not allowed; expected a 1-D array of latent values")
+    if dims.ndim != 1 or not np.issubdtype(dims.dtype, np.integer) or ((dims < 0) | (dims >= model.latent)).any():
+        raise ConfigError(f"dims={dims.tolist()} is not allowed; expected latent indices 0 to {model.latent - 1}")
+    mean = posterior(model, x)[0]
+    z = np.repeat(np.repeat(mean[:, None, None, :], len(dims), axis=1), len(values), axis=2)  # (N, R, V, K)
+    for r, d in enumerate(dims):
+        z[:, r, :, d] = values
+    return _batched(model.decode, z.reshape(-1, model.latent)).reshape(*z.shape[:3], -1)
 
 
 def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
@@ -79,25 +144,28 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
                           f"(members in this run: {len(rows)})")
     index = numbers.index(member)
     checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
-    available = sorted(checkpoints.manager.all_steps()) if checkpoints else []
+    available = sorted(checkpoints.manager.all_steps()) if checkpoints else []  # numbered by steps done
     if not available:
-        raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<epoch> (did the run finish?)")
-    epoch = available[-1] if epoch is None else epoch
-    if epoch not in available:
-        raise ConfigError(f"epoch={epoch} is not allowed; expected one of {available} (the saved checkpoints)")
+        raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<step> (did the run finish?)")
 
     data = load_dataset(spec.data)
     steps_per_epoch = len(data.train) // spec.trainer.batch_size
+    epochs = [s // steps_per_epoch for s in available if s % steps_per_epoch == 0]
+    step = available[-1] if epoch is None else epoch * steps_per_epoch
+    if step not in available:
+        raise ConfigError(f"epoch={epoch} is not allowed; expected one of {epochs} (the epochs with a checkpoint)")
+    epoch = step // steps_per_epoch
     optimizer = make_optimizer(spec.optim, steps_per_epoch * spec.trainer.epochs)
     keys = member_keys([r["seed"] for r in rows])
     # Shapes only: the checkpoint restores into them without initialising a population.
     state_like = jax.eval_shape(
-        lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k),
-        keys)
+        lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k,
+                                  critic_for(spec.model)), keys)
     try:
-        params = checkpoints.restore(epoch, state_like)["params"]
+        params = checkpoints.restore(step, state_like)["params"]
     except UnreadableCheckpoint as err:
-        readable = [e for e in available if e != epoch and _readable(checkpoints, e, state_like)]
+        readable = [s // steps_per_epoch for s in available
+                    if s != step and s % steps_per_epoch == 0 and _readable(checkpoints, s, state_like)]
         raise ConfigError(f"{err}; readable epochs: {readable or 'none'} (pass epoch=...)") from None
     finally:
         checkpoints.close()

@@ -16,8 +16,23 @@ measured in the same run on the same machine.
 4. The price of masking divergence (trainer.on_divergence=mask, the default for populations):
    16 members of a small (64-256-32) and of the MNIST-sized MLP (784-1000-500-250-32), batch 128,
    member-steps/s with the per-step select against the same program without it.
+5. The conv VAE of Locatello et al.'s study (conf/model/locatello_conv_vae.yaml: 64x64x1, conv
+   32-32-64-64, kernels 4, 4, 2, 2, stride 2, dense 256, 10 latents, Bernoulli logits), Adam 1e-4,
+   batch 64, on random binary images: aejax's engine with E = 1, 4 and 16 members in one program
+   (member-samples/s) against torch eager training the same model (samples/s). The ratio for every E
+   is against torch's single model; the target at E = 16 is 1.5.
+6. aejax's `model=conv` (28x28x1, conv 16-32, 3x3, stride 2, linear code 32, sigmoid output,
+   squared error), Adam 1e-3, batch 64, on the first 12,800 MNIST images (random binary images
+   without --data-root): aejax's engine against torch eager training the same model.
+   In 5 and 6 torch uses every core (torch.set_num_threads(os.cpu_count())) and PyTorch's default
+   initialisation (speed does not depend on it); both sides train on 12,800 examples, reshuffled
+   every epoch. The sides' timing rounds alternate (torch, aejax E=1, torch, aejax E=4, ...), each
+   round at least ROUND_SECONDS, each side's rate its total samples over its total time, so both see
+   the same conditions. One aejax call trains CHUNK_STEPS steps (one compiled call, compiled before
+   the timing); a torch chunk is as many steps in a Python loop. They need torch (the `bench`
+   dependency group): `uv sync --locked --group bench`.
 
-`--figures 4` (or `1,2,3`) runs only those figures (1 and 2 always go together).
+`--figures 4` (or `1,2,3`, or `conv` for 5 and 6) runs only those figures (1 and 2 always go together).
 """
 
 from __future__ import annotations
@@ -45,6 +60,12 @@ import jax
 import jax.numpy as jnp
 
 PEAK_SAMPLES = 4  # 2048^3 matmuls between two epochs (about 0.5 s)
+CONV_BATCH, CONV_STEPS_PER_EPOCH = 64, 200  # figures 5 and 6: batch 64, epochs of 200 steps (12,800 examples)
+CHUNK_STEPS = 20     # steps one aejax call (and one torch chunk) trains: seconds, not minutes, at conv rates;
+                     # it divides the epoch, so no call crosses an epoch's end
+ROUND_SECONDS = 12.0  # a timing round repeats its side's chunks until at least this long
+TORCH_MISSING = ("figures 5 and 6 need torch: uv sync --locked --group bench (on this machine: uv pip install "
+                 "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl)")
 
 
 def timed(fn) -> float:
@@ -67,24 +88,27 @@ def matmul(n: int = 2048) -> tuple[Callable, float]:
 
 
 def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds, per_member_data: bool,
-          mask_divergence: bool = False):
-    from aejax.config import ModelSpec, OptimSpec
+          mask_divergence: bool = False, image_shape: tuple | None = None, learning_rate: float = 1e-3):
+    """The compiled population program, its initial state, member keys and per-member hyperparameters."""
+    from aejax.config import MEMBER_HYPERPARAMETERS, ModelSpec, OptimSpec
     from aejax.models import init_params, model_graph
     from aejax.objectives import make_loss
     from aejax.optim import make_optimizer
     from aejax.train import compile_population, init_population, make_member_program, make_step, member_keys
 
     spec = ModelSpec(**model_overrides)
-    graph = model_graph(spec, data_dim)
-    optimizer = make_optimizer(OptimSpec(learning_rate=1e-3), 10_000)
+    graph = model_graph(spec, data_dim, image_shape)
+    optimizer = make_optimizer(OptimSpec(learning_rate=learning_rate), 10_000)
     # Norms every 100 steps, as `aejax-train` computes them for trainer.log_every=100.
     program = compile_population(make_member_program(make_step(make_loss(spec, graph), optimizer), n_train, batch,
                                                      norms_every=100, mask_divergence=mask_divergence),
                                  shared_data=not per_member_data)
     keys = member_keys(seeds)
-    state = init_population(lambda k: init_params(spec, data_dim, None, k), optimizer, keys)
-    hp = {k: jnp.full((len(seeds),), v, jnp.float32) for k, v in
-          dict(learning_rate=1e-3, sparsity_weight=0.0, noise_level=0.0, beta=1.0, contractive_weight=0.0).items()}
+    state = init_population(lambda k: init_params(spec, data_dim, image_shape, k), optimizer, keys)
+    # Every member hyperparameter at the spec's value (the learning rate: the optimiser's).
+    names = [key.split(".")[-1] for key in MEMBER_HYPERPARAMETERS]
+    hp = {name: jnp.full((len(seeds),), learning_rate if name == "learning_rate" else getattr(spec, name), jnp.float32)
+          for name in names}
     return program, state, keys, hp
 
 
@@ -101,7 +125,7 @@ def mnist_mlp(data_root: str) -> tuple[Callable, int, int]:
     state = {"now": initial}
 
     def one_epoch():
-        state["now"], terms = program(state["now"], keys, x, hp, 0, 1)
+        state["now"], terms = program(state["now"], keys, x, hp, 0, 1, len(x) // 256)
         jax.block_until_ready(terms)
 
     return one_epoch, weights, (len(x) // 256) * 256
@@ -133,7 +157,7 @@ def single_vector_population(members: int, steps: int, repeats: int) -> float:
     vectors = jax.random.normal(jax.random.key(0), (members, 1, 64))
     model = dict(hidden=(), code_size=8, activation="tanh", code_activation="tanh", output_activation="linear")
     program, initial, keys, hp = build(model, 64, 1, 1, list(range(members)), True)
-    seconds = best_of(lambda: jax.block_until_ready(program(initial, keys, vectors, hp, 0, steps)), repeats)
+    seconds = best_of(lambda: jax.block_until_ready(program(initial, keys, vectors, hp, 0, steps, 1)), repeats)
     return members * steps / seconds
 
 
@@ -142,10 +166,10 @@ def single_vector_loop(members: int, steps: int) -> float:
     vectors = jax.random.normal(jax.random.key(0), (members, 1, 64))
     model = dict(hidden=(), code_size=8, activation="tanh", code_activation="tanh", output_activation="linear")
     program, initial, keys, hp = build(model, 64, 1, 1, [0], True)
-    jax.block_until_ready(program(initial, keys, vectors[:1], hp, 0, steps))  # compile
+    jax.block_until_ready(program(initial, keys, vectors[:1], hp, 0, steps, 1))  # compile
     tic = time.perf_counter()
     for m in range(members):
-        jax.block_until_ready(program(initial, keys, vectors[m:m + 1], hp, 0, steps))
+        jax.block_until_ready(program(initial, keys, vectors[m:m + 1], hp, 0, steps, 1))
     return members * steps / (time.perf_counter() - tic)
 
 
@@ -156,9 +180,185 @@ def masking_cost(repeats: int, dim: int, hidden: tuple, members: int = 16, epoch
     for mask in (False, True):
         program, initial, keys, hp = build({"hidden": hidden}, dim, len(x), 128, list(range(members)), False,
                                            mask_divergence=mask)
-        seconds = best_of(lambda: jax.block_until_ready(program(initial, keys, x, hp, 0, epochs)), repeats)
+        seconds = best_of(lambda: jax.block_until_ready(program(initial, keys, x, hp, 0, epochs, len(x) // 128)),
+                          repeats)
         rates.append(members * epochs * (len(x) // 128) / seconds)
     return rates[0], rates[1]
+
+
+# ----------------------------------------------------------------------------- figures 5 and 6: conv against torch
+STUDY_VAE = dict(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2), strides=(2,),
+                 dense=(256,), decoder_kernel_sizes=(4,), code_size=10, init="glorot_uniform")
+MNIST_CONV = dict(architecture="conv", channels=(16, 32), kernel_sizes=(3,), strides=(2,), code_size=32)
+
+
+def random_binary(n: int, dim: int):
+    import numpy as np
+
+    return (np.random.default_rng(0).random((n, dim), dtype=np.float32) < 0.5).astype(np.float32)
+
+
+def aejax_chunk(model: dict, image_shape: tuple, x, members: int, learning_rate: float, chunk_steps: int) -> Callable:
+    """A call that trains every member `chunk_steps` steps (one compiled call) and returns the member-samples.
+    Calls follow each other through the epochs; none crosses an epoch's end. `x`: `(N, H*W*C)`, a jax array."""
+    n = len(x)
+    program, state, keys, hp = build(model, x.shape[1], n, CONV_BATCH, list(range(members)), False,
+                                     image_shape=image_shape, learning_rate=learning_rate)
+    steps_per_epoch = n // CONV_BATCH
+    per_epoch = steps_per_epoch // chunk_steps
+    now = {"state": state, "calls": 0}
+
+    def chunk() -> int:
+        calls = now["calls"]
+        first_step = (calls // per_epoch) * steps_per_epoch + (calls % per_epoch) * chunk_steps
+        now["state"], terms = program(now["state"], keys, x, hp, first_step, 1, chunk_steps)
+        jax.block_until_ready(terms)
+        now["calls"] += 1
+        return members * chunk_steps * CONV_BATCH
+
+    return chunk
+
+
+def torch_chunk(model, loss, x, learning_rate: float, chunk_steps: int) -> Callable:
+    """The torch side of `aejax_chunk`: `chunk_steps` eager Adam steps of batch 64, reshuffled every epoch."""
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(0)
+    steps_per_epoch = len(x) // CONV_BATCH
+    now = {"step": 0, "perm": None}
+
+    def chunk() -> int:
+        for _ in range(chunk_steps):
+            i = now["step"] % steps_per_epoch
+            if i == 0:
+                now["perm"] = torch.randperm(len(x), generator=generator)
+            batch = x[now["perm"][i * CONV_BATCH:(i + 1) * CONV_BATCH]]
+            optimizer.zero_grad(set_to_none=True)
+            loss(model, batch).backward()
+            optimizer.step()
+            now["step"] += 1
+        return chunk_steps * CONV_BATCH
+
+    return chunk
+
+
+def torch_study_vae():
+    """Figure 5's model in torch (NCHW): SAME padding of a 4x4 stride-2 conv on an even side is 1 on
+    each side, of a 2x2 stride-2 conv 0; a SAME 4x4 stride-2 transposed conv is ConvTranspose2d(padding=1)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    encoder = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
+                            nn.Conv2d(32, 64, 2, 2), nn.ReLU(), nn.Conv2d(64, 64, 2, 2), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(1024, 256), nn.ReLU(), nn.Linear(256, 20))
+    decoder = nn.Sequential(nn.Linear(10, 256), nn.ReLU(), nn.Linear(256, 1024), nn.ReLU(), nn.Unflatten(1, (64, 4, 4)),
+                            nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+                            nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+    model = nn.ModuleDict(dict(encoder=encoder, decoder=decoder))
+
+    def loss(model, x):  # the negative ELBO (beta = 1), as aejax's beta_vae: sums over pixels and latents, batch mean
+        mean, logvar = model["encoder"](x).chunk(2, dim=1)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        nll = F.binary_cross_entropy_with_logits(model["decoder"](z), x, reduction="none").sum((1, 2, 3))
+        kl = 0.5 * (torch.exp(logvar) + mean ** 2 - 1.0 - logvar).sum(1)
+        return (nll + kl).mean()
+
+    return model, loss
+
+
+def torch_mnist_conv():
+    """Figure 6's model in torch: SAME 3x3 stride-2 convs (padding 1: the same output sides as TensorFlow's
+    SAME), and SAME 3x3 stride-2 transposed convs = ConvTranspose2d(padding=1, output_padding=1)."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(7 * 7 * 32, 32),
+                          nn.Linear(32, 7 * 7 * 32), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+                          nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1), nn.ReLU(),
+                          nn.ConvTranspose2d(16, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
+    return model, lambda model, x: ((model(x) - x) ** 2).sum((1, 2, 3)).mean()
+
+
+def alternate(sides: dict, order: list, round_seconds: float) -> dict:
+    """Run the sides' rounds in `order` (names of `sides`, each a chunk call returning its samples); a round
+    repeats its chunk until `round_seconds` have passed. Each side is called once first (compilation,
+    warm-up). Returns name -> (samples/s over all its rounds, each round's samples/s)."""
+    for chunk in sides.values():
+        chunk()
+    done = {name: [] for name in sides}
+    for name in order:
+        samples, tic = 0, time.perf_counter()
+        while time.perf_counter() - tic < round_seconds or not samples:
+            samples += sides[name]()
+        done[name].append((samples, time.perf_counter() - tic))
+    return {name: (sum(s for s, _ in rounds) / sum(t for _, t in rounds), [s / t for s, t in rounds])
+            for name, rounds in done.items()}
+
+
+def figure_5(rounds: int, round_seconds: float, chunk_steps: int, results: dict) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    x = random_binary(CONV_BATCH * CONV_STEPS_PER_EPOCH, 64 * 64)
+    model, loss = torch_study_vae()
+    sides = {"torch": torch_chunk(model, loss, torch.from_numpy(x).view(-1, 1, 64, 64), 1e-4, chunk_steps)}
+    populations = (1, 4, 16)
+    x_jax = jnp.asarray(x)
+    for members in populations:
+        sides[members] = aejax_chunk(STUDY_VAE, (64, 64, 1), x_jax, members, 1e-4, chunk_steps)
+    rates = alternate(sides, [name for _ in range(rounds) for e in populations for name in ("torch", e)], round_seconds)
+    single = rates["torch"][0]
+    ratios = {e: rates[e][0] / single for e in populations}
+    print(f"5. conv VAE of Locatello et al. (64x64x1, conv 32-32-64-64, dense 256, 10 latents), batch 64, Adam 1e-4, "
+          f"random binary images: torch {torch.__version__} eager ({torch.get_num_threads()} threads) "
+          f"{single:,.0f} samples/s; aejax E=1 {rates[1][0]:,.0f} samples/s, "
+          + ", ".join(f"E={e} {rates[e][0]:,.0f} member-samples/s ({ratios[e]:.2f}x torch single)" for e in populations[1:])
+          + f"; E=16 against torch single: {ratios[16]:.2f} (target 1.5); ratio {ratios[1]:.2f}")
+    results.update(conv_vae_torch_samples_per_s=single, conv_vae_torch_per_round=rates["torch"][1],
+                   conv_vae_member_samples_per_s={str(e): rates[e][0] for e in populations},
+                   conv_vae_per_round={str(e): rates[e][1] for e in populations},
+                   conv_vae_ratio={str(e): ratios[e] for e in populations})
+
+
+def figure_6(data_root: str | None, rounds: int, round_seconds: float, chunk_steps: int, results: dict) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    n = CONV_BATCH * CONV_STEPS_PER_EPOCH
+    if data_root:
+        from aejax.data.mnist import load_mnist
+
+        x, data = load_mnist(data_root, download=False)["train_images"][:n], "MNIST"
+    else:
+        x, data = random_binary(n, 28 * 28), "random binary images"
+    model, loss = torch_mnist_conv()
+    sides = {"torch": torch_chunk(model, loss, torch.from_numpy(x).view(-1, 1, 28, 28), 1e-3, chunk_steps),
+             "aejax": aejax_chunk(MNIST_CONV, (28, 28, 1), jnp.asarray(x), 1, 1e-3, chunk_steps)}
+    rates = alternate(sides, ["torch", "aejax"] * rounds, round_seconds)
+    ratio = rates["aejax"][0] / rates["torch"][0]
+    print(f"6. model=conv (28x28x1, conv 16-32 3x3 stride 2, code 32), batch 64, Adam 1e-3, {data}: "
+          f"torch {torch.__version__} eager ({torch.get_num_threads()} threads) {rates['torch'][0]:,.0f} samples/s; "
+          f"aejax {rates['aejax'][0]:,.0f} samples/s; ratio {ratio:.2f}")
+    results.update(mnist_conv_torch_samples_per_s=rates["torch"][0], mnist_conv_torch_per_round=rates["torch"][1],
+                   mnist_conv_samples_per_s=rates["aejax"][0], mnist_conv_per_round=rates["aejax"][1],
+                   mnist_conv_ratio=ratio)
+
+
+def conv_figures(args, wanted: set, results: dict) -> None:
+    try:
+        import torch
+    except ImportError:
+        print(TORCH_MISSING)
+        return
+    torch.set_num_threads(os.cpu_count())
+    # --quick: one chunk of 2 steps a round (a smoke test of the code, not a measurement).
+    rounds, round_seconds, chunk_steps = (2, 0.0, 2) if args.quick else (3, ROUND_SECONDS, CHUNK_STEPS)
+    if "5" in wanted:
+        figure_5(rounds, round_seconds, chunk_steps, results)
+    if "6" in wanted:
+        figure_6(args.data_root, rounds, round_seconds, chunk_steps, results)
 
 
 def main() -> None:
@@ -168,10 +368,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--cpu-devices", type=int, default=os.cpu_count(),
                         help="XLA CPU devices to split populations across (default: one per core)")
-    parser.add_argument("--figures", default="1,2,3,4", help="which figures to measure, e.g. 4")
+    parser.add_argument("--figures", default="1,2,3,4,5,6", help="which figures to measure, e.g. 4 (conv: 5 and 6)")
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
-    wanted = set(args.figures.split(","))
+    wanted = set(args.figures.replace("conv", "5,6").split(","))
     results = {}
 
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, cpus {os.cpu_count()}")
@@ -186,6 +386,8 @@ def main() -> None:
             print(f"4. 16 members {shape} (mirrored), batch 128: divergence masked {masked:,.0f} member-steps/s; "
                   f"without the mask {plain:,.0f}; ratio {masked / plain:.2f}")
             results[f"masked_over_unmasked_{shape}"] = masked / plain
+    if wanted & {"5", "6"}:
+        conv_figures(args, wanted, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

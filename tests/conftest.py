@@ -1,5 +1,6 @@
 """Shared fixtures. Tests read the real MNIST files from $AEJAX_DATA_ROOT, else ../shared/data/mnist
-(next to the checkout), else a cache folder that aejax's own downloader fills (SHA-256 checked)."""
+(next to the checkout), else the user cache folder that aejax's own downloader fills (SHA-256
+checked): `aejax.data.cache.cache_dir("mnist")`, the folder `data=mnist` itself falls back to."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from aejax.data.cache import cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-MNIST_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aejax" / "mnist"
+MNIST_CACHE = cache_dir("mnist")  # ~/.cache/aejax/mnist: the one training uses too
 
 if "AEJAX_DATA_ROOT" not in os.environ:
     os.environ["AEJAX_DATA_ROOT"] = str(SHARED_MNIST if (SHARED_MNIST / "SHA256SUMS").exists() else MNIST_CACHE)
@@ -62,11 +65,12 @@ def pretend_killed(run: Path, epoch: int) -> None:
     import shutil
 
     (run / "summary.json").unlink()
-    for checkpoint in (run / "checkpoints").iterdir():
-        if checkpoint.name.isdigit() and int(checkpoint.name) > epoch:
-            shutil.rmtree(checkpoint)
     status = json.loads((run / "status.json").read_text())
-    (run / "status.json").write_text(json.dumps({**status, "status": "running", "epoch": epoch}))
+    step = epoch * status["steps_per_epoch"]  # checkpoints are numbered by steps done
+    for checkpoint in (run / "checkpoints").iterdir():
+        if checkpoint.name.isdigit() and int(checkpoint.name) > step:
+            shutil.rmtree(checkpoint)
+    (run / "status.json").write_text(json.dumps({**status, "status": "running", "epoch": epoch, "step": step}))
 
 
 TINY = ["data=digits", "data.train_size=256", "data.test_size=100", "trainer.epochs=2",

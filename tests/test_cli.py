@@ -76,6 +76,34 @@ BAD_INPUTS = {
     "model.sparsity_weight=0.1": "model.sparsity_weight=0.1 is not allowed; expected 0 with model.sparsity=none",
     "model.beta=4": "model.beta=4.0 is not allowed; expected 1.0 unless model.family=vae",
     "model=vae model.tied_weights=true": "model.tied_weights=True is not allowed; expected false for model.family=vae",
+    # The VAE objectives (aejax/vae_objectives.py): weights that would train but mean nothing, and
+    # settings of another objective.
+    "model=factor_vae model.gamma=-1": "model.gamma=-1.0 is not allowed; expected a number >= 0",
+    "model=annealed_vae model.c_max=-5": "model.c_max=-5.0 is not allowed; expected a number >= 0",
+    "model=dip_vae_i model.lambda_od=-1": "model.lambda_od=-1.0 is not allowed; expected a number >= 0",
+    "model=dip_vae_ii model.lambda_d_factor=-1": "model.lambda_d_factor=-1.0 is not allowed; expected null (10",
+    "model=annealed_vae model.iteration_threshold=0": "model.iteration_threshold=0 is not allowed; expected an integer > 0",
+    "model=annealed_vae model.iteration_threshold=1.5": "model.iteration_threshold=1.5 is not allowed; expected an integer",
+    "model=factor_vae model.gamma=abc": "model.gamma='abc' is not allowed; expected a finite number",
+    "model=factor_vae +population.grid.model.gamma=[10,-1]": "population.grid.model.gamma=-1.0 is not allowed",
+    "model=vae model.objective=nope": "model.objective='nope' is not allowed; expected one of beta_vae, beta_tc_vae, "
+                                      "factor_vae, dip_vae_i, dip_vae_ii, annealed_vae",
+    "model.objective=factor_vae": "model.objective='factor_vae' is not allowed; expected beta_vae unless model.family=vae",
+    "model=vae model.gamma=10": "model.gamma=10.0 is not allowed; expected 1.0 unless model.objective=factor_vae or annealed_vae",
+    "model=factor_vae model.beta=4": "model.beta=4.0 is not allowed; expected 1.0 unless model.objective=beta_vae or beta_tc_vae",
+    "model=dip_vae_i +population.grid.model.beta=[1,2]": "expected 1.0 unless model.objective=beta_vae or beta_tc_vae",
+    "model=factor_vae +population.grid.model.lambda_od=[1,2]": "expected 1.0 unless model.objective=dip_vae_i or dip_vae_ii",
+    "model=vae model.c_max=5": "model.c_max=5.0 is not allowed; expected 0.0 unless model.objective=annealed_vae",
+    "model=beta_tc_vae model.iteration_threshold=5": "model.iteration_threshold=5 is not allowed; expected 100000 unless",
+    "model=vae model.lambda_d_factor=5": "model.lambda_d_factor=5.0 is not allowed; expected null unless model.objective=dip_vae_i",
+    # The other numeric model settings.
+    "model.init_scale=0": "model.init_scale=0.0 is not allowed; expected a number > 0",
+    "model=sparse model.sparsity_weight=-1": "model.sparsity_weight=-1.0 is not allowed; expected a number >= 0",
+    "model.contractive_weight=-1": "model.contractive_weight=-1.0 is not allowed; expected a number >= 0",
+    "model=vae model.beta=-1": "model.beta=-1.0 is not allowed; expected a number >= 0",
+    "model=sparse model.sparsity=topk model.sparsity_weight=0 model.top_k=1000":
+        "model.top_k=1000 is not allowed; expected an integer in [1, model.code_size=512]",
+    "model.channels=[]": "model.channels=[] is not allowed; expected a non-empty list of positive integers",
     "model.reconstruction_loss=cross_entropy model.output_activation=linear":
         "model.output_activation='linear' is not allowed; expected sigmoid",
     # Your own data (aejax/data/arrays.py, images.py): the settings' own checks.
@@ -86,6 +114,20 @@ BAD_INPUTS = {
     "data=array data.path=x.npz data.image_shape=[0,4]": "data.image_shape=[0, 4] is not allowed",
     "data.loader=nocolon": "data.loader='nocolon' is not allowed; expected null or 'package.module:function'",
     "data.name=nope": "data.name='nope' is not allowed; expected one of",
+    # Ground-truth data (aejax/data/dsprites.py, arrays.py): limits of the grid, settings that mean nothing.
+    "data=dsprites data.train_size=737281": "data.train_size=737281 is not allowed; expected null (all 737280 images",
+    "data=shapes_toy data.train_size=169": "data.train_size=169 is not allowed; expected null (all 168 images",
+    "data=dsprites data.test_size=null": "data.test_size=None is not allowed; expected an integer in [1, 737280]",
+    "data=dsprites data.test_size=800000": "data.test_size=800000 is not allowed",
+    "data=shapes_toy data.test_size=0": "data.test_size=0 is not allowed",
+    "data=dsprites data.val_fraction=-0.1": "data.val_fraction=-0.1 is not allowed",
+    "data=dsprites data.binarize=dynamic": "data.binarize='dynamic' is not allowed; expected none for data.name=dsprites",
+    "data=dsprites data.path=/nonexistent/dsprites.npz":
+        "data.path='/nonexistent/dsprites.npz' is not allowed; expected the dSprites file",
+    "data=shapes_toy +data.path=x.npz": "data.path='x.npz' is not allowed; expected null for data.name=shapes_toy",
+    "data.factors_key=f": "data.factors_key='f' is not allowed; expected null for data.name=digits",
+    "data=dsprites data.test_factors_key=f": "data.test_factors_key='f' is not allowed; expected null",
+    "data=array data.path=x.npz data.factors_key=''": "data.factors_key='' is not allowed",
     # Run directories Hydra could not create.
     "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
 }

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from aejax.config import DataSpec, parse_run
-from aejax.data import LOADERS, Dataset, check_unit_interval, from_arrays, load_dataset, register_loader
+from aejax.data import LOADERS, Dataset, check_spec, check_unit_interval, from_arrays, load_dataset, register_loader
 from aejax.errors import ConfigError
 from conftest import compose
 
@@ -123,10 +123,10 @@ def _tiny_loader(spec):
 
 def test_registered_loader_and_import_path():
     with pytest.raises(ConfigError, match=r"^data.name='tiny_own' is not allowed; expected one of .*register_loader"):
-        DataSpec(name="tiny_own").check()
+        check_spec(DataSpec(name="tiny_own"))  # aejax.data checks the name (the config knows no dataset)
     register_loader("tiny_own", _tiny_loader)
     try:
-        DataSpec(name="tiny_own").check()
+        check_spec(DataSpec(name="tiny_own"))
         d = load_dataset(DataSpec(name="tiny_own", test_size=5))
         assert isinstance(d, Dataset) and d.name == "tiny_own" and len(d.test) == 5 and d.dim == 6
         register_loader("tiny_own", lambda spec: "not a dataset")  # registering again replaces
@@ -202,7 +202,7 @@ def _bad_cases(tmp):
         ("unreadable image", DataSpec(name="images", path=str(tmp / "broken")), "data.path"),
         ("bad image_size", lambda: DataSpec(name="images", path="x", image_size=(4, 4, 3)).check(), "data.image_size"),
         ("bad color", lambda: DataSpec(name="images", path="x", color="cmyk").check(), "data.color"),
-        ("unknown name", lambda: DataSpec(name="mine").check(), "data.name"),
+        ("unknown name", DataSpec(name="mine"), "data.name"),  # aejax.data.check_spec, not the config
         ("bad loader path", lambda: DataSpec(name="mine", loader="no_colon").check(), "data.loader"),
         ("outside [0, 1] for a Bernoulli likelihood",
          lambda: check_unit_interval(unit, "model.likelihood=bernoulli"), "data.path"),

@@ -9,6 +9,7 @@ import copy
 import fcntl
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def write_run(path, cfg=None, members=None, status=None, provenance=None, train_
         (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     if status is not None:
         (path / "status.json").write_text(json.dumps({"status": status[0], "epoch": status[1], "epochs": 4,
-                                                      "message": status[2], "updated": "2026-01-01T00:00:00"}))
+                                                      "steps_per_epoch": 1, "message": status[2], "updated": "2026-01-01T00:00:00"}))
     if provenance is not None:
         (path / "provenance.json").write_text(json.dumps(provenance))
     if members is not None:
@@ -77,7 +78,9 @@ def runs(tmp_path):
               [(0, "finished", {"model.noise_level": 0.3}, {"mse": 0.01, "sse_per_image": 7.8}),
                (1, "diverged", {"model.noise_level": 0.3}, {"mse": 0.02, "sse_per_image": 9.9})],
               status=("finished", 4, None), provenance=SLURM)
-    unfinished = write_run(tmp_path / "unfinished", config(**{"population.seeds": [5, 6]}), status=("running", 2, None))
+    # The same setting as finished's members (noise 0.3), so grouping the two by name pools nothing else.
+    unfinished = write_run(tmp_path / "unfinished", config(**{"population.seeds": [5, 6], "model.noise_level": 0.3}),
+                           status=("running", 2, None))
     (unfinished / "checkpoints" / "3").mkdir(parents=True)
     (unfinished / ".lock").write_text("pid 1")
     write_run(tmp_path / "failed", status=("failed", 0, "ConfigError: model.code_size=-1 is not allowed"))
@@ -183,6 +186,54 @@ def test_group_counts_unfinished_and_diverged_members_but_averages_only_results(
     assert (row["n"], row["n_finished"], row["test/mse:mean"]) == (4, 1, 0.01) and math.isnan(row["test/mse:std"])
     assert list(grouped.columns) == ["name", "n", "n_finished", "test/mse:mean", "test/mse:std", "test/mse:ci_low",
                                      "test/mse:ci_high"]
+
+
+@pytest.fixture
+def newcomer(tmp_path):
+    """The issue's outputs/: a 10-epoch run (seeds 0, 1) and a 2-epoch population (2 seeds x noise
+    0, 0.1). Grouping by noise level alone would pool 10- and 2-epoch rows into n=4."""
+    write_run(tmp_path / "outputs" / "long", config(**{"trainer.epochs": 10, "trainer.checkpoint_every": 5,
+                                                       "population.seeds": 2}),
+              [(s, "finished", {}, {"mse": m}) for s, m in enumerate((0.02, 0.03))], status=("finished", 10, None))
+    grid = {"model": {"noise_level": [0.0, 0.1]}}
+    write_run(tmp_path / "outputs" / "short", config(**{"trainer.epochs": 2, "population.seeds": 2, "population.grid": grid}),
+              [(s, "finished", {"model.noise_level": n}, {"mse": m})
+               for s, n, m in [(0, 0.0, 0.08), (0, 0.1, 0.09), (1, 0.0, 0.07), (1, 0.1, 0.1)]],
+              status=("finished", 2, None))
+    return tmp_path / "outputs"
+
+
+def test_a_group_never_pools_rows_that_differ_in_another_setting(newcomer, capsys):
+    says = ("--group-by model.noise_level would average rows that differ in trainer.epochs (2, 10); add it to the "
+            "groups (--group-by model.noise_level,trainer.epochs) or keep one value (e.g. --where trainer.epochs=10)")
+    with pytest.raises(ValueError, match=r"^" + re.escape(says) + "$"):
+        results.collect([newcomer], group_by=["model.noise_level"])
+    with pytest.raises(SystemExit) as exit_:
+        results.main([str(newcomer), "--group-by", "model.noise_level"])
+    assert exit_.value.code == 2 and capsys.readouterr().err == f"aejax-collect: error: {says}\n"
+    # Either way out that the line offers; trainer.checkpoint_every (how it was saved) is no reason to refuse.
+    both = results.collect([newcomer], group_by=["model.noise_level", "trainer.epochs"], metrics=["test/mse"])
+    assert [(r["model.noise_level"], r["trainer.epochs"], r["n"]) for _, r in both.iterrows()] == [
+        (0.0, 2, 2), (0.0, 10, 2), (0.1, 2, 2)]
+    assert both["test/mse:mean"].tolist() == pytest.approx([0.075, 0.025, 0.095])
+    assert results.main([str(newcomer), "--group-by", "model.noise_level", "--where", "trainer.epochs=10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| model.noise_level | n | n_finished | test/mse | val/mse |" and len(out) == 3
+    assert out[2].startswith("| 0 | 2 | 2 | 0.025 ± ")
+    # A grouping that pools seeds of one configuration only is as before.
+    assert list(results.collect([newcomer / "short"], group_by=["model.noise_level"])["n"]) == [2, 2]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--where", "model.nope=1"], "--where model.nope is not a column; allowed: name, status"),
+    (["--where", "trainer.epochs"], "--where trainer.epochs is not allowed; expected KEY=VALUE"),
+    (["--where", "trainer.epochs=3"], "no runs (a folder with config.yaml or status.json) under"),
+])
+def test_where_errors_are_one_line(newcomer, capsys, args, says):
+    with pytest.raises(SystemExit) as exit_:
+        results.main([str(newcomer), *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(f"aejax-collect: error: {says}"), err
 
 
 def test_markdown_tables():

@@ -178,15 +178,16 @@ def test_an_unreadable_checkpoint_is_named_and_resume_falls_back_to_the_one_befo
     run = tmp_path / "run"
     train_and_evaluate(config, run)
     pretend_killed(run, 4)
-    truncate_an_array_file(run / "checkpoints" / "4")
+    last = str(4 * json.loads((run / "status.json").read_text())["steps_per_epoch"])  # numbered by steps
+    truncate_an_array_file(run / "checkpoints" / last)
     with pytest.raises(ConfigError) as info:
         load_run(run)
     message = str(info.value)
-    assert "\n" not in message and f"checkpoint {run / 'checkpoints' / '4'} cannot be read" in message
+    assert "\n" not in message and f"checkpoint {run / 'checkpoints' / last} cannot be read" in message
     assert "readable epochs: [2, 3]" in message
     resumed, resumed_params = train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, run,
                                                  return_params=True)
-    assert any("checkpoints/4 cannot be read" in r.getMessage() for r in caplog.records)
+    assert any(f"checkpoints/{last} cannot be read" in r.getMessage() for r in caplog.records)
     assert resumed["members"][0]["test"] == full["members"][0]["test"]
     for a, b in zip(jax_leaves(full_params, 0), jax_leaves(resumed_params, 0)):
         np.testing.assert_array_equal(a, b)
@@ -239,7 +240,8 @@ def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp
     line = [l for l in err.splitlines() if l.startswith("aejax-train:")]
     assert len(line) == 1 and f"stopped at epoch {state['epoch']} of 8 (checkpoint saved)" in line[0], err
     assert "Traceback" not in err
-    assert (run / "checkpoints" / str(state["epoch"])).is_dir()
+    assert state["step"] == state["epoch"] * state["steps_per_epoch"]  # calls of whole epochs here
+    assert (run / "checkpoints" / str(state["step"])).is_dir()
     if sig == signal.SIGINT:
         return  # the resume below is the same for both signals
     resumed = aejax_train([f"hydra.run.dir={run}", "trainer.resume=true"], tmp_path)
@@ -249,7 +251,7 @@ def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp
     a, b = (PopulationCheckpointer(r / "checkpoints") for r in (run, full))
     import jax
 
-    for x, y in zip(*(jax.tree.leaves(c.manager.restore(8)) for c in (a, b))):
+    for x, y in zip(*(jax.tree.leaves(c.manager.restore(8 * state["steps_per_epoch"])) for c in (a, b))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert json.loads((run / "summary.json").read_text())["members"][0]["test"] == \
         json.loads((full / "summary.json").read_text())["members"][0]["test"]

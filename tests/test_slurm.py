@@ -184,7 +184,8 @@ def test_a_preempted_job_checkpoints_requeues_and_resumes_bitwise(slurm_cluster,
     assert baseline.returncode == 0, baseline.stderr[-2000:]
     import jax
 
-    restored = [jax.tree.leaves(PopulationCheckpointer(r / "checkpoints").manager.restore(8)) for r in (job, full)]
+    last = 8 * json.loads((full / "status.json").read_text())["steps_per_epoch"]  # checkpoints are numbered by steps
+    restored = [jax.tree.leaves(PopulationCheckpointer(r / "checkpoints").manager.restore(last)) for r in (job, full)]
     for a, b in zip(*restored):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     steps = [json.loads(l)["step"] for l in (job / "metrics.jsonl").read_text().splitlines()]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aejax.config import parse_run
-from aejax.run import chunk_epochs, train_and_evaluate
+from aejax.run import train_and_evaluate
 from aejax.train import Diverged
 from conftest import TINY, compose, pretend_killed
 
@@ -58,10 +58,10 @@ def compiled_population(seeds: int):
 
 def test_train_step_compiles_once():
     program, (state, keys, x, hp) = compiled_population(3)
-    state, _ = program(state, keys, x, hp, 0, 1)
+    state, _ = program(state, keys, x, hp, 0, 1, 4)
     assert program._cache_size() == 1
     with jax.log_compiles():  # a recompilation would also show in the log
-        state, terms = program(state, keys, x, hp, 1, 1)
+        state, terms = program(state, keys, x, hp, 4, 1, 4)
     assert program._cache_size() == 1
     assert terms["loss"].shape == (3, 1, 4)
 
@@ -70,19 +70,10 @@ def test_one_member_runs_unbatched_matmuls():
     """vmap over one member would make every matmul a batched dot, slower on XLA's CPU backend."""
     for seeds, batched in ((1, False), (2, True)):
         program, args = compiled_population(seeds)
-        hlo = program.lower(*args, 0, 1).as_text()
+        hlo = program.lower(*args, 0, 1, 4).as_text()
         assert "dot_general" in hlo
         assert ("batching_dims" in hlo) == batched, seeds
-        assert jax.eval_shape(program, *args, 0, 1)[1]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
-
-
-def test_chunks_divide_run_and_checkpoint_interval():
-    assert chunk_epochs(10, 5, 0) == 10
-    assert chunk_epochs(12, 100, 4) == 4
-    assert chunk_epochs(7, 400, 0) == 1
-    for epochs, spe, every in [(9, 3, 3), (100, 1, 30), (8, 1000, 0)]:
-        c = chunk_epochs(epochs, spe, every)
-        assert epochs % c == 0 and (every == 0 or every % c == 0)
+        assert jax.eval_shape(program, *args, 0, 1, 4)[1]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
 
 
 def test_resume_replays_the_same_randomness(tmp_path):

@@ -9,6 +9,9 @@ Your own data:
 
 - `data=array data.path=FILE.npz` (or `.npy`): `aejax.data.arrays`;
 - `data=images data.path=DIR` (PNG/JPEG files, optionally one sub-folder per label): `aejax.data.images`;
+- ground-truth factors: `data=array data.factors_key=KEY` (`aejax.data.arrays`), `data=dsprites` and the
+  small `data=shapes_toy` (`aejax.data.dsprites`); `Dataset.ground_truth` samples factors and their
+  observations for the disentanglement metrics (`aejax.data.ground_truth`);
 - in Python, `register_loader("mydata", fn)` with `fn(spec) -> Dataset`; `from_arrays(spec, x, y, ...)`
   builds that Dataset with the same checks, scaling, splits, caps and binarisation as `data=array`.
 """
@@ -21,7 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from aejax.config import DataSpec
+from aejax.config import DataSpec, require
+from aejax.data.ground_truth import GroundTruthData
+from aejax.data.cache import cache_dir, locate  # data.root/data.path, $AEJAX_DATA_ROOT, the user cache
 from aejax.data.mnist import load_mnist
 from aejax.data.synthetic import cosine_pairs, manifold_points
 from aejax.errors import ConfigError
@@ -41,10 +46,18 @@ class Dataset:
     image_shape: tuple | None = None   # (H, W, C) for images
     label_names: tuple | None = None   # label i is label_names[i] (images: the sub-folder names)
     source: str | None = None          # the file or folder the data came from (data.path)
+    # `train` as stored rows (dsprites: bit-packed uint8 (N, D/8)); a pure JAX function maps a batch
+    # of them to float32 (B, D) inside the compiled step. None: `train` is float32 (N, D) already.
+    train_decode: Callable | None = None
+    ground_truth: GroundTruthData | None = None   # factor sizes, sampling and observations (metrics)
+    train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
+    val_factors: np.ndarray | None = None
+    test_factors: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
-        return self.train.shape[-1]
+        """D, the values per example (a float32 row; `train` may hold packed rows)."""
+        return self.test.shape[-1] if self.train_decode is not None else self.train.shape[-1]
 
 
 def _split_off(x, y, fraction):
@@ -67,26 +80,28 @@ def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
 
 
 def finish(spec: DataSpec, x_trval, y_trval, x_test, y_test, image_shape, label_names=None,
-           source=None) -> Dataset:
+           source=None, factors=None, ground_truth=None) -> Dataset:
     """Training+validation and test arrays -> the Dataset: validation split from the end of the
-    training split (`data.val_fraction`), `data.train_size`/`data.test_size` caps, binarisation."""
+    training split (`data.val_fraction`), `data.train_size`/`data.test_size` caps, binarisation.
+    `factors` = (training+validation, test) factor arrays follow their examples."""
+    f_trval, f_test = factors or (None, None)
     (x_train, y_train), (x_val, y_val) = _split_off(x_trval, y_trval, spec.val_fraction)
+    (_, f_train), (_, f_val) = _split_off(x_trval, f_trval, spec.val_fraction)
     if len(x_train) == 0:
         raise ConfigError(f"data.val_fraction={spec.val_fraction} is not allowed here; it leaves none of the "
                           f"{len(x_trval)} training examples of data.name={spec.name} for training")
     if spec.train_size:
-        x_train = x_train[: spec.train_size]
-        y_train = None if y_train is None else y_train[: spec.train_size]
+        x_train, y_train, f_train = (None if a is None else a[: spec.train_size] for a in (x_train, y_train, f_train))
     if spec.test_size:
-        x_test = x_test[: spec.test_size]
-        y_test = None if y_test is None else y_test[: spec.test_size]
+        x_test, y_test, f_test = (None if a is None else a[: spec.test_size] for a in (x_test, y_test, f_test))
     # Each split gets its own fixed draw, so test images never share noise with training images.
     # With `dynamic` the training images stay grey: every step draws its own binarisation.
     x_train, x_val, x_test = (x if spec.binarize == "dynamic" and i == 0 else binarize(x, spec.binarize, SPLIT_SEED + i)
                               for i, x in enumerate((x_train, x_val, x_test)))
     return Dataset(spec.name, x_train, x_val, x_test, y_train, y_val, y_test,
                    None if image_shape is None else tuple(image_shape),
-                   None if label_names is None else tuple(label_names), source)
+                   None if label_names is None else tuple(label_names), source,
+                   ground_truth=ground_truth, train_factors=f_train, val_factors=f_val, test_factors=f_test)
 
 
 def _digits(spec: DataSpec) -> Dataset:
@@ -132,10 +147,17 @@ def _images(spec: DataSpec) -> Dataset:
     return load_images(spec)
 
 
-BUILTIN = ("synthetic", "digits", "mnist", "array", "images")
-# name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; DataSpec's name check reads it.
+def _sprites(spec: DataSpec) -> Dataset:
+    from aejax.data.dsprites import load_sprites
+
+    return load_sprites(spec)
+
+
+BUILTIN = ("synthetic", "digits", "mnist", "array", "images", "dsprites", "shapes_toy")
+# name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; `check_spec` reads it.
 LOADERS: dict[str, Callable[[DataSpec], Dataset]] = {
-    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": _array, "images": _images}
+    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": _array, "images": _images,
+    "dsprites": _sprites, "shapes_toy": _sprites}
 
 
 def register_loader(name: str, fn: Callable[[DataSpec], Dataset]) -> None:
@@ -180,36 +202,56 @@ def _check_returned(data, where: str) -> Dataset:
     splits = {}
     for split in ("train", "val", "test"):
         x = np.asarray(getattr(data, split))
+        if split == "train" and data.train_decode is not None:  # stored rows: check a decoded batch
+            x = np.asarray(data.train_decode(x[:1024]))
         if x.ndim != 2 or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise ConfigError(f"{where}: Dataset.{split} has shape {x.shape} and dtype {x.dtype}, which is not allowed; "
                               f"expected a float array (N, D)")
         x = x.astype(np.float32, copy=False)
-        if x.shape[1] != data.train.shape[-1]:
+        if x.shape[1] != data.dim:
             raise ConfigError(f"{where}: Dataset.{split} has {x.shape[1]} values per example and Dataset.train "
-                              f"{np.shape(data.train)[-1]}, which is not allowed; expected one width D for every split")
+                              f"{data.dim}, which is not allowed; expected one width D for every split")
         if not np.isfinite(x).all():
             raise ConfigError(f"{where}: Dataset.{split} holds NaN or infinite values, which is not allowed; "
                               f"expected finite numbers")
         labels = getattr(data, f"{split}_labels")
-        if labels is not None and len(labels) != len(x):
-            raise ConfigError(f"{where}: Dataset.{split}_labels has {len(labels)} entries for {len(x)} examples, which "
+        count = len(data.train) if split == "train" else len(x)
+        if labels is not None and len(labels) != count:
+            raise ConfigError(f"{where}: Dataset.{split}_labels has {len(labels)} entries for {count} examples, which "
                               f"is not allowed; expected one label per example")
         splits[split] = x
+    if data.train_decode is not None:
+        splits["train"] = data.train  # kept as stored
     if len(splits["train"]) == 0 or len(splits["test"]) == 0:
         raise ConfigError(f"{where}: the Dataset has {len(splits['train'])} training and {len(splits['test'])} test "
                           f"examples, which is not allowed; expected at least one of each")
-    if data.image_shape is not None and int(np.prod(data.image_shape)) != splits["train"].shape[1]:
+    if data.image_shape is not None and int(np.prod(data.image_shape)) != splits["test"].shape[1]:
         raise ConfigError(f"{where}: Dataset.image_shape={tuple(data.image_shape)} is not allowed; expected H*W*C = "
-                          f"{splits['train'].shape[1]} (the values per example) or None")
+                          f"{splits['test'].shape[1]} (the values per example) or None")
     return replace(data, **splits)
 
 
-def load_dataset(spec: DataSpec) -> Dataset:
-    if spec.loader:
-        return _check_returned(_import_loader(spec.loader)(spec), f"data.loader={spec.loader!r}")
-    if spec.name not in LOADERS:
+def check_spec(spec: DataSpec) -> None:
+    """The data settings only the datasets can judge (aejax.config knows none): data.name among
+    the loaders, settings that only some datasets read, the grid datasets' sizes. `load_dataset`
+    and aejax-train's pre-check call it; one-line ConfigError."""
+    if spec.loader is None and spec.name not in LOADERS:
         raise ConfigError(f"data.name={spec.name!r} is not allowed; expected one of {', '.join(LOADERS)} "
                           f"(register your own with aejax.data.register_loader, or set data.loader)")
+    if spec.loader is None and spec.name != "array":
+        for key in ("factors_key", "test_factors_key"):
+            require(getattr(spec, key) is None, f"data.{key}", getattr(spec, key),
+                    f"null for data.name={spec.name} (ground-truth factors of your own .npz need data=array)")
+    if spec.loader is None and spec.name in ("dsprites", "shapes_toy"):
+        from aejax.data.dsprites import check_sprites_spec
+
+        check_sprites_spec(spec)
+
+
+def load_dataset(spec: DataSpec) -> Dataset:
+    check_spec(spec)
+    if spec.loader:
+        return _check_returned(_import_loader(spec.loader)(spec), f"data.loader={spec.loader!r}")
     data = LOADERS[spec.name](spec)
     return data if spec.name in BUILTIN else _check_returned(data, f"data.name={spec.name!r}")
 
@@ -217,7 +259,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
 def check_unit_interval(data: Dataset, why: str) -> None:
     """ConfigError (one line) unless every split's values lie in [0, 1]. `why` names the setting
     that needs them, e.g. "model.likelihood=bernoulli"."""
-    splits = [x for x in (data.train, data.val, data.test) if x.size]
+    train = data.train if data.train_decode is None else np.asarray(data.train_decode(data.train[:1024]))
+    splits = [x for x in (train, data.val, data.test) if x.size]
     lo, hi = min(float(x.min()) for x in splits), max(float(x.max()) for x in splits)
     if lo < 0 or hi > 1:
         where = f"data.path={data.source!r}" if data.source else f"data.name={data.name!r}"
@@ -228,5 +271,6 @@ def check_unit_interval(data: Dataset, why: str) -> None:
 # After the definitions above: these modules import them from this package.
 from aejax.data.arrays import from_arrays  # noqa: E402
 
-__all__ = ["Dataset", "load_dataset", "cosine_pairs", "manifold_points", "binarize", "register_loader",
-           "loader_names", "from_arrays", "check_unit_interval", "finish", "SPLIT_SEED"]
+__all__ = ["Dataset", "GroundTruthData", "load_dataset", "check_spec",
+           "cosine_pairs", "manifold_points", "binarize", "register_loader",
+           "loader_names", "from_arrays", "locate", "cache_dir", "check_unit_interval", "finish", "SPLIT_SEED"]

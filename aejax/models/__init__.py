@@ -6,6 +6,8 @@ Every model has `encode(x) -> h`, `decode(h) -> r` and `__call__(x, key) -> (r, 
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -21,26 +23,33 @@ ACTIVATIONS = {
     "elu": jax.nn.elu, "gelu": jax.nn.gelu, "softplus": jax.nn.softplus,
 }
 
+# model.init: kernel initialisers by name (biases start at 0 either way)
+INITS = {"lecun_normal": nnx.initializers.lecun_normal(), "glorot_uniform": nnx.initializers.glorot_uniform()}
+
 __all__ = ["Autoencoder", "VAE", "build_model", "keep_top_k", "ACTIVATIONS"]
 
 
 def _backbone(spec: ModelSpec, input_dim: int, image_shape, encoder_out: int, rngs: nnx.Rngs):
     act = ACTIVATIONS[spec.activation]
     if spec.architecture == "mlp":
-        encoder = MLPEncoder(input_dim, spec.hidden, encoder_out, act, rngs=rngs)
+        encoder = MLPEncoder(input_dim, spec.hidden, encoder_out, act, rngs=rngs, kernel_init=INITS[spec.init])
         decoder = MLPDecoder(spec.code_size, spec.hidden, input_dim, act, rngs=rngs,
-                             tied=spec.tied_weights)
+                             tied=spec.tied_weights, kernel_init=INITS[spec.init])
         return encoder, decoder
     if image_shape is None:
         raise ConfigError("model.architecture='conv' is not allowed; expected mlp for data without an image shape")
-    scale = 2 ** len(spec.channels)
+    kernels, strides, decoder_kernels = spec.conv_layers()
+    scale = math.prod(strides)
     if image_shape[0] % scale or image_shape[1] % scale:
-        raise ConfigError(f"model.channels={list(spec.channels)} is not allowed; expected at most "
-                          f"as many layers as halve the image sides {image_shape[:2]} exactly")
+        raise ConfigError(f"model.channels={list(spec.channels)} is not allowed; expected at most as many "
+                          f"layers as divide the image sides {image_shape[:2]} exactly by their strides "
+                          f"{list(strides)}")
     if spec.tied_weights:
         raise ConfigError("model.tied_weights=True is not allowed; expected False with model.architecture=conv")
-    encoder = ConvEncoder(image_shape, spec.channels, encoder_out, act, rngs=rngs)
-    decoder = ConvDecoder(spec.code_size, image_shape, spec.channels, act, rngs=rngs)
+    encoder = ConvEncoder(image_shape, spec.channels, kernels, strides, spec.dense, encoder_out, act, INITS[spec.init],
+                          rngs=rngs)
+    decoder = ConvDecoder(spec.code_size, image_shape, spec.channels, decoder_kernels, strides, spec.dense, act,
+                          INITS[spec.init], rngs=rngs)
     return encoder, decoder
 
 

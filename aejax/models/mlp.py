@@ -12,12 +12,14 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 from flax import nnx
 
+LECUN = nnx.initializers.lecun_normal()  # flax's default
+
 
 class MLPEncoder(nnx.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int,
-                 activation: Callable, *, rngs: nnx.Rngs):
+                 activation: Callable, *, rngs: nnx.Rngs, kernel_init: Callable = LECUN):
         sizes = [in_dim, *hidden, out_dim]
-        self.layers = nnx.List(nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nnx.List(nnx.Linear(a, b, kernel_init=kernel_init, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:]))
         self.activation = activation
 
     def __call__(self, x):
@@ -34,14 +36,15 @@ class MLPDecoder(nnx.Module):
     """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int,
-                 activation: Callable, *, rngs: nnx.Rngs, tied: bool = False):
+                 activation: Callable, *, rngs: nnx.Rngs, tied: bool = False, kernel_init: Callable = LECUN):
         sizes = [in_dim, *reversed(hidden), out_dim]
         self.activation = activation
         self.tied = tied
         if tied:
             self.biases = nnx.List(nnx.Param(jnp.zeros((b,))) for b in sizes[1:])
         else:
-            self.layers = nnx.List(nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.layers = nnx.List(nnx.Linear(a, b, kernel_init=kernel_init, rngs=rngs)
+                                   for a, b in zip(sizes[:-1], sizes[1:]))
 
     def __call__(self, h, encoder: MLPEncoder | None = None):
         if not self.tied:

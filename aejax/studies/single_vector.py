@@ -101,7 +101,8 @@ class Trainer:
         self.single = compile_population(make_member_program(make_step(loss, self.single_opt), 1, 1, norms_every=10**9),
                                          shared_data=False)
         batch = min(spec.dataset_batch, n_dataset)
-        self.dataset_epochs = max(1, spec.dataset_steps // (n_dataset // batch))
+        self.steps_per_epoch = n_dataset // batch
+        self.dataset_epochs = max(1, spec.dataset_steps // self.steps_per_epoch)
         self.dataset_opt = make_optimizer(optim, self.dataset_epochs * (n_dataset // batch))
         self.dataset = compile_population(make_member_program(make_step(loss, self.dataset_opt), n_dataset, batch,
                                                               norms_every=10**9), shared_data=True)
@@ -123,7 +124,7 @@ class Trainer:
         """One member per vector, each trained on its vector alone; returns (params, mse per member)."""
         keys, state = self._init(self.single_opt, seeds)
         x = jnp.asarray(vectors)[:, None, :]
-        params = self.single(state, keys, x, self._hp(len(seeds)), 0, self.spec.steps)[0]["params"]
+        params = self.single(state, keys, x, self._hp(len(seeds)), 0, self.spec.steps, 1)[0]["params"]
         recon = self.reconstruct(params, x)[:, 0]
         mse = np.asarray(jnp.mean((recon - x[:, 0]) ** 2, axis=-1))
         return params, mse
@@ -131,7 +132,7 @@ class Trainer:
     def train_dataset(self, vectors: np.ndarray, seed: int):
         keys, state = self._init(self.dataset_opt, [seed])
         x = jnp.asarray(vectors)
-        params = self.dataset(state, keys, x, self._hp(1), 0, self.dataset_epochs)[0]["params"]
+        params = self.dataset(state, keys, x, self._hp(1), 0, self.dataset_epochs, self.steps_per_epoch)[0]["params"]
         recon = self.reconstruct(params, x[None])[0]
         return params, float(jnp.mean((recon - x) ** 2))
 

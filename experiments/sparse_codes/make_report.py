@@ -1,6 +1,6 @@
 """Gather the jobs of one `experiment=mnist_sparse_codes` multirun into the report's table and figures.
 
-    python experiments/sparse_codes/make_report.py multirun/mnist_sparse_codes/<date> [--out experiments/sparse_codes]
+    python experiments/sparse_codes/make_report.py multirun/mnist_sparse_codes/<date>_<time>-<4 hex> [--out experiments/sparse_codes]
 
 Reads every `<job>/sparse_codes.json`, prints a markdown table (one row per member), draws the
 combined MSE-against-L0 figure and copies each job's filter figure as `filters_<regulariser>.png`.

@@ -1,0 +1,92 @@
+"""Docs that cannot drift: a conf/ comment that lists a setting's values (`binarize: none  # none |
+fixed | dynamic | threshold`) lists exactly the values the config checks accept, no fewer, no more.
+
+What the code accepts is read from the code itself: each setting is given a value no check can
+accept, and the one-line refusal (`aejax.config.one_of`: "expected one of a, b, c") names them.
+So a setting someone adds to a spec, with its `one_of` check and its conf comment, is covered
+with no change here.
+
+The convention for comments: the values are one run of names separated by ` | ` (a label before
+and a note after are fine: `# VAE decoder: bernoulli | gaussian (...)`); a comment on its own line
+names its setting: `data.binarize (none | fixed | dynamic | threshold)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from aejax.config import DataSpec, LoggerSpec, ModelSpec, OptimSpec, TrainerSpec
+from aejax.errors import ConfigError
+from conftest import REPO
+
+CONF = REPO / "conf"
+SPECS = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec, "logger": LoggerSpec}
+VALUES = re.compile(r"(?<![\w.|])\w+(?:[ \t]\|[ \t]\w+)+(?![\w|])")   # "none | fixed | threshold"
+NAMED = re.compile(r"(\w+(?:\.\w+)+) \(([^()]*)\)")                    # "data.binarize (none | fixed)"
+KEY = re.compile(r"^(\s*)([\w/+~-]+):(?:\s|$)")
+
+
+def documented() -> list[tuple[str, str | None, list[str]]]:
+    """(file:line, setting or None when the comment names none, values) for every conf/ comment
+    that lists values with ` | `."""
+    found = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        lines = path.read_text().splitlines()
+        group = path.parent.relative_to(CONF).parts
+        package = [] if "# @package _global_" in lines[:3] else list(group)
+        stack: list[tuple[int, str]] = []   # (indent, key) of the enclosing mappings
+        for number, line in enumerate(lines, 1):
+            where = f"{path.relative_to(REPO)}:{number}"
+            if line.lstrip().startswith("#"):
+                comment = line.lstrip()[1:]
+                named = [(m.group(1), VALUES.findall(m.group(2))) for m in NAMED.finditer(comment)]
+                found += [(where, setting, runs[0].split(" | ")) for setting, runs in named if len(runs) == 1]
+                if len(VALUES.findall(comment)) > len([n for n in named if len(n[1]) == 1]):
+                    found.append((where, None, VALUES.findall(comment)))
+                continue
+            content, _, comment = line.partition(" #")
+            key = KEY.match(content)
+            if key and not content.lstrip().startswith("-"):
+                indent = len(key.group(1))
+                while stack and stack[-1][0] >= indent:
+                    stack.pop()
+                stack.append((indent, key.group(2)))
+            runs = VALUES.findall(comment)
+            if runs:
+                setting = ".".join([*package, *(k for _, k in stack)]) if key and len(runs) == 1 else None
+                found.append((where, setting, runs[0].split(" | ") if setting else runs))
+    return found
+
+
+def accepted(setting: str) -> list[str]:
+    """The values the config checks accept for `setting`, as their refusal of a bad value names them."""
+    section, _, attr = setting.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(SPECS[section])} if section in SPECS else {}
+    assert attr in fields, f"{setting}: no spec in aejax.config has this setting"
+    bad = ("__nope__",) if "tuple" in str(fields[attr].type) else "__nope__"
+    try:
+        dataclasses.replace(SPECS[section](), **{attr: bad}).check()
+    except ConfigError as err:
+        said = re.fullmatch(rf"{re.escape(setting)}=.* is not allowed; expected (?:one of|a non-empty list of) (.+)",
+                            str(err))
+        assert said, f"{setting}: its refusal does not list the values (use aejax.config.one_of): {err}"
+        return said.group(1).split(", ")
+    raise AssertionError(f"{setting}={bad!r} is accepted: the code checks no fixed list of values")
+
+
+def test_the_convention_finds_the_comments_it_should():
+    found = {setting for _, setting, _ in documented()}
+    assert {"data.binarize", "model.sparsity", "trainer.progress", "trainer.figure_formats", "logger.mode",
+            "optim.name", "model.likelihood", "data.generator"} <= found, found
+
+
+@pytest.mark.parametrize("where, setting, values", documented(), ids=lambda v: v if isinstance(v, str) else None)
+def test_a_conf_comment_lists_exactly_the_values_the_code_accepts(where, setting, values):
+    assert setting, (f"{where}: a comment lists values ({' / '.join(values)}) but names no setting, or gives several "
+                     f"lists; write one run `a | b | c` on the setting's line, or `section.key (a | b | c)`")
+    code = accepted(setting)
+    assert sorted(values) == sorted(code), (f"{where}: {setting} is documented as {' | '.join(values)}; the code "
+                                            f"accepts {' | '.join(code)}")

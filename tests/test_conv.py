@@ -1,0 +1,94 @@
+"""The conv layers written as matmuls compute XLA's convolutions; the study's architecture has the
+parameter count and shapes its definition implies; conv programs run under the engine's scan."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from aejax.config import ModelSpec
+from aejax.models import count_params, init_params, model_graph
+from aejax.models.conv import conv2d, conv_transpose2d
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("kernel,stride,size", [(4, 2, 16), (2, 2, 16), (3, 2, 15), (3, 1, 9), (5, 3, 12), (1, 1, 4)])
+def test_conv2d_is_xla_same_convolution(kernel, stride, size):
+    x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 5))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))
+    want = jax.lax.conv_general_dilated(x, w, (stride, stride), "SAME", dimension_numbers=DN)
+    np.testing.assert_allclose(conv2d(x, w, stride), want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel,stride", [(4, 2), (3, 2), (2, 2), (3, 1), (5, 3), (4, 4)])
+def test_conv_transpose2d_is_flax_conv_transpose_with_the_same_kernel(kernel, stride):
+    """The sub-pixel layer is the function of a transposed conv (lhs_dilation) with the same weights:
+    checked against lax.conv_transpose and against flax's own nnx.ConvTranspose module."""
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, 4))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, 3))
+    want = jax.lax.conv_transpose(x, w, (stride, stride), "SAME", dimension_numbers=DN)
+    got = conv_transpose2d(x, w, stride)
+    assert got.shape == want.shape == (2, 6 * stride, 5 * stride, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    layer = nnx.ConvTranspose(4, 3, (kernel, kernel), strides=stride, padding="SAME", use_bias=False,
+                              rngs=nnx.Rngs(0))
+    layer.kernel[...] = w
+    np.testing.assert_allclose(got, layer(x), rtol=1e-5, atol=1e-4)
+
+
+def test_gradients_match_xla_convolutions():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    w = jax.random.normal(jax.random.key(1), (4, 4, 3, 6))
+    wt = jax.random.normal(jax.random.key(2), (4, 4, 6, 2))
+    ours = lambda x, w, wt: jnp.sum(jnp.tanh(conv_transpose2d(jnp.tanh(conv2d(x, w, 2)), wt, 2)) ** 2)
+    ref = lambda x, w, wt: jnp.sum(jnp.tanh(jax.lax.conv_transpose(
+        jnp.tanh(jax.lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=DN)), wt, (2, 2), "SAME",
+        dimension_numbers=DN)) ** 2)
+    for a, b in zip(jax.grad(ours, (0, 1, 2))(x, w, wt), jax.grad(ref, (0, 1, 2))(x, w, wt)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+STUDY = ModelSpec(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2),
+                  strides=(2,), dense=(256,), decoder_kernel_sizes=(4,), code_size=10, init="glorot_uniform")
+
+
+def test_the_study_architecture_has_the_parameters_its_definition_implies():
+    """Locatello et al.'s conv VAE on 64x64x1, counted by hand from disentanglement_lib's layers."""
+    conv = lambda k, cin, cout: k * k * cin * cout + cout
+    dense = lambda a, b: a * b + b
+    encoder = conv(4, 1, 32) + conv(4, 32, 32) + conv(2, 32, 64) + conv(2, 64, 64) + dense(4 * 4 * 64, 256) \
+        + dense(256, 2 * 10)
+    decoder = dense(10, 256) + dense(256, 1024) + conv(4, 64, 64) + conv(4, 64, 32) + conv(4, 32, 32) + conv(4, 32, 1)
+    params = init_params(STUDY, 4096, (64, 64, 1), jax.random.key(0))
+    assert count_params(params) == encoder + decoder == 690_517
+    model = nnx.merge(model_graph(STUDY, 4096, (64, 64, 1)), params)
+    x = jnp.zeros((3, 4096))
+    mean, logvar = model.posterior(x)
+    assert mean.shape == logvar.shape == (3, 10)
+    assert model.decode(mean).shape == (3, 4096)
+    shapes = [layer.kernel.shape for layer in model.encoder.convs] + [layer.kernel.shape for layer in model.decoder.deconvs]
+    assert shapes == [(4, 4, 1, 32), (4, 4, 32, 32), (2, 2, 32, 64), (2, 2, 64, 64),
+                      (4, 4, 64, 64), (4, 4, 64, 32), (4, 4, 32, 32), (4, 4, 32, 1)]
+    # Glorot uniform: every kernel inside its limit sqrt(6 / (fan_in + fan_out)).
+    k = model.encoder.convs[1].kernel[...]
+    assert float(jnp.abs(k).max()) <= np.sqrt(6 / (16 * 32 + 16 * 32)) + 1e-7
+
+
+def test_conv_programs_have_no_convolution_left_in_their_hlo():
+    """The engine's scanned step runs conv models as dots: no `convolution` op reaches XLA (a convolution
+    in a loop body is XLA:CPU's slow path), forward and backward, single model and vmapped population."""
+    from aejax.objectives import make_loss
+
+    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
+                     code_size=3)
+    graph = model_graph(spec, 256, (16, 16, 1))
+    params = jax.vmap(lambda k: init_params(spec, 256, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 2))
+    loss = make_loss(spec, graph)
+    hp = {k: jnp.ones(2) for k in ("beta", "noise_level", "sparsity_weight", "contractive_weight", "gamma",
+                                   "lambda_od", "c_max", "learning_rate", "top_k")}
+    grad = jax.vmap(jax.grad(lambda p, x, k, h: loss(p, x, k, h)[0]), in_axes=(0, None, 0, 0))
+    hlo = jax.jit(grad).lower(params, jnp.zeros((5, 256)), jax.random.split(jax.random.key(1), 2), hp).as_text()
+    assert "dot_general" in hlo
+    assert "convolution" not in hlo
