@@ -228,6 +228,7 @@ class DataSpec:
         require(self.num_samples > 1, "data.num_samples", self.num_samples, "an integer > 1")
         require(self.noise >= 0, "data.noise", self.noise, "a number >= 0")
         require(-1 <= self.similarity <= 1, "data.similarity", self.similarity, "a cosine in [-1, 1]")
+        require(self.seed >= 0, "data.seed", self.seed, "an integer >= 0")
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,10 @@ class OptimSpec:
         require(self.learning_rate > 0, "optim.learning_rate", self.learning_rate, "a number > 0")
         one_of("optim.schedule", self.schedule, ("constant", "cosine", "warmup_cosine"))
         require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
+        require(self.warmup_steps == 0 or self.schedule == "warmup_cosine", "optim.warmup_steps", self.warmup_steps,
+                "0 unless optim.schedule=warmup_cosine (the other schedules have no warmup)")
+        require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a number in [0, 1)")
+        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
         require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", self.clip_norm,
                 "null or a number > 0")
 

@@ -106,7 +106,34 @@ BAD_INPUTS = {
     "model.channels=[]": "model.channels=[] is not allowed; expected a non-empty list of positive integers",
     "model.reconstruction_loss=cross_entropy model.output_activation=linear":
         "model.output_activation='linear' is not allowed; expected sigmoid",
+    "model=conv model.kernel_sizes=[0]": "model.kernel_sizes=[0] is not allowed; expected positive integers, one per conv",
+    "model=conv model.strides=[2,2,2]": "model.strides=[2, 2, 2] is not allowed; expected positive integers, one per conv",
+    "model=conv model.dense=[0]": "model.dense=[0] is not allowed; expected a list of positive integers",
+    "model=conv model.decoder_kernel_sizes=[1]": "model.decoder_kernel_sizes=[1, 1] is not allowed; expected kernels at least",
+    # NaN and infinities are refused for every number, where no check would see them (nan >= 0 is False,
+    # but so is nan < 0).
+    "model=vae model.beta=nan": "model.beta=nan is not allowed; expected a finite number",
+    "optim.learning_rate=inf": "optim.learning_rate=inf is not allowed; expected a finite number",
+    "model=vae +population.grid.model.beta=[1,-inf]": "population.grid.model.beta=-inf is not allowed",
+    "model=vae +population.grid.model.beta=[]": "population.grid.model.beta=() is not allowed; expected a non-empty list",
+    # The optimiser, trainer and logger numbers.
+    "optim=sgd optim.momentum=1": "optim.momentum=1.0 is not allowed; expected a number in [0, 1)",
+    "optim=adamw optim.weight_decay=-0.1": "optim.weight_decay=-0.1 is not allowed; expected a number >= 0",
+    "optim.warmup_steps=100": "optim.warmup_steps=100 is not allowed; expected 0 unless optim.schedule=warmup_cosine",
+    "optim.clip_norm=0": "optim.clip_norm=0.0 is not allowed; expected null or a number > 0",
+    "trainer.log_every=0": "trainer.log_every=0 is not allowed; expected an integer > 0",
+    "trainer.checkpoint_every=-1": "trainer.checkpoint_every=-1 is not allowed; expected an integer >= 0",
+    "trainer.call_seconds=0": "trainer.call_seconds=0.0 is not allowed; expected seconds > 0",
+    "logger.max_member_runs=0": "logger.max_member_runs=0 is not allowed; expected an integer >= 1",
+    # Synthetic data.
+    "data=synthetic data.dim=0": "data.dim=0 is not allowed; expected an integer > 0",
+    "data=synthetic data.intrinsic_dim=65": "data.intrinsic_dim=65 is not allowed; expected an integer in [1, data.dim=64]",
+    "data=synthetic data.num_samples=1": "data.num_samples=1 is not allowed; expected an integer > 1",
+    "data=synthetic data.noise=-0.1": "data.noise=-0.1 is not allowed; expected a number >= 0",
+    "data=synthetic data.generator=cosine_pairs data.similarity=1.5": "data.similarity=1.5 is not allowed; expected a cosine",
+    "data=synthetic data.seed=-1": "data.seed=-1 is not allowed; expected an integer >= 0",
     # Your own data (aejax/data/arrays.py, images.py): the settings' own checks.
+    "data=array data.path=x.npz data.test_fraction=1": "data.test_fraction=1.0 is not allowed; expected a number in (0, 1)",
     "data=array": "data.path=None is not allowed; expected a .npy or .npz file for data.name=array",
     "data=array data.path=x.txt": "data.path='x.txt' is not allowed; expected a .npy or .npz file",
     "data=images data.path=photos data.color=cmyk": "data.color='cmyk' is not allowed; expected one of grayscale, rgb",
@@ -163,6 +190,10 @@ def test_a_run_dir_under_a_regular_file_is_one_line(tmp_path, capsys):
 TASK_BAD_INPUTS = {
     "trainer.batch_size=5000": "trainer.batch_size=5000",
     "experiment=mnist_sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
+    # The studies' own settings (study.*), checked when the task starts, before it trains.
+    "experiment=single_vector_similarity study.mnist_perturbation=-0.1":
+        "study.mnist_perturbation=-0.1 is not allowed; expected a number >= 0",
+    "task=vae_likelihood model=vae +study.samples=100": "study.samples=100 is not allowed; expected a positive multiple of 250",
     "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
 }
 

@@ -22,17 +22,18 @@ def test_conv2d_is_xla_same_convolution(kernel, stride, size):
     np.testing.assert_allclose(conv2d(x, w, stride), want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernel,stride", [(4, 2), (3, 2), (2, 2), (3, 1), (5, 3), (4, 4)])
-def test_conv_transpose2d_is_flax_conv_transpose_with_the_same_kernel(kernel, stride):
-    """The sub-pixel layer is the function of a transposed conv (lhs_dilation) with the same weights:
-    checked against lax.conv_transpose and against flax's own nnx.ConvTranspose module."""
+@pytest.mark.parametrize("c_out", [3, 1])  # 4 -> 3 channels by output phases, 4 -> 1 (some kernels) by scatter
+@pytest.mark.parametrize("kernel,stride", [(4, 2), (3, 2), (2, 2), (3, 1), (5, 3), (4, 4), (1, 1)])
+def test_conv_transpose2d_is_flax_conv_transpose_with_the_same_kernel(kernel, stride, c_out):
+    """Both forms of the layer are the function of a transposed conv (lhs_dilation) with the same
+    weights: checked against lax.conv_transpose and against flax's own nnx.ConvTranspose module."""
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, 4))
-    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, 3))
+    w = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, c_out))
     want = jax.lax.conv_transpose(x, w, (stride, stride), "SAME", dimension_numbers=DN)
     got = conv_transpose2d(x, w, stride)
-    assert got.shape == want.shape == (2, 6 * stride, 5 * stride, 3)
+    assert got.shape == want.shape == (2, 6 * stride, 5 * stride, c_out)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
-    layer = nnx.ConvTranspose(4, 3, (kernel, kernel), strides=stride, padding="SAME", use_bias=False,
+    layer = nnx.ConvTranspose(4, c_out, (kernel, kernel), strides=stride, padding="SAME", use_bias=False,
                               rngs=nnx.Rngs(0))
     layer.kernel[...] = w
     np.testing.assert_allclose(got, layer(x), rtol=1e-5, atol=1e-4)

@@ -194,6 +194,26 @@ def test_histogram_trees_equal_sklearn_up_to_ties():
     assert train_acc == pytest.approx(ref_acc)
 
 
+def test_dci_agreement_report():
+    gt = ToyFactors()
+    draw = draw_for("dci", gt, sizes={"num_train": 120, "num_test": 120})
+    reps = ("identity", "rotation", "row_permuted")
+    codes = np.stack([REPRESENTATIONS[r](gt.observations(draw.factors)) for r in reps])
+    report = dci.agreement(codes, draw)
+    for name in ("dci_disentanglement", "dci_completeness"):
+        assert report[name]["spearman"] == pytest.approx(1.0)
+        assert report[name]["max_abs_diff"] <= 0.05
+        assert report[name]["exact"][0] >= 0.9 and len(report[name]["fast"]) == 3
+
+
+def test_scores_from_sampler_and_representation():
+    gt, rng = ToyFactors(), np.random.default_rng(8)
+    assert beta_vae.beta_vae_score(gt, lambda x: x, rng, batch_size=16, num_train=150, num_eval=100) >= 0.9
+    assert factor_vae.factor_vae_score(gt, lambda x: x, rng, batch_size=16, num_train=150, num_eval=100,
+                                       num_variance_estimate=300) >= 0.9
+    assert factor_vae.factor_vae_score(gt, np.zeros_like, rng, num_train=50, num_eval=50) == 0.0
+
+
 def test_factor_vae_known_answers(scores):
     assert scores["identity"]["factor_vae_score"] >= 0.9
     assert scores["duplicated"]["factor_vae_score"] >= 0.9
@@ -265,6 +285,15 @@ def test_unsupervised_known_answers():
     assert noisy["gaussian_tc_sampled"] <= 0.5 * noisy["gaussian_tc_mean"]
     dup = evaluate_all(lambda x: np.hstack([x, x]), gt, names=["mutual_info_score"], sizes={"num_train": 2000})
     assert dup["mutual_info_score"] >= 0.2
+
+
+def test_sampled_codes_have_the_posterior_variance():
+    mean = np.zeros((2, 20_000, 2))
+    logvar = np.stack([np.full((20_000, 2), np.log(4.0)), np.full((20_000, 2), -np.inf)])
+    z = unsupervised.sampled_codes(mean + [1.0, -1.0], logvar, noise_seed=3)
+    np.testing.assert_allclose(z[0].std(axis=0), 2.0, rtol=0.02)  # exp(logvar / 2) = 2
+    np.testing.assert_allclose(z[0].mean(axis=0), [1.0, -1.0], atol=0.05)
+    np.testing.assert_array_equal(z[1], mean[1] + [1.0, -1.0])  # zero variance: the mean itself
 
 
 # --- batch structure, batching over members, reproducibility, interface

@@ -57,6 +57,18 @@ def check_factors(factors, n: int) -> np.ndarray:
     return factors
 
 
+def sample_split(ground_truth, rng: np.random.Generator, num_train: int, num_test: int) -> Draw:
+    """Train then test factors, as disentanglement_lib's two `generate_batch_factor_code` calls."""
+    train, test = ground_truth.sample_factors(num_train, rng), ground_truth.sample_factors(num_test, rng)
+    return Draw(np.concatenate([train, test]), {"num_train": num_train, "seed": sub_seed(rng)})
+
+
+def split(codes, draw: Draw) -> tuple:
+    """Codes of a `sample_split` draw -> `(codes_train, factors_train, codes_test, factors_test)`."""
+    codes, n, f = np.asarray(codes), draw.meta["num_train"], draw.factors
+    return codes[..., :n, :], f[:n], codes[..., n:, :], f[n:]
+
+
 def histogram_discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndarray:
     """Per code, `np.digitize(x, np.histogram(x, num_bins)[1][:-1])`, values 1..num_bins.
 

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.stats
 
 from aejax.metrics import gbt
-from aejax.metrics.common import Draw, as_members, check_factors, sub_seed
+from aejax.metrics.common import Draw, as_members, check_factors, sample_split, split
 
 NAMES = ("dci_disentanglement", "dci_completeness", "dci_informativeness")
 SALT = 1
@@ -61,7 +61,9 @@ def completeness(r: np.ndarray) -> float:
 
 def dci(codes_train, factors_train, codes_test, factors_test, seed: int = 0, mode: str = "exact") -> dict:
     """Codes `(n, K)` or `(M, n, K)` -> {dci_disentanglement, dci_completeness, dci_informativeness}."""
-    fit = {"exact": importance_matrix, "fast": gbt.fit_importances}[mode]
+    fit = {"exact": importance_matrix, "fast": gbt.fit_importances}.get(mode)
+    if fit is None:
+        raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
     (xs, single), (xt, _) = as_members(codes_train), as_members(codes_test)
     ys, yt = check_factors(factors_train, xs.shape[1]), check_factors(factors_test, xt.shape[1])
     rows = []
@@ -73,12 +75,18 @@ def dci(codes_train, factors_train, codes_test, factors_test, seed: int = 0, mod
 
 
 def sample(ground_truth, rng, num_train: int = SIZES["num_train"], num_test: int = SIZES["num_test"]) -> Draw:
-    train, test = ground_truth.sample_factors(num_train, rng), ground_truth.sample_factors(num_test, rng)
-    return Draw(np.concatenate([train, test]), {"num_train": num_train, "seed": sub_seed(rng)})
+    return sample_split(ground_truth, rng, num_train, num_test)
 
 
 def score(codes, draw: Draw, mode: str = "exact", posterior=None, names=NAMES) -> dict:
     del posterior, names
-    codes, n = np.asarray(codes), draw.meta["num_train"]
-    f = draw.factors
-    return dci(codes[..., :n, :], f[:n], codes[..., n:, :], f[n:], seed=draw.meta["seed"], mode=mode)
+    return dci(*split(codes, draw), seed=draw.meta["seed"], mode=mode)
+
+
+def agreement(codes, draw: Draw) -> dict:
+    """Fast against exact mode on the same members' codes `(M, n, K)` of one draw: per DCI score,
+    the Spearman rank correlation over members and the largest absolute difference."""
+    exact, fast = score(codes, draw, mode="exact"), score(codes, draw, mode="fast")
+    return {name: {"spearman": float(scipy.stats.spearmanr(exact[name], fast[name]).statistic),
+                   "max_abs_diff": float(np.max(np.abs(exact[name] - fast[name]))),
+                   "exact": exact[name].tolist(), "fast": fast[name].tolist()} for name in NAMES}

@@ -16,7 +16,8 @@ import warnings
 
 import numpy as np
 
-from aejax.metrics.common import Draw, as_members, check_factors, histogram_discretize, mutual_info, sub_seed, unbatch
+from aejax.metrics.common import (Draw, as_members, check_factors, histogram_discretize, mutual_info, sample_split,
+                                  split, unbatch)
 
 NAMES = ("modularity", "explicitness")
 SALT = 6
@@ -67,16 +68,15 @@ def explicitness(codes_train, factors_train, codes_test, factors_test, seed: int
 
 
 def sample(ground_truth, rng, num_train: int = SIZES["num_train"], num_test: int = SIZES["num_test"]) -> Draw:
-    train, test = ground_truth.sample_factors(num_train, rng), ground_truth.sample_factors(num_test, rng)
-    return Draw(np.concatenate([train, test]), {"num_train": num_train, "seed": sub_seed(rng)})
+    return sample_split(ground_truth, rng, num_train, num_test)
 
 
 def score(codes, draw: Draw, mode: str = "exact", posterior=None, names=NAMES) -> dict:
     del mode, posterior  # one definition in every mode
-    codes, n, f = np.asarray(codes), draw.meta["num_train"], draw.factors
+    x_train, y_train, x_test, y_test = split(codes, draw)
     out = {}
     if "modularity" in names:
-        out["modularity"] = modularity(codes[..., :n, :], f[:n])
+        out["modularity"] = modularity(x_train, y_train)
     if "explicitness" in names:
-        out["explicitness"] = explicitness(codes[..., :n, :], f[:n], codes[..., n:, :], f[n:], seed=draw.meta["seed"])
+        out["explicitness"] = explicitness(x_train, y_train, x_test, y_test, seed=draw.meta["seed"])
     return out

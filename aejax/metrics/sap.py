@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from aejax.metrics.common import Draw, as_members, check_factors, sub_seed
+from aejax.metrics.common import Draw, as_members, check_factors, sample_split, split
 
 NAMES = ("sap",)
 SALT = 7
@@ -62,11 +62,9 @@ def sap(codes_train, factors_train, codes_test, factors_test, seed: int = 0, con
 
 
 def sample(ground_truth, rng, num_train: int = SIZES["num_train"], num_test: int = SIZES["num_test"]) -> Draw:
-    train, test = ground_truth.sample_factors(num_train, rng), ground_truth.sample_factors(num_test, rng)
-    return Draw(np.concatenate([train, test]), {"num_train": num_train, "seed": sub_seed(rng)})
+    return sample_split(ground_truth, rng, num_train, num_test)
 
 
 def score(codes, draw: Draw, mode: str = "exact", posterior=None, names=NAMES) -> dict:
     del mode, posterior, names  # one definition in every mode
-    codes, n, f = np.asarray(codes), draw.meta["num_train"], draw.factors
-    return {"sap": sap(codes[..., :n, :], f[:n], codes[..., n:, :], f[n:], seed=draw.meta["seed"])}
+    return {"sap": sap(*split(codes, draw), seed=draw.meta["seed"])}

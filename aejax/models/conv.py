@@ -77,9 +77,38 @@ def _conv_transpose_low(kernel: int, stride: int) -> int:
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """`lax.conv_transpose(x, kernel, (s, s), "SAME")` (HWIO kernel, output s*H x s*W) without dilation:
-    each of the s*s output phases is a VALID stride-1 convolution (im2col + matmul) of the padded
-    input with the taps that reach it; the phases are then interleaved."""
+    """`lax.conv_transpose(x, kernel, (s, s), "SAME")` (HWIO kernel, output s*H x s*W) without dilation.
+
+    Two exact forms with the same FLOPs; the one whose matmul is wider is taken (measured per layer
+    of the study's decoder: a 32 -> 1 channel layer takes 31 ms by scatter against 198 ms by phases,
+    forward and backward, batch 64; a 32 -> 32 layer 114 ms by phases against 232 ms by scatter)."""
+    k_h, k_w, c_in, c_out = kernel.shape
+    if c_out * k_h * k_w <= c_in:
+        return _conv_transpose_by_scatter(x, kernel, stride)
+    return _conv_transpose_by_phases(x, kernel, stride)
+
+
+def _conv_transpose_by_scatter(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Every input pixel times the whole kernel in one matmul `(B*H*W, C_in) @ (C_in, k*k*C_out)`, then
+    each tap's contribution added at its output pixel o = s*i + lo - t (overlap-add, "col2im")."""
+    batch, h, w, c_in = x.shape
+    k_h, k_w, _, c_out = kernel.shape
+    lo_h, lo_w = _conv_transpose_low(k_h, stride), _conv_transpose_low(k_w, stride)
+    taps = (x.reshape(-1, c_in) @ kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h, k_w, c_out)
+    pad = max(k_h, k_w) // stride + 2  # room for every tap's shift, in input pixels
+    out = jnp.zeros((batch, h + 2 * pad, stride, w + 2 * pad, stride, c_out), x.dtype)
+    for t_h in range(k_h):
+        shift_h, phase_h = divmod(lo_h - t_h, stride)
+        for t_w in range(k_w):
+            shift_w, phase_w = divmod(lo_w - t_w, stride)
+            out = out.at[:, pad + shift_h:pad + shift_h + h, phase_h, pad + shift_w:pad + shift_w + w, phase_w].add(
+                taps[:, :, :, t_h, t_w])
+    return out[:, pad:pad + h, :, pad:pad + w].reshape(batch, h * stride, w * stride, c_out)
+
+
+def _conv_transpose_by_phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Each of the s*s output phases is a VALID stride-1 convolution (im2col + matmul) of the padded
+    input with the taps that reach it; the phases are then interleaved (depth-to-space)."""
     batch, h, w, c_in = x.shape
     k_h, k_w, _, c_out = kernel.shape
     phases_h = [_transpose_taps(k_h, stride, p) for p in range(stride)]

@@ -49,14 +49,18 @@ class StudySpec:
     bootstrap: int = 1000
 
     def check(self) -> None:
-        require(len(self.similarities) >= 2 and all(-1 <= s <= 1 for s in self.similarities),
+        require(len(self.similarities) >= 2
+                and all(isinstance(s, (int, float)) and -1 <= s <= 1 for s in self.similarities),
                 "study.similarities", list(self.similarities), "at least two cosines in [-1, 1]")
         for key in ("pairs_per_level", "dim", "steps", "dataset_steps", "dataset_batch", "probes",
                     "mnist_pairs_per_kind", "bootstrap"):
             require(getattr(self, key) > 0, f"study.{key}", getattr(self, key), "an integer > 0")
         require(self.probes % 2 == 0, "study.probes", self.probes, "an even integer")
-        require(len(self.seeds) > 0, "study.seeds", list(self.seeds), "a non-empty list")
+        require(len(self.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in self.seeds)
+                and len(set(self.seeds)) == len(self.seeds), "study.seeds", list(self.seeds),
+                "an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers >= 0")
         require(self.probe_noise >= 0, "study.probe_noise", self.probe_noise, "a number >= 0")
+        require(self.mnist_perturbation >= 0, "study.mnist_perturbation", self.mnist_perturbation, "a number >= 0")
 
 
 # ----------------------------------------------------------------------------- pairs

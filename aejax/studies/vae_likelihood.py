@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aejax.config import parse_run
+from aejax.config import parse_run, require
 from aejax.data import load_dataset
+from aejax.errors import ConfigError
 from aejax.objectives import bernoulli_nll, gaussian_nll
 from aejax.run import train_and_evaluate
 
@@ -65,13 +66,18 @@ def run(config: dict, workdir: Path) -> dict:
     workdir = Path(workdir)
     spec = parse_run(config)
     study = {"samples": 5000, **(config.get("study") or {})}
+    if set(study) != {"samples"}:
+        raise ConfigError(f"study.{min(set(study) - {'samples'})} is not a setting; allowed study.* keys: samples")
+    # iwae_nll draws its samples 250 at a time: any other count would be rounded down, silently.
+    samples = study["samples"]
+    require(isinstance(samples, int) and not isinstance(samples, bool) and samples > 0 and samples % 250 == 0,
+            "study.samples", samples, "a positive multiple of 250 (importance samples per test image)")
     summary, params = train_and_evaluate({**config, "task": "train"}, workdir, return_params=True)
     data = load_dataset(spec.data)
     from aejax.models import member_model, model_graph
 
     graph = model_graph(spec.model, data.dim, data.image_shape)
     model = member_model(graph, params)
-    samples = int(study["samples"])
     nll_fn = jax.jit(lambda p, x, k: iwae_nll(nnx.merge(graph, p), x, k, samples))
     nll = np.asarray(nll_fn(jax.tree.map(lambda a: a[0], params), jnp.asarray(data.test), jax.random.key(7)))
     result = {"importance_samples": samples, "test_images": len(data.test), "binarize": spec.data.binarize,
