@@ -60,6 +60,7 @@ def precheck(argv: list[str]) -> None:
 
     from aejax.config import parse_run
     from aejax.data import check_spec
+    from aejax.disentanglement import check_settings
     from aejax.errors import ConfigError
     from aejax.loggers import check_wandb_login
 
@@ -90,6 +91,7 @@ def precheck(argv: list[str]) -> None:
     try:
         spec = parse_run(config)
         check_spec(spec.data)  # data.name among the loaders, the datasets' own limits
+        check_settings(spec)  # metrics.disentanglement=true on data without ground-truth factors
         check_wandb_login(spec.logger)
     except ConfigError as err:
         fail(str(err), EXIT_CONFIG)
@@ -120,6 +122,9 @@ def hydra_message(message: str) -> str:
     if message.startswith("Could not override") or message.startswith("Could not append"):
         key = message.split("'")[1]
         section = key.split(".")[0]
+        if key == "metrics.sizes" or key.startswith("metrics.sizes."):  # a mapping: = cannot add keys to it
+            return (f"{key} has no such key to set in this config; expected ++{key}=... (++ adds keys to "
+                    f"the sizes an experiment sets)")
         if "." in key and section in SECTIONS:
             return f"{key} is not a setting; allowed {section}.* keys: {', '.join(section_keys(section))}"
         return f"{key} is not a setting; allowed top-level keys: {', '.join(SECTIONS)}, name, task"
@@ -280,6 +285,7 @@ def dry_run(argv: list[str]) -> None:
 
     from aejax.config import parse_run
     from aejax.data import check_spec
+    from aejax.disentanglement import check_settings
     from aejax.errors import ConfigError
 
     args = hydra_arguments(argv)
@@ -287,6 +293,11 @@ def dry_run(argv: list[str]) -> None:
         return  # argparse's own error follows from Hydra
     try:
         parsed = OverridesParser.create().parse_overrides(args.overrides)
+        # An experiment's own sweep (`hydra.sweeper.params`): Hydra's basic sweeper puts it before
+        # the command line's overrides, which win for the same key.
+        params = sweeper_params(parsed, args.config_name or "config")
+        if params:
+            parsed = OverridesParser.create().parse_overrides([*params, *args.overrides])
     except Exception as err:  # a malformed override: one line, as in precheck
         fail(hydra_message(str(err)), EXIT_CONFIG)
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
@@ -299,7 +310,9 @@ def dry_run(argv: list[str]) -> None:
                 HydraConfig.instance().set_config(cfg)
                 config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
                                                 resolve=True)
-                check_spec(parse_run(config).data)
+                spec = parse_run(config)
+                check_spec(spec.data)
+                check_settings(spec)
                 verdict = "ok"
             except ConfigError as err:
                 bad, verdict = bad + 1, f"error: {err}"
@@ -309,6 +322,19 @@ def dry_run(argv: list[str]) -> None:
             print(f"job {number}: {shown or '(defaults)'}  [{verdict}]")
     print(f"{len(jobs)} job(s) for launcher {launcher}; {bad} with a bad setting; nothing was submitted")
     sys.exit(EXIT_CONFIG if bad else 0)
+
+
+def sweeper_params(parsed, config_name: str) -> list[str]:
+    """`hydra.sweeper.params` of the config the command line composes (its sweeps at their first
+    value), as `key=values` overrides: an experiment that sweeps on its own."""
+    from hydra import compose
+
+    first = [f"{o.get_key_element()}="
+             f"{next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str()}"
+             for o in parsed]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=first, return_hydra_config=True)
+    return [f"{k}={v}" for k, v in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()]
 
 
 def main() -> None:

@@ -320,12 +320,47 @@ class PopulationSpec:
             require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
 
 
+# aejax.metrics' families and the sizes each draws (tests/test_disentanglement_runs.py checks these against
+# the package, which this module does not import: scipy and scikit-learn would slow every command's check).
+METRIC_FAMILY_SIZES = {"beta_vae": ("batch_size", "num_train", "num_eval"),
+                       "factor_vae": ("batch_size", "num_train", "num_eval", "num_variance_estimate"),
+                       "mig": ("num_train",), "dci": ("num_train", "num_test"), "sap": ("num_train", "num_test"),
+                       "modularity_explicitness": ("num_train", "num_test"), "unsupervised": ("num_train",)}
+METRIC_MODES = ("exact", "fast")  # aejax.metrics.MODES
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    disentanglement: Any = "auto"   # auto (on for data with ground-truth factors) | true | false
+    mode: str = "exact"             # exact | fast (aejax.metrics.MODES)
+    seed: int = 0                   # the evaluation seed: it fixes the factors every member is scored on
+    sizes: dict | None = field(default_factory=dict)  # overrides of the study's sizes; {} or null: the study's
+
+    def size_overrides(self) -> dict:
+        """`sizes` with nested families flattened: {num_train: 1000, dci: {num_train: 100}} ->
+        {"num_train": 1000, "dci.num_train": 100}, as aejax.metrics.evaluate_all takes them."""
+        return flatten(self.sizes or {})
+
+    def check(self) -> None:
+        value = self.disentanglement
+        require(isinstance(value, bool) or value == "auto", "metrics.disentanglement", value,
+                "one of auto, true, false")
+        one_of("metrics.mode", self.mode, METRIC_MODES)
+        require(self.seed >= 0, "metrics.seed", self.seed, "an integer >= 0")
+        names = sorted({k for keys in METRIC_FAMILY_SIZES.values() for k in keys})
+        known = {*names, *(f"{fam}.{k}" for fam, keys in METRIC_FAMILY_SIZES.items() for k in keys)}
+        for key, size in self.size_overrides().items():
+            require(key in known, "metrics.sizes key", key, f"one of {', '.join(names)}, or <family>.<size> for "
+                    f"one family ({', '.join(METRIC_FAMILY_SIZES)})")
+            require(_is_int(size) and size > 0, f"metrics.sizes.{key}", size, "an integer > 0")
+
+
 def default_of(key: str):
     """The built-in default of a dotted setting ("trainer.eval_every" -> 0), or None: a run saved
     before a setting existed ran with that default."""
     section, _, attr = key.partition(".")
     classes = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
-               "logger": LoggerSpec, "population": PopulationSpec}
+               "logger": LoggerSpec, "population": PopulationSpec, "metrics": MetricsSpec}
     field_ = next((f for f in dataclasses.fields(classes[section]) if f.name == attr), None) if section in classes else None
     if field_ is None or field_.default is dataclasses.MISSING:
         return None
@@ -401,13 +436,13 @@ def _coerce(setting: str, value, annotation: str):
 
 
 _KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "tuple": "a list"}
-SECTIONS = ("model", "data", "optim", "trainer", "logger", "population")
+SECTIONS = ("model", "data", "optim", "trainer", "logger", "population", "metrics")
 
 
 def section_keys(section: str) -> list[str]:
     """The settings of one config section, for error messages that list what is allowed."""
     cls = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
-           "logger": LoggerSpec, "population": PopulationSpec}[section]
+           "logger": LoggerSpec, "population": PopulationSpec, "metrics": MetricsSpec}[section]
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -430,12 +465,13 @@ class RunSpec:
     trainer: TrainerSpec
     logger: LoggerSpec
     population: PopulationSpec
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
     name: str = "run"
 
 
 def parse_run(cfg: dict) -> RunSpec:
     """`cfg` is the resolved Hydra config as a plain dict (`OmegaConf.to_container`)."""
-    known = {"model", "data", "optim", "trainer", "logger", "population", "name", "hydra", "task", "study"}
+    known = {"model", "data", "optim", "trainer", "logger", "population", "metrics", "name", "hydra", "task", "study"}
     for key in cfg:
         if key not in known:
             raise ConfigError(f"{key} is not a setting; allowed: {', '.join(sorted(known - {'hydra'}))}")
@@ -455,6 +491,7 @@ def parse_run(cfg: dict) -> RunSpec:
         trainer=parse_section("trainer", TrainerSpec, cfg.get("trainer")),
         logger=parse_section("logger", LoggerSpec, cfg.get("logger")),
         population=parse_section("population", PopulationSpec, pop),
+        metrics=parse_section("metrics", MetricsSpec, cfg.get("metrics")),
         name=str(cfg.get("name", "run")),
     )
     # Grid values are checked with the same rules as the single setting they replace.

@@ -1,7 +1,7 @@
 """One results table from run directories: `aejax-collect DIR...` and `collect(paths)`.
 
-Reads only what runs leave on disk (config.yaml, summary.json, status.json, provenance.json;
-README "Outputs of a run"), never W&B, so a sweep's table can be built on the cluster, from a
+Reads only what runs leave on disk (config.yaml, summary.json, status.json, provenance.json,
+disentanglement.json from `aejax-metrics`; README "Outputs of a run"), never W&B, so a sweep's table can be built on the cluster, from a
 copy, or while jobs still run. One row per (run, member); a run without summary.json yet gets
 one row per member of its population, with its state. No JAX import: collecting stays fast.
 
@@ -35,7 +35,7 @@ SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders 
 # (what a resume may change, and the evaluation schedule): never columns, never a reason to refuse a group.
 NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "trainer.eval_every",
                 "trainer.figure_formats", "trainer.log_every", "trainer.checkpoint_every", "data.root",
-                "data.download")
+                "data.download", "metrics.disentanglement")
 STATUSES = ("finished", "diverged", "failed", "interrupted", "running", "unfinished")
 FIRST = ["name", "status", "message", "seed", "member"]
 LAST = ["train_seconds", "slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "requeue_count",
@@ -119,6 +119,7 @@ def read_run(run: Path) -> list[dict]:
         pairs = [str(o).lstrip("+~").partition("=") for o in prov.get("overrides") or status.get("overrides") or []]
         settings = _settings({k: yaml.load(v, _Loader) for k, _, v in pairs if v and not k.startswith("hydra")})
     slurm, git = prov.get("slurm") or {}, prov.get("git") or {}
+    later, later_settings = _disentanglement_file(run)
     common = {"name": (summary or {}).get("name") or config.get("name"),
               "train_seconds": (summary or {}).get("train_seconds"),
               "slurm_job_id": slurm.get("job_id"), "slurm_array_job_id": slurm.get("array_job_id"),
@@ -143,8 +144,33 @@ def read_run(run: Path) -> list[dict]:
                    message=f"diverged at step {m['diverged_at_step']}" if m.get("diverged_at_step") else message)
         for split in ("test", "val"):
             row.update({f"{split}/{k}": math.nan if v is None else v for k, v in (m.get(split) or {}).items()})
+        add_disentanglement(row, later.get(m["member"]), later_settings)
         rows.append(row)
     return rows
+
+
+def _disentanglement_file(run: Path) -> tuple[dict, dict]:
+    """`aejax-metrics`' disentanglement.json: {member: its test metrics}, and the metric settings they
+    were computed with as config columns ({"metrics.mode": "exact", ...})."""
+    record = _read(run / "disentanglement.json")
+    if not isinstance(record, dict) or not isinstance(record.get("members"), list):
+        return {}, {}
+    prov = record.get("provenance") or {}
+    metrics = {"mode": prov.get("metrics_mode"), "seed": prov.get("metrics_seed"), "sizes": prov.get("metrics_sizes")}
+    return ({m.get("member"): m.get("test") or {} for m in record["members"] if isinstance(m, dict)},
+            _settings(flatten({"metrics": metrics})))
+
+
+def add_disentanglement(row: dict, scores: dict | None, settings: dict) -> None:
+    """Metrics from disentanglement.json where summary.json has none (summary.json's win), and then
+    the metric settings they were computed with replace the config's."""
+    new = {f"test/{k}": math.nan if v is None else v for k, v in (scores or {}).items() if f"test/{k}" not in row}
+    if not new:
+        return
+    for key in [k for k in row if k.startswith("metrics.") and k != "metrics.disentanglement"]:
+        del row[key]
+    row.update(settings)
+    row.update(new)
 
 
 def _state_without_summary(run: Path, status: dict) -> str:

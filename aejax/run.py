@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from aejax import figures, provenance
+from aejax import disentanglement, figures, provenance
 from aejax.checkpoint import PopulationCheckpointer
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
@@ -72,6 +72,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     spec = parse_run(config)
     data = load_dataset(spec.data)  # data errors stop the run before its directory is touched
     check_data_fits(spec, data)
+    disentanglement.wanted(spec, data)  # metrics.disentanglement=true on data without factors: one line now
     rows = members(spec)
     mask = divergence_policy(spec, len(rows)) == "mask"
     keys = member_keys([r["seed"] for r in rows])
@@ -204,6 +205,8 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
         results = evaluate(params, data.test, keys, hp)
         val = evaluate(params, data.val, keys, hp) if len(data.val) else {}
         summaries = [member_summary(r, i, results, val, int(diverged_at[i])) for i, r in enumerate(rows)]
+        # Data with ground-truth factors: each member's disentanglement metrics join its test metrics.
+        metrics_record = disentanglement.add_to_summaries(spec, data, graph, params, hp, diverged_at == 0, summaries)
         figure_paths = make_figures(spec, data, graph, params, workdir, diverged_at)
         if analyse is not None:
             extra, extra_figures = analyse(spec, data, graph, params, summaries, workdir)
@@ -214,7 +217,7 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
         summary = {"name": spec.name, "status": "finished", "num_members": len(rows), "varied": varied_settings(rows),
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
                    "steps": total_steps, "train_seconds": train_seconds, "compile_seconds": compile_seconds,
-                   "diverged_members": int((diverged_at > 0).sum()), "members": summaries}
+                   "diverged_members": int((diverged_at > 0).sum()), "members": summaries, **metrics_record}
         logger.summarize(summaries, figure_paths)
         write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
         logger.finish(0)

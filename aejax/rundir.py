@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 RUN_FILES = ("config.yaml", "provenance.json", "status.json")  # overwritten freely while nothing was computed
 NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figures alone are redrawn from results
 # Settings a resume may change: they do not alter what the parameters trained so far are
-# (`trainer.epochs` only with optim.schedule=constant: a schedule is laid over the run's length).
+# (`trainer.epochs` only with optim.schedule=constant: a schedule is laid over the run's length;
+# `metrics.*` only change what is measured at the end, and summary.json records how).
 RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
-               "trainer.checkpoint_every", "trainer.eval_every", "trainer.call_seconds", "logger.", "data.root", "data.download")
+               "trainer.checkpoint_every", "trainer.eval_every", "trainer.call_seconds", "logger.", "data.root", "data.download",
+               "metrics.")
 _HELD: dict[Path, "RunDirectory"] = {}  # directories this process holds: a study's nested train run reuses them
 
 

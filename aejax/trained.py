@@ -5,6 +5,7 @@
     codes = run.encode(run.data.test)            # (10000, 30) numpy array
     recon = run.reconstruct(run.data.test)       # g(f(x)), as the test metrics compute it
     grid = run.traverse(run.data.test[:3])       # VAE: (3, latents, 9, D) latent traversals
+    scores = run.disentanglement()               # ground-truth data: {metric: value} (aejax.metrics)
 
 The run directory's `config.yaml` rebuilds the model and the data splits; the Orbax
 checkpoint (the last one unless `epoch` is given) supplies the weights. Everything downstream
@@ -71,6 +72,16 @@ class TrainedRun:
         dims = latent_order(kl_per_latent(model, self.data.test)) if dims is None else dims
         return traverse(model, x, values, dims)
 
+    def disentanglement(self, mode: str = "exact", sizes: dict | None = None, seed: int = 0) -> dict:
+        """Data with ground-truth factors: this member's disentanglement metrics `{name: float}`
+        (aejax.metrics' names; a VAE's representation is its posterior mean). `sizes` overrides the
+        study's sizes ({"num_train": 1000, "dci.num_train": 100}). The factors are those every member
+        is scored on with this seed and these sizes; summary.json and aejax-metrics score a whole
+        population in one program, so their codes (and scores) can differ from these in the last bits."""
+        from aejax.disentanglement import score_model
+
+        return score_model(self.spec, self.data, self.model, self.member, mode=mode, sizes=sizes, seed=seed)
+
     def _vae(self, method: str):
         if self.spec.model.family != "vae":
             raise ConfigError(f"{method} needs a VAE run (model.family=vae); this run has "
@@ -124,12 +135,31 @@ def traverse(model, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
     return _batched(model.decode, z.reshape(-1, model.latent)).reshape(*z.shape[:3], -1)
 
 
+@dataclass
+class RestoredPopulation:
+    spec: RunSpec
+    data: Dataset
+    graph: object            # the model's static structure: nnx.merge(graph, member params)
+    params: dict             # every member's parameters, leading axis = member
+    rows: list[dict]         # the members (member, seed, hyperparameters), in params' order
+    epoch: int
+
+
 def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
              data_root: str | None = None) -> TrainedRun:
     """One member of the population trained in `run_dir`.
 
     `data_root` replaces the config's `data.root` (a relative root is relative to where the
     run was launched)."""
+    run = restore_population(run_dir, epoch, data_root, member)
+    index = [r["member"] for r in run.rows].index(member)
+    model = member_model(run.graph, run.params, index, top_k=run.rows[index]["model.top_k"])
+    return TrainedRun(spec=run.spec, data=run.data, model=model, member=run.rows[index], epoch=run.epoch)
+
+
+def restore_population(run_dir: str | Path, epoch: int | None = None, data_root: str | None = None,
+                       member: int | None = None) -> RestoredPopulation:
+    """Every member trained in `run_dir` (`load_run`'s arguments; `member`, if given, must be one of them)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"run_dir={run_dir} is not a run directory; expected one with config.yaml (an aejax-train output)")
@@ -139,10 +169,9 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     spec = parse_run(config)
     rows = members(spec)
     numbers = [r["member"] for r in rows]  # a shard's members keep their numbers in the whole population
-    if member not in numbers:
+    if member is not None and member not in numbers:
         raise ConfigError(f"member={member} is not allowed; expected {numbers[0]} to {numbers[-1]} "
                           f"(members in this run: {len(rows)})")
-    index = numbers.index(member)
     checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
     available = sorted(checkpoints.manager.all_steps()) if checkpoints else []  # numbered by steps done
     if not available:
@@ -169,9 +198,7 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
         raise ConfigError(f"{err}; readable epochs: {readable or 'none'} (pass epoch=...)") from None
     finally:
         checkpoints.close()
-    graph = model_graph(spec.model, data.dim, data.image_shape)
-    model = member_model(graph, params, index, top_k=rows[index]["model.top_k"])
-    return TrainedRun(spec=spec, data=data, model=model, member=rows[index], epoch=epoch)
+    return RestoredPopulation(spec, data, model_graph(spec.model, data.dim, data.image_shape), params, rows, epoch)
 
 
 def _readable(checkpoints: PopulationCheckpointer, epoch: int, state_like) -> bool:

@@ -155,6 +155,19 @@ BAD_INPUTS = {
     "data.factors_key=f": "data.factors_key='f' is not allowed; expected null for data.name=digits",
     "data=dsprites data.test_factors_key=f": "data.test_factors_key='f' is not allowed; expected null",
     "data=array data.path=x.npz data.factors_key=''": "data.factors_key='' is not allowed",
+    # The disentanglement metrics (metrics.*, aejax/disentanglement.py).
+    "metrics.disentanglement=maybe": "metrics.disentanglement='maybe' is not allowed; expected one of auto, true, false",
+    "metrics.disentanglement=true": "metrics.disentanglement=True is not allowed with data.name=digits; expected auto or false",
+    "metrics.mode=slow": "metrics.mode='slow' is not allowed; expected one of exact, fast",
+    "metrics.seed=-1": "metrics.seed=-1 is not allowed; expected an integer >= 0",
+    "metrics.seed=abc": "metrics.seed='abc' is not allowed; expected an integer",
+    "metrics.sizes=5": "metrics.sizes=5 is not allowed; expected a mapping or null",
+    "metrics.sizes={nope:5}": "metrics.sizes key='nope' is not allowed; expected one of batch_size, num_eval",
+    "metrics.sizes={num_train:0}": "metrics.sizes.num_train=0 is not allowed; expected an integer > 0",
+    "metrics.sizes={dci:{num_eval:5}}": "metrics.sizes key='dci.num_eval' is not allowed",
+    "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, mode, seed, sizes",
+    "experiment=disentanglement_study metrics.sizes={dci:{num_train:5}}":
+        "metrics.sizes has no such key to set in this config; expected ++metrics.sizes=...",
     # Run directories Hydra could not create.
     "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
 }

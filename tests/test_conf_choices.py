@@ -18,12 +18,13 @@ import re
 
 import pytest
 
-from aejax.config import DataSpec, LoggerSpec, ModelSpec, OptimSpec, TrainerSpec
+from aejax.config import DataSpec, LoggerSpec, MetricsSpec, ModelSpec, OptimSpec, TrainerSpec
 from aejax.errors import ConfigError
 from conftest import REPO
 
 CONF = REPO / "conf"
-SPECS = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec, "logger": LoggerSpec}
+SPECS = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec, "logger": LoggerSpec,
+         "metrics": MetricsSpec}
 VALUES = re.compile(r"(?<![\w.|])\w+(?:[ \t]\|[ \t]\w+)+(?![\w|])")   # "none | fixed | threshold"
 NAMED = re.compile(r"(\w+(?:\.\w+)+) \(([^()]*)\)")                    # "data.binarize (none | fixed)"
 KEY = re.compile(r"^(\s*)([\w/+~-]+):(?:\s|$)")

@@ -10,7 +10,8 @@ from aejax.run import train_and_evaluate
 from conftest import compose
 
 COMMON = ["data=dsprites", "data.train_size=256", "data.test_size=64", "trainer.epochs=1", "trainer.batch_size=32",
-          "logger=none", "trainer.progress=off", "model.hidden=[64]", "model.code_size=4", "trainer.log_every=4"]
+          "logger=none", "trainer.progress=off", "model.hidden=[64]", "model.code_size=4", "trainer.log_every=4",
+          "metrics.disentanglement=false"]  # the metrics in runs: tests/test_disentanglement_runs.py
 
 # objective preset -> (its per-member weight swept in the population, the terms it must log)
 OBJECTIVES = {

@@ -35,7 +35,7 @@ from conftest import REPO, compose
 READMES = [REPO / "README.md", *sorted((REPO / "experiments").glob("*/README.md"))]
 PROGRAMS = {"uv", "python", "python3", "aejax-train", "aejax-collect", "wandb", "pip", "pytest", "eval", "source",
             "apt-get", "scancel", "scripts/slurm_cluster.sh"}
-BARE = {"aejax-train", "aejax-collect", "python", "wandb", "pytest"}  # only through `uv run --locked`
+BARE = {"aejax-train", "aejax-collect", "aejax-metrics", "python", "wandb", "pytest"}  # only through `uv run --locked`
 
 # Commands that cannot run here, each with the reason. Exact texts, as the READMEs write them.
 SLURM = "starts a SLURM cluster as root: .ci/run does it for tests/test_slurm.py"
@@ -61,6 +61,10 @@ NOT_HERE = {
     "scancel --signal=USR2 <job>": "needs a SLURM job: tests/test_slurm.py preempts one so",
     "uv run python scripts/bench.py --data-root ../shared/data/mnist": BENCH,
     "uv run python scripts/bench.py --figures 4": BENCH,
+    "uv run --locked aejax-collect multirun/disentanglement_study/<date>_<time>-<4 hex> --group-by model.objective,"
+    "model.beta,model.gamma,model.lambda_od,model.c_max --markdown table.md":
+        "needs the disentanglement study's six jobs (hours of CPU); tests/test_disentanglement_runs.py groups runs "
+        "with the metrics by their weight",
 }
 # Trained for real (in this process, on SHRINK's settings: about 20 s of CPU, mostly compiling); its
 # run directory stands for every `<run dir>` of the READMEs. Training once more costs as much again, so
@@ -273,6 +277,11 @@ def test_every_readme_command_runs_or_is_checked_or_says_why_not(command, clone,
         from aejax.results import main
 
         assert main(args) == 0
+        return
+    if program == "aejax-metrics":  # scoring needs a run on ground-truth data: tests/test_disentanglement_runs.py
+        from aejax.disentanglement import parser
+
+        parser().parse_args(args)
         return
     if program == "python":
         script = REPO / args[0]

@@ -7,8 +7,11 @@ rate 0.1) predicts y_j from all codes; R[:, j] = its impurity-based feature impo
 - completeness = sum_j rho_j (1 - H_K(R[:, j] / sum R[:, j])), entropies in base F and base K;
 - informativeness = mean test accuracy over factors (disentanglement_lib's `informativeness_test`).
 
-mode="fast" grows the same boosted trees on at most 255 thresholds per code (`aejax.metrics.gbt`),
-far cheaper; its agreement with mode="exact" must be measured on trained models before use.
+mode="fast" grows the same boosted trees on at most 255 thresholds per code (`aejax.metrics.gbt`).
+Measured on toy codes (10,000 points, dSprites factor sizes, K=10; not trained models): 77 s CPU per
+member against 523 s exact, with D and C about 0.02 lower (exact thresholds, `max_bins` above the
+number of points: within 5e-4 of exact, but 339 s). Measure its agreement on trained models
+(`agreement`) before reporting fast-mode numbers beside the paper's.
 """
 
 from __future__ import annotations

@@ -1,0 +1,329 @@
+"""Disentanglement metrics (`aejax.metrics`) for every healthy member of a population: at the end of
+training on data with ground-truth factors (the `metrics.*` settings), on a finished run afterwards
+(`aejax-metrics RUN_DIR`), and for one member (`load_run(...).disentanglement()`).
+
+The representation is the encoder's output: a VAE's posterior mean (its log-variance too, for
+`gaussian_tc_sampled`), an autoencoder's code f(x). Each metric family draws its factors once
+(`draw_for`, fixed by `metrics.seed` and `metrics.sizes`), so every member, and every run with the
+same metric settings, is scored on the same factors. All members' codes come from one compiled call
+per batch of observations (the encoder vmapped over the population's member axis). BetaVAE and
+FactorVAE keep only their per-batch reductions (`beta_vae.features`, `factor_vae.local_variances`,
+what their scores read), so a population at the study's sizes (1.92 million encodings each for
+BetaVAE) never holds all its codes.
+
+    aejax-metrics RUN_DIR [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
+
+writes RUN_DIR/disentanglement.json (per member, with provenance) and changes nothing training
+wrote; `aejax-collect` reads it where summary.json has no metrics. Exit 2 (one line): not a
+finished run, or no ground-truth factors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aejax.config import METRIC_MODES, MetricsSpec, parse_section
+from aejax.errors import ConfigError
+
+log = logging.getLogger(__name__)
+FILE = "disentanglement.json"
+GROUND_TRUTH = ("dsprites", "shapes_toy")  # built-in data with factors; and data=array with data.factors_key
+CALL_BUDGET = 8192   # images x members per compiled encoder call: bounds device memory (conv activations)
+SEGMENT = 8192       # observations made on the host at once (dSprites: 128 MB of float32)
+
+
+def has_factors(data_spec) -> bool | None:
+    """Whether the data has ground-truth factors, from its settings alone; None for your own loaders."""
+    from aejax.data import BUILTIN
+
+    if data_spec.loader is not None or data_spec.name not in BUILTIN:
+        return None
+    return data_spec.name in GROUND_TRUTH or (data_spec.name == "array" and data_spec.factors_key is not None)
+
+
+HAVE_FACTORS = "data=dsprites, data=shapes_toy or data=array with data.factors_key"
+
+
+def _no_factors(what: str, data_name: str) -> ConfigError:
+    """A run, a run dir or a member whose data has no ground-truth factors: one line."""
+    if what == "metrics.disentanglement":
+        return ConfigError(f"metrics.disentanglement=True is not allowed with data.name={data_name}; expected auto or "
+                           f"false (the data has no ground-truth factors; {HAVE_FACTORS} have them)")
+    return ConfigError(f"{what} is not allowed: its data.name={data_name} has no ground-truth factors; expected a run "
+                       f"on {HAVE_FACTORS}")
+
+
+def check_settings(spec) -> None:
+    """`metrics.disentanglement=true` on data known to have no factors: one line before anything runs."""
+    if spec.metrics.disentanglement is True and has_factors(spec.data) is False:
+        raise _no_factors("metrics.disentanglement", spec.data.name)
+
+
+def wanted(spec, data) -> bool:
+    """Whether a run on `data` scores its members (ConfigError: `true` on data without factors)."""
+    if spec.metrics.disentanglement is True and data.ground_truth is None:
+        raise _no_factors("metrics.disentanglement", spec.data.name)
+    return data.ground_truth is not None and spec.metrics.disentanglement in ("auto", True)
+
+
+def metric_names(model_spec) -> tuple[str, ...]:
+    """Every metric of aejax.metrics a member has: all of them for a VAE (gaussian_tc_sampled needs q(z|x))."""
+    from aejax.metrics import METRICS, NEEDS_POSTERIOR
+
+    return tuple(n for n in METRICS if model_spec.family == "vae" or n not in NEEDS_POSTERIOR)
+
+
+def metrics_provenance(model_spec, metrics: MetricsSpec) -> dict:
+    """What the numbers depend on besides the members (aejax.metrics.provenance) and what was scored."""
+    from aejax.metrics import provenance
+
+    what = "posterior mean (gaussian_tc_sampled: one draw of q(z|x))" if model_spec.family == "vae" else "code f(x)"
+    return {**provenance(metrics.seed, metrics.mode, metrics.size_overrides()), "metrics_representation": what}
+
+
+def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET):
+    """`encode(x (n, D)) -> (mean (M, n, K), logvar (M, n, K) or None)`, numpy, for the M members of
+    `params` (leading member axis) with their hyperparameters `hp` ({name: (M,)}). Calls take `budget // M`
+    rows, or fewer for a small `x`: a power of two (padded), so the encoder compiles a few times at most."""
+    import jax
+    from flax import nnx
+
+    from aejax.objectives import member_top_k
+
+    def one(p, x, h):
+        model = nnx.merge(graph, p)
+        if model_spec.family == "vae":
+            return model.posterior(x)
+        return model.encode(x, **member_top_k(model_spec, h)), None
+
+    fn = jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
+    most = max(16, budget // len(jax.tree.leaves(params)[0]))
+
+    def encode(x):
+        x = np.asarray(x, np.float32)
+        rows = min(most, max(16, 1 << (len(x) - 1).bit_length()))
+        means, logvars = [], []
+        for i in range(0, len(x), rows):
+            part = x[i:i + rows]
+            n = len(part)
+            mean, logvar = fn(params, np.pad(part, ((0, rows - n), (0, 0))), hp)
+            means.append(np.asarray(mean)[:, :n])
+            logvars.append(None if logvar is None else np.asarray(logvar)[:, :n])
+        logvar = None if logvars[0] is None else np.concatenate(logvars, axis=1)
+        return np.concatenate(means, axis=1), logvar
+
+    return encode
+
+
+def _codes(encode, truth, factors, group: int = 1, reduce=None):
+    """Codes `(M, n, K)` (and log-variances) of `factors`' observations, made SEGMENT rows at a time; with
+    `reduce`, whole groups of `group` rows go to `reduce(codes (M, rows, K))` and only its output is kept."""
+    per = max(1, SEGMENT // group) * group
+    parts, logvars = [], []
+    for i in range(0, len(factors), per):
+        mean, logvar = encode(truth.observations(factors[i:i + per]))
+        parts.append(mean if reduce is None else reduce(mean))
+        logvars.append(logvar)
+    if reduce is not None:
+        return np.concatenate(parts, axis=1)
+    return np.concatenate(parts, axis=1), None if logvars[0] is None else np.concatenate(logvars, axis=1)
+
+
+def _finite(*arrays) -> np.ndarray:
+    """Members (axis 0) whose arrays are all finite: the others get no score (NaN)."""
+    return np.logical_and.reduce([np.isfinite(a.reshape(len(a), -1)).all(axis=1) for a in arrays if a is not None])
+
+
+def _fill(ok: np.ndarray, values) -> np.ndarray:
+    out = np.full(len(ok), np.nan)
+    out[ok] = values
+    return out
+
+
+def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None) -> dict:
+    """`{metric: (M,) float64}` for the metrics `names` (NaN where a member's codes are not finite)."""
+    from aejax.metrics import FAMILIES, beta_vae, draw_for, factor_vae
+
+    out = {}
+    for fam, mod in FAMILIES.items():
+        fam_names = tuple(n for n in mod.NAMES if n in names)
+        if not fam_names:
+            continue
+        draw = draw_for(fam, truth, seed, sizes)
+        y, meta = draw.meta.get("labels"), draw.meta
+        if fam == "beta_vae":  # as beta_vae.score, on the per-point features only
+            b, n = meta["batch_size"], meta["num_train"]
+            x = _codes(encode, truth, draw.factors, 2 * b,
+                       lambda c: beta_vae.features(c.reshape(len(c), -1, 2, b, c.shape[-1])))
+            ok = _finite(x)
+            scores = {"beta_vae_score": _fill(ok, [beta_vae.score_features(m[:n], y[:n], m[n:], y[n:], meta["seed"])
+                                                   for m in x[ok]])}
+        elif fam == "factor_vae":  # as factor_vae.score, on the global and per-batch variances only
+            b, nv, n = meta["batch_size"], meta["num_variance_estimate"], meta["num_train"]
+            global_var = np.var(_codes(encode, truth, draw.factors[:nv])[0], axis=1, ddof=1)
+            local = _codes(encode, truth, draw.factors[nv:], b,
+                           lambda c: factor_vae.local_variances(c.reshape(len(c), -1, b, c.shape[-1])))
+            ok = _finite(global_var, local)
+            acc = factor_vae.score_variances(global_var[ok], local[ok][:, :n], y[:n], local[ok][:, n:], y[n:],
+                                             draw.factors.shape[1]) if ok.any() else []
+            scores = {"factor_vae_score": _fill(ok, acc)}
+        else:
+            mean, logvar = _codes(encode, truth, draw.factors)
+            logvar = logvar if "gaussian_tc_sampled" in fam_names else None
+            ok = _finite(mean, logvar)
+            got = mod.score(mean[ok], draw, mode=mode, posterior=None if logvar is None else (mean[ok], logvar[ok]),
+                            names=fam_names) if ok.any() else {n: [] for n in fam_names}
+            scores = {n: _fill(ok, got[n]) for n in fam_names}
+        out.update({n: scores[n] for n in fam_names})
+    return {n: out[n] for n in names}
+
+
+def score_members(model_spec, graph, params, hp, truth, healthy, metrics: MetricsSpec) -> list[dict]:
+    """Per member `{metric: float or None}`: the healthy members scored together (None: diverged, or
+    codes that are not finite)."""
+    import jax
+
+    names = metric_names(model_spec)
+    index = np.flatnonzero(np.asarray(healthy))
+    out = [{n: None for n in names} for _ in range(len(healthy))]
+    if not len(index):
+        return out
+    encode = population_encoder(model_spec, graph, jax.tree.map(lambda a: a[index], params),
+                                {k: v[index] for k, v in hp.items()})
+    scores = score_population(encode, truth, names, metrics.seed, metrics.mode, metrics.size_overrides())
+    for j, i in enumerate(index):
+        out[i] = {n: float(scores[n][j]) if np.isfinite(scores[n][j]) else None for n in names}
+    return out
+
+
+def add_to_summaries(spec, data, graph, params, hp, healthy, summaries: list[dict]) -> dict:
+    """The end of a run: each member's metrics into its summary's `test`; returns what summary.json
+    records beside them (provenance, seconds), or {} when this run scores nothing."""
+    if not wanted(spec, data):
+        return {}
+    tic = time.perf_counter()
+    for member, scores in zip(summaries, score_members(spec.model, graph, params, hp, data.ground_truth, healthy,
+                                                       spec.metrics)):
+        member["test"].update(scores)
+    seconds = time.perf_counter() - tic
+    log.info("disentanglement metrics of %d member(s) in %.1f s (mode %s)", int(np.sum(healthy)), seconds,
+             spec.metrics.mode)
+    return {"metrics_provenance": metrics_provenance(spec.model, spec.metrics), "metrics_seconds": seconds}
+
+
+def _settings(mode: str, sizes, seed: int) -> MetricsSpec:
+    return parse_section("metrics", MetricsSpec, {"mode": mode, "sizes": dict(sizes or {}), "seed": seed})
+
+
+def score_model(spec, data, model, member: dict, mode: str = "exact", sizes=None, seed: int = 0) -> dict:
+    """One member (`aejax.trained.TrainedRun.disentanglement`): `{metric: float or None}`."""
+    import jax
+    from flax import nnx
+
+    from aejax.population import hyperparameter_arrays
+
+    metrics = _settings(mode, sizes, seed)
+    if data.ground_truth is None:
+        raise _no_factors("disentanglement() on this run", spec.data.name)
+    graph, state = nnx.split(model)
+    params = jax.tree.map(lambda a: a[None], nnx.to_pure_dict(state))
+    return score_members(spec.model, graph, params, hyperparameter_arrays([member]), data.ground_truth, [True],
+                         metrics)[0]
+
+
+def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0) -> tuple[Path, dict]:
+    """Score every healthy member of the finished run in `run_dir`; write `run_dir/disentanglement.json`."""
+    from aejax.config import parse_run
+    from aejax.population import hyperparameter_arrays
+    from aejax.rundir import read_json, write_atomic
+    from aejax.trained import restore_population
+
+    run_dir = Path(run_dir)
+    metrics = _settings(mode, sizes, seed)
+    config, summary = read_json_yaml(run_dir / "config.yaml"), read_json(run_dir / "summary.json")
+    status = (read_json(run_dir / "status.json") or {}).get("status")
+    if not isinstance(config, dict):
+        raise ConfigError(f"run_dir={run_dir} is not a run directory; expected one with config.yaml (an aejax-train output)")
+    if not isinstance(summary, dict) or not summary.get("members") or status not in (None, "finished"):
+        raise ConfigError(f"run_dir={run_dir} is not a finished run (status: {status or 'no status.json'}, "
+                          f"summary.json {'present' if summary else 'missing'}); expected a run that finished training")
+    spec = parse_run(config)
+    if has_factors(spec.data) is False:
+        raise _no_factors(f"run_dir={run_dir}", spec.data.name)
+    run = restore_population(run_dir)
+    if run.data.ground_truth is None:
+        raise _no_factors(f"run_dir={run_dir}", spec.data.name)
+    status_of = {m["member"]: m.get("status", "finished") for m in summary["members"]}
+    healthy = [status_of.get(r["member"]) == "finished" for r in run.rows]
+    tic = time.perf_counter()
+    scores = score_members(spec.model, run.graph, run.params, hyperparameter_arrays(run.rows), run.data.ground_truth,
+                           healthy, metrics)
+    record = {"provenance": metrics_provenance(spec.model, metrics), "seconds": time.perf_counter() - tic,
+              "epoch": run.epoch,
+              "members": [{"member": r["member"], "seed": r["seed"], "status": status_of.get(r["member"], "unknown"),
+                           "test": s} for r, s in zip(run.rows, scores)]}
+    path = run_dir / FILE
+    write_atomic(path, json.dumps(record, indent=1))
+    return path, record
+
+
+def read_json_yaml(path: Path):
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        print(f"aejax-metrics: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _sizes(text: str) -> dict:
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not (eq and value.strip().isdigit()):
+            raise argparse.ArgumentTypeError(f"{item!r} is not allowed; expected KEY=INTEGER, e.g. num_train=1000")
+        out[key.strip()] = int(value)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="aejax-metrics", description="Disentanglement metrics of every healthy member of a finished "
+                "run on data with ground-truth factors, written to RUN_DIR/disentanglement.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished aejax-train run directory")
+    p.add_argument("--mode", choices=METRIC_MODES, default="exact",
+                   help="exact (scikit-learn, as disentanglement_lib) or fast (DCI on histogram trees)")
+    p.add_argument("--sizes", type=_sizes, default={}, help="overrides of the study's sizes, e.g. "
+                   "num_train=1000,num_test=500,num_eval=500,dci.num_train=100 (default: the study's)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0): fixes the sampled factors")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    try:
+        path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed)
+    except ConfigError as err:
+        print(f"aejax-metrics: error: {err}", file=sys.stderr)
+        return 2
+    scored = sum(m["status"] == "finished" for m in record["members"])
+    print(f"aejax-metrics: {scored} member(s) scored in {record['seconds']:.1f} s; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

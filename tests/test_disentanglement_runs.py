@@ -1,0 +1,188 @@
+"""Disentanglement metrics in runs (aejax/disentanglement.py): summary.json at the end of training on
+ground-truth data, `metrics.*` settings, `aejax-metrics` and `load_run(...).disentanglement()` on a finished
+run, `aejax-collect` columns, and the study config's six jobs. Tiny: shapes_toy, a 3-latent MLP VAE, one
+epoch (5 steps), metric sizes of a few hundred points in fast mode."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from aejax import disentanglement, results
+from aejax.metrics import FAMILIES, METRICS, MODES, NEEDS_POSTERIOR, draw_for
+from conftest import compose
+
+SIZES = {"num_train": 100, "num_test": 50, "num_eval": 20, "batch_size": 8, "num_variance_estimate": 100}
+SIZES_ARG = "{" + ",".join(f"{k}:{v}" for k, v in SIZES.items()) + "}"
+RUN = ["data=shapes_toy", "model=vae", "model.hidden=[32]", "model.code_size=3", "trainer.epochs=1",
+       "trainer.batch_size=32", "logger=none", "trainer.progress=off", "+population.grid.model.beta=[1,4]",
+       "metrics.mode=fast", f"metrics.sizes={SIZES_ARG}"]
+STUDY = {"beta_vae": ("beta", [1, 2, 4, 6, 8, 16]), "factor_vae": ("gamma", [10, 20, 30, 40, 50, 100]),
+         "dip_vae_i": ("lambda_od", [1, 2, 5, 10, 20, 50]), "dip_vae_ii": ("lambda_od", [1, 2, 5, 10, 20, 50]),
+         "beta_tc_vae": ("beta", [1, 2, 4, 6, 8, 10]), "annealed_vae": ("c_max", [5, 10, 25, 50, 75, 100])}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two finished 2-member runs (beta 1 and 4) on shapes_toy: metrics on (auto), and off."""
+    from aejax.run import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("disentanglement")
+    for name, extra in (("on", []), ("off", ["metrics.disentanglement=false"])):
+        train_and_evaluate(compose(RUN + extra), root / name)
+    return root
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def test_a_run_on_ground_truth_data_scores_every_member(runs):
+    got = summary(runs / "on")
+    assert got["metrics_provenance"] == {"metrics_seed": 0, "metrics_mode": "fast", "metrics_sizes": SIZES,
+                                         **{k: v for k, v in got["metrics_provenance"].items()
+                                            if k in ("metrics_sklearn_version", "metrics_numpy_version",
+                                                     "metrics_representation")}}
+    assert got["metrics_provenance"]["metrics_sklearn_version"] and got["metrics_seconds"] > 0
+    for member in got["members"]:
+        assert set(METRICS) <= set(member["test"]) and "mse" in member["test"]
+        assert all(np.isfinite(member["test"][name]) for name in METRICS)
+    # Every member is scored on the same factors, so members that differ differ in their scores.
+    assert got["members"][0]["test"]["mig"] != got["members"][1]["test"]["mig"]
+
+
+def test_metrics_disentanglement_false_turns_them_off(runs):
+    got = summary(runs / "off")
+    assert "metrics_provenance" not in got
+    assert not set(METRICS) & set(got["members"][0]["test"]) and "mse" in got["members"][0]["test"]
+
+
+def test_aejax_metrics_scores_a_finished_run_the_same_and_leaves_its_files_alone(runs, tmp_path, capsys):
+    run = tmp_path / "on"
+    shutil.copytree(runs / "on", run)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file()}
+    assert disentanglement.main([str(run), "--mode", "fast", "--sizes", ",".join(f"{k}={v}" for k, v in SIZES.items())]) == 0
+    assert f"2 member(s) scored" in capsys.readouterr().out
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.rglob("*") if p.is_file()}
+    assert after.pop(run / "disentanglement.json") and after == before  # summary.json byte-identical
+    record = json.loads((run / "disentanglement.json").read_text())
+    assert record["provenance"] == summary(run)["metrics_provenance"]
+    # The same run scored twice (fixed seeds, the same compiled population encoder): the same numbers.
+    for mine, trained in zip(record["members"], summary(run)["members"]):
+        assert mine["member"] == trained["member"] and mine["status"] == "finished"
+        assert mine["test"] == {k: trained["test"][k] for k in METRICS}
+
+
+def test_one_loaded_member_gets_its_metrics(runs):
+    from aejax.trained import load_run
+
+    run = load_run(runs / "on", member=1)
+    got = run.disentanglement(mode="fast", sizes=SIZES)
+    assert list(got) == list(METRICS) and got == run.disentanglement(mode="fast", sizes=SIZES)
+    trained = summary(runs / "on")["members"][1]["test"]
+    # A population of one compiles its own encoder: its codes may differ from the population's in the last bits.
+    assert got["gaussian_tc_mean"] == pytest.approx(trained["gaussian_tc_mean"], rel=1e-4)
+    with pytest.raises(disentanglement.ConfigError, match="metrics.mode='slow' is not allowed"):
+        run.disentanglement(mode="slow")
+    with pytest.raises(disentanglement.ConfigError, match="metrics.sizes key='nope' is not allowed"):
+        run.disentanglement(sizes={"nope": 3})
+
+
+def test_aejax_metrics_refuses_an_unfinished_run_or_data_without_factors(runs, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(runs / "on" / "config.yaml", unfinished)
+    (unfinished / "status.json").write_text(json.dumps({"status": "running"}))
+    digits = tmp_path / "digits"
+    shutil.copytree(runs / "on", digits, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+    config = yaml.safe_load((digits / "config.yaml").read_text())
+    config["data"] = {**config["data"], "name": "digits"}
+    (digits / "config.yaml").write_text(yaml.safe_dump(config))
+    for run, says in ((unfinished, "is not a finished run (status: running"),
+                      (digits, "data.name=digits has no ground-truth factors")):
+        assert disentanglement.main([str(run)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("aejax-metrics: error: ") and says in line
+        assert not (run / "disentanglement.json").exists()
+    with pytest.raises(SystemExit) as exit_:
+        disentanglement.main([str(digits), "--sizes", "num_train=many"])
+    assert exit_.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_aejax_collect_shows_the_metrics_from_summary_and_from_disentanglement_json(runs, tmp_path, capsys):
+    for name in ("on", "off"):
+        shutil.copytree(runs / name, tmp_path / name, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+    off = summary(tmp_path / "off")
+    # As aejax-metrics writes it: the off run's members scored afterwards (numbers made up here).
+    record = {"provenance": summary(tmp_path / "on")["metrics_provenance"], "seconds": 1.0, "epoch": 1,
+              "members": [{"member": m["member"], "seed": m["seed"], "status": "finished",
+                           "test": {k: 0.5 + m["member"] for k in METRICS}} for m in off["members"]]}
+    (tmp_path / "off" / "disentanglement.json").write_text(json.dumps(record))
+    (tmp_path / "on" / "disentanglement.json").write_text(json.dumps(record))  # summary.json's values win
+    table = results.collect([tmp_path], group_by=["model.beta"])
+    assert list(table["model.beta"]) == [1.0, 4.0] and list(table["n"]) == [2, 2]
+    on = summary(tmp_path / "on")["members"]
+    for i, row in enumerate(table.to_dict("records")):
+        for name in METRICS:
+            assert row[f"test/{name}:mean"] == pytest.approx((on[i]["test"][name] + 0.5 + i) / 2)
+    assert results.main([str(tmp_path), "--group-by", "model.beta"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert all(f"test/{name}" in header for name in METRICS)
+
+
+def test_the_study_is_six_jobs_of_one_command(capsys):
+    from aejax.cli import dry_run
+
+    with pytest.raises(SystemExit) as exit_:
+        dry_run(["-m", "experiment=disentanglement_study"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    jobs = [line for line in out.splitlines() if line.startswith("job ")]
+    assert len(jobs) == 6 and all(line.endswith("[ok]") for line in jobs), out
+    assert [line.split("study_objective=")[1].split()[0] for line in jobs] == list(STUDY)
+    assert "6 job(s)" in out
+    for objective, (weight, values) in STUDY.items():
+        config = compose(["experiment=disentanglement_study", f"study_objective={objective}"])
+        assert config["model"]["objective"] == objective and config["data"]["name"] == "dsprites"
+        assert config["population"]["grid"] == {"model": {weight: values}}
+        assert (config["optim"]["learning_rate"], config["trainer"]["batch_size"]) == (1e-4, 64)
+        assert config["model"]["channels"] == [32, 32, 64, 64] and config["model"]["code_size"] == 10
+    assert compose(["experiment=disentanglement_study", "study_objective=annealed_vae"])["model"]["gamma"] == 1000
+
+
+def test_the_batched_scores_equal_the_packages_on_all_codes():
+    """BetaVAE and FactorVAE keep only per-batch reductions of the codes: the same numbers as
+    `FAMILIES[family].score` on every code (here a fixed linear encoder of 3 members)."""
+    from aejax.config import parse_run
+    from aejax.data import load_dataset
+
+    truth = load_dataset(parse_run(compose(["data=shapes_toy"])).data).ground_truth
+    weights = np.random.default_rng(0).normal(size=(3, 256, 3)).astype(np.float32)
+    encode = lambda x: (np.einsum("nd,mdk->mnk", x, weights), np.full((3, len(x), 3), -1.0, np.float32))
+    names = tuple(METRICS)
+    got = disentanglement.score_population(encode, truth, names, seed=3, mode="fast", sizes=SIZES)
+    for family, mod in FAMILIES.items():
+        draw = draw_for(family, truth, 3, SIZES)
+        mean, logvar = encode(truth.observations(draw.factors))
+        expected = mod.score(mean, draw, mode="fast", posterior=(mean, logvar), names=mod.NAMES)
+        for name in mod.NAMES:
+            np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_settings_and_resume_rules():
+    from aejax.config import METRIC_FAMILY_SIZES, METRIC_MODES, MetricsSpec
+    from aejax.rundir import resume_differences
+
+    assert METRIC_FAMILY_SIZES == {fam: tuple(mod.SIZES) for fam, mod in FAMILIES.items()}
+    assert METRIC_MODES == MODES and NEEDS_POSTERIOR == ("gaussian_tc_sampled",)
+    assert MetricsSpec(sizes={"num_train": 5, "dci": {"num_train": 3}}).size_overrides() == {"num_train": 5,
+                                                                                           "dci.num_train": 3}
+    saved = compose(RUN)
+    changed = compose(RUN + ["metrics.mode=exact", "metrics.seed=4", "metrics.disentanglement=false"])
+    assert resume_differences(saved, changed) == []  # metrics only change what is measured at the end
