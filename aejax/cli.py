@@ -332,8 +332,11 @@ def sweeper_params(parsed, config_name: str) -> list[str]:
     first = [f"{o.get_key_element()}="
              f"{next(iter(o.sweep_string_iterator())) if o.is_sweep_override() else o.get_value_element_as_str()}"
              for o in parsed]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name, overrides=first, return_hydra_config=True)
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name, overrides=first, return_hydra_config=True)
+    except Exception:  # a bad setting in the first job: the job-by-job check below names it
+        return []
     return [f"{k}={v}" for k, v in (OmegaConf.select(cfg, "hydra.sweeper.params") or {}).items()]
 
 

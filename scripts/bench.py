@@ -202,6 +202,9 @@ def aejax_chunk(model: dict, image_shape: tuple, x, members: int, learning_rate:
     """A call that trains every member `chunk_steps` steps (one compiled call) and returns the member-samples.
     Calls follow each other through the epochs; none crosses an epoch's end. `x`: `(N, H*W*C)`, a jax array."""
     n = len(x)
+    # About the same member-samples a call whatever the population (E=16 at 20 steps a call would take
+    # minutes on 2 cores): a chunk of 20 steps for one member, 5 for four, 2 for sixteen (it divides the epoch).
+    chunk_steps = max(2, chunk_steps // members) if chunk_steps > 2 else chunk_steps
     program, state, keys, hp = build(model, x.shape[1], n, CONV_BATCH, list(range(members)), False,
                                      image_shape=image_shape, learning_rate=learning_rate)
     steps_per_epoch = n // CONV_BATCH

@@ -264,7 +264,8 @@ def test_end_to_end_run_writes_every_output(tmp_path):
         assert member["test"]["sse_per_image"] == pytest.approx(64 * member["test"]["mse"], rel=1e-5)
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert {l["member"] for l in lines} == {0, 1} and all("train/loss" in l for l in lines)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["1", "2"]
+    per_epoch = json.loads((run / "status.json").read_text())["steps_per_epoch"]  # checkpoints are numbered by steps
+    assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [per_epoch, 2 * per_epoch]
     assert {p.name for p in (run / "figures").iterdir()} == {
         "training_curves.png", "reconstructions.png", "latent_scatter.png"}
     assert (run / "config.yaml").exists()
