@@ -5,8 +5,8 @@ a signal or a SLURM preemption, which gives 120 s before the kill) waits for the
 in flight. A call of a fixed number of steps lasts milliseconds for a small MLP and minutes for
 a conv VAE, so calls are sized by their measured duration instead:
 
-1. the run's first call is a probe of at most PROBE_STEPS steps (whole epochs when an epoch is
-   that short);
+1. the run's first call is a probe: one epoch when an epoch has at most PROBE_EPOCH_STEPS steps,
+   else PROBE_STEPS steps;
 2. its time (compilation excluded: programs are compiled ahead of their first call) gives the
    seconds per step, and the following calls take `trainer.call_seconds` worth of steps, capped
    at MAX_STEPS_PER_CALL (beyond it, the host's work per call is already negligible).
@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 PROBE_STEPS = 8
+PROBE_EPOCH_STEPS = 64
 MAX_STEPS_PER_CALL = 500
 
 
@@ -56,9 +57,11 @@ def plan(first_step: int, total_steps: int, steps_per_epoch: int, steps_per_call
     while step < total_steps:
         epoch, offset = divmod(step, steps_per_epoch)
         if offset == 0 and steps_per_call >= steps_per_epoch:
-            period = math.gcd(epochs, epoch, *intervals)
+            period = math.gcd(epochs, *intervals)
             n = max(d for d in range(1, period + 1) if period % d == 0 and d * steps_per_epoch <= steps_per_call)
-            calls.append(Call(step, n, steps_per_epoch))
+            # From an epoch that is not a multiple of n (after a one-epoch probe, or on resume), one call
+            # catches up to the next multiple: every later call ends where the intervals can fall.
+            calls.append(Call(step, n - epoch % n, steps_per_epoch))
         else:
             calls.append(Call(step, 1, min(steps_per_call, steps_per_epoch - offset)))
         step = calls[-1].end
@@ -66,5 +69,7 @@ def plan(first_step: int, total_steps: int, steps_per_epoch: int, steps_per_call
 
 
 def probe_call(first_step: int, total_steps: int, steps_per_epoch: int, *intervals: int) -> Call:
-    """The run's first call: PROBE_STEPS steps, or whole epochs when an epoch is that short."""
-    return plan(first_step, total_steps, steps_per_epoch, max(PROBE_STEPS, 1), *intervals)[0]
+    """The run's first call: one epoch when epochs are short (at most PROBE_EPOCH_STEPS steps; the
+    whole-epoch calls after it then need at most one more compilation), else PROBE_STEPS steps."""
+    probe = steps_per_epoch if steps_per_epoch <= PROBE_EPOCH_STEPS else PROBE_STEPS
+    return plan(first_step, total_steps, steps_per_epoch, probe, *intervals)[0]
