@@ -102,3 +102,22 @@ def run_report(name: str, args: list[str], monkeypatch, capsys) -> tuple[int, st
         status = exit_.code or 0
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def assert_each_is_one_config_line(cases) -> None:
+    """Each (description, case, setting): a DataSpec to check and load, or a callable, must raise one
+    ConfigError line that names `setting` and what is allowed."""
+    from aejax.data import load_dataset
+    from aejax.config import DataSpec
+    from aejax.errors import ConfigError
+
+    for description, case, setting in cases:
+        with pytest.raises(ConfigError) as err:
+            if isinstance(case, DataSpec):
+                case.check()
+                load_dataset(case)
+            else:
+                case()
+        message = str(err.value)
+        assert message.startswith(setting + "=") and "\n" not in message, (description, message)
+        assert "not allowed" in message and "expected" in message, (description, message)

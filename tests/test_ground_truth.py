@@ -7,7 +7,7 @@ import pytest
 from aejax.config import DataSpec, parse_run
 from aejax.data import check_spec, from_arrays, load_dataset
 from aejax.errors import ConfigError
-from conftest import compose
+from conftest import assert_each_is_one_config_line, compose
 
 SIZES = (3, 4, 2)
 
@@ -89,13 +89,4 @@ def _bad_cases(tmp_path):
 
 
 def test_bad_factors_get_one_line_naming_the_setting(tmp_path):
-    for description, case, setting in _bad_cases(tmp_path):
-        with pytest.raises(ConfigError) as err:
-            if isinstance(case, DataSpec):
-                case.check()
-                load_dataset(case)
-            else:
-                case()
-        message = str(err.value)
-        assert message.startswith(setting + "=") and "\n" not in message, (description, message)
-        assert "not allowed" in message and "expected" in message, (description, message)
+    assert_each_is_one_config_line(_bad_cases(tmp_path))

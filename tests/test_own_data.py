@@ -10,7 +10,7 @@ from PIL import Image
 from aejax.config import DataSpec, parse_run
 from aejax.data import LOADERS, Dataset, check_spec, check_unit_interval, from_arrays, load_dataset, register_loader
 from aejax.errors import ConfigError
-from conftest import compose
+from conftest import assert_each_is_one_config_line, compose
 
 
 def _rows(a):
@@ -210,16 +210,7 @@ def _bad_cases(tmp):
 
 
 def test_bad_data_gets_one_line_naming_the_setting(tmp_path):
-    for description, case, setting in _bad_cases(tmp_path):
-        with pytest.raises(ConfigError) as err:
-            if isinstance(case, DataSpec):
-                case.check()
-                load_dataset(case)
-            else:
-                case()
-        message = str(err.value)
-        assert message.startswith(setting + "=") and "\n" not in message, (description, message)
-        assert "not allowed" in message and "expected" in message, (description, message)
+    assert_each_is_one_config_line(_bad_cases(tmp_path))
 
 
 def test_unit_interval_check_passes_scaled_data():
