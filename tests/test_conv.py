@@ -93,3 +93,23 @@ def test_conv_programs_have_no_convolution_left_in_their_hlo():
     hlo = jax.jit(grad).lower(params, jnp.zeros((5, 256)), jax.random.split(jax.random.key(1), 2), hp).as_text()
     assert "dot_general" in hlo
     assert "convolution" not in hlo
+
+
+@pytest.mark.parametrize("unroll", [16, 2])  # 3 members in one call, and in groups of 2 and 1
+def test_the_metrics_encoder_gives_each_members_own_codes(unroll, monkeypatch):
+    """The metrics encode conv members with XLA's convolutions, several members unrolled in one call:
+    each member's means and log-variances are those of its own model (matmul convolutions)."""
+    from aejax import disentanglement
+
+    monkeypatch.setattr(disentanglement, "UNROLL", unroll)
+    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), strides=(2,),
+                     dense=(16,), code_size=3)
+    graph = model_graph(spec, 16 * 16, (16, 16, 1))
+    params = jax.vmap(lambda k: init_params(spec, 16 * 16, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 3))
+    x = np.asarray(jax.random.uniform(jax.random.key(1), (37, 16 * 16)))  # not a whole number of calls
+    mean, logvar = disentanglement.population_encoder(spec, graph, params, {}, budget=16)(x)
+    assert mean.shape == logvar.shape == (3, 37, 3)
+    for i in range(3):
+        own = nnx.merge(graph, jax.tree.map(lambda a: a[i], params)).posterior(jnp.asarray(x))
+        np.testing.assert_allclose(mean[i], own[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(logvar[i], own[1], rtol=1e-4, atol=1e-5)

@@ -151,7 +151,7 @@ def test_the_study_is_six_jobs_of_one_command(capsys):
         config = compose(["experiment=disentanglement_study", f"study_objective={objective}"])
         assert config["model"]["objective"] == objective and config["data"]["name"] == "dsprites"
         assert config["population"]["grid"] == {"model": {weight: values}}
-        assert (config["optim"]["learning_rate"], config["trainer"]["batch_size"]) == (1e-4, 64)
+        assert (config["optim"]["learning_rate"], config["trainer"]["batch_size"]) == (5e-4, 64)
         assert config["model"]["channels"] == [32, 32, 64, 64] and config["model"]["code_size"] == 10
     assert compose(["experiment=disentanglement_study", "study_objective=annealed_vae"])["model"]["gamma"] == 1000
 

@@ -12,6 +12,10 @@ Why convolutions are written as matmuls here (measured, scripts/bench.py figure 
   a transposed convolution) take XLA's slow path on CPU and GPU (jax #23783, openxla/xla #34273).
 - Under `vmap` (a population), a convolution becomes a grouped convolution, another slow path;
   a matmul becomes a batched matmul.
+- Outside a loop and outside `vmap`, XLA's own forward convolution (oneDNN) is fast: encoding
+  images one member at a time for the disentanglement metrics runs 8x faster with it than with
+  im2col (8,252 against 976 images/s, the study's encoder, 64 rows a call, 2 CPU cores). That
+  path asks for it explicitly (`xla_convolutions()`); training never does.
 So a strided convolution is im2col (k*k strided slices concatenated on the channel axis) times
 the kernel as a `(k*k*C_in, C_out)` matrix, and a transposed convolution of stride s is split
 into its s*s output phases ("sub-pixel"): each phase is a stride-1 convolution of the
@@ -25,12 +29,14 @@ ever multiplied. The parameters are the usual ones (`kernel` in HWIO, `bias`): `
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 LECUN = nnx.initializers.lecun_normal()  # flax's default; the study preset uses glorot_uniform (TensorFlow's)
 
@@ -49,8 +55,26 @@ def _patches(x, offsets_h, offsets_w, out_h, out_w, stride):
                             for i in offsets_h for j in offsets_w], axis=-1)
 
 
+_XLA_CONVOLUTIONS = [False]  # read when a function is traced: see xla_convolutions()
+
+
+@contextlib.contextmanager
+def xla_convolutions():
+    """Functions traced inside this block use XLA's own forward convolution in `conv2d`: the fast path
+    for a forward pass that is neither in a loop body nor under `vmap` (aejax.disentanglement's
+    member-by-member encoder). Tracing is what reads the flag: jit such a function inside the
+    block, or call it there the first time."""
+    _XLA_CONVOLUTIONS.append(True)
+    try:
+        yield
+    finally:
+        _XLA_CONVOLUTIONS.pop()
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """SAME convolution of `(B, H, W, C_in)` with an HWIO kernel, as im2col and one matmul."""
+    if _XLA_CONVOLUTIONS[-1]:
+        return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     k_h, k_w, c_in, c_out = kernel.shape
     out_h, lo_h, hi_h = same_padding(x.shape[1], k_h, stride)
     out_w, lo_w, hi_w = same_padding(x.shape[2], k_w, stride)
