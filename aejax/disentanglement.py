@@ -99,7 +99,9 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
     call. Conv members use XLA's own convolutions, and are not vmapped: under vmap a convolution
     becomes a grouped one (slow on CPU), and outside a loop the native forward convolution beats
     aejax's matmul form. One call holds up to UNROLL members' encoders side by side. Measured for the
-    study's encoder: scripts/bench_metric_encoder.py. Calls take a power of two of rows (padded), so the encoder compiles a few times at most."""
+    study's encoder: scripts/bench_metric_encoder.py. Rows a call: MLPs `budget // M`; conv members
+    CONV_ROWS_CPU on CPU (`budget` is ignored there), else `budget // min(UNROLL, M)`; a smaller `x`
+    takes the next power of two (padded), so the encoder compiles a few times at most."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -116,7 +118,7 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
     members = len(jax.tree.leaves(params)[0])
     if model_spec.architecture == "conv":
         # 64 rows a call on CPU: 8,252 member-images/s against 3,141 at 256 (the activations stay in cache).
-        most = CONV_ROWS_CPU if jax.default_backend() == "cpu" else budget
+        most = CONV_ROWS_CPU if jax.default_backend() == "cpu" else max(16, budget // min(UNROLL, members))
         # One compiled call encodes up to UNROLL members, each member's encoder an unrolled piece of it
         # (7,476 member-images/s at 12 members; 8,567 for one member alone). Groups bound the compile time.
         def unrolled(params, x, hp):

@@ -9,6 +9,7 @@ from flax import nnx
 
 from aejax.config import ModelSpec
 from aejax.models import count_params, init_params, model_graph
+from aejax.models import conv
 from aejax.models.conv import conv2d, conv_transpose2d
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -102,14 +103,22 @@ def test_the_metrics_encoder_gives_each_members_own_codes(unroll, monkeypatch):
     from aejax import disentanglement
 
     monkeypatch.setattr(disentanglement, "UNROLL", unroll)
+    monkeypatch.setattr(disentanglement, "CONV_ROWS_CPU", 16)  # 37 rows: three calls, the last one padded
+    calls = []
+    xla_conv = jax.lax.conv_general_dilated
+    monkeypatch.setattr(jax.lax, "conv_general_dilated", lambda *a, **k: calls.append(1) or xla_conv(*a, **k))
     spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), strides=(2,),
                      dense=(16,), code_size=3)
     graph = model_graph(spec, 16 * 16, (16, 16, 1))
     params = jax.vmap(lambda k: init_params(spec, 16 * 16, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 3))
     x = np.asarray(jax.random.uniform(jax.random.key(1), (37, 16 * 16)))  # not a whole number of calls
-    mean, logvar = disentanglement.population_encoder(spec, graph, params, {}, budget=16)(x)
+    mean, logvar = disentanglement.population_encoder(spec, graph, params, {})(x)
     assert mean.shape == logvar.shape == (3, 37, 3)
+    assert calls, "the metrics encoder did not use XLA's convolutions"
+    assert conv._XLA_CONVOLUTIONS == [False]  # the flag is off again
+    calls.clear()
     for i in range(3):
         own = nnx.merge(graph, jax.tree.map(lambda a: a[i], params)).posterior(jnp.asarray(x))
         np.testing.assert_allclose(mean[i], own[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(logvar[i], own[1], rtol=1e-4, atol=1e-5)
+    assert not calls  # each member's own model: the matmul convolutions

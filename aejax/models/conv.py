@@ -62,8 +62,9 @@ _XLA_CONVOLUTIONS = [False]  # read when a function is traced: see xla_convoluti
 def xla_convolutions():
     """Functions traced inside this block use XLA's own forward convolution in `conv2d`: the fast path
     for a forward pass that is neither in a loop body nor under `vmap` (aejax.disentanglement's
-    member-by-member encoder). Tracing is what reads the flag: jit such a function inside the
-    block, or call it there the first time."""
+    metrics encoder). Tracing is what reads the flag, and `jax.jit` traces at a call, not when it
+    wraps: call the jitted function inside the block every time (a retrace for new shapes then
+    reads it too), and never call it outside (its cached trace keeps XLA's convolutions)."""
     _XLA_CONVOLUTIONS.append(True)
     try:
         yield
