@@ -119,8 +119,8 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
     if model_spec.architecture == "conv":
         # 64 rows a call on CPU: 8,252 member-images/s against 3,141 at 256 (the activations stay in cache).
         most = CONV_ROWS_CPU if jax.default_backend() == "cpu" else max(16, budget // min(UNROLL, members))
-        # One compiled call encodes up to UNROLL members, each member's encoder an unrolled piece of it
-        # (7,476 member-images/s at 12 members; 8,567 for one member alone). Groups bound the compile time.
+        # One compiled call encodes up to UNROLL members, each member's encoder an unrolled piece of it.
+        # Groups bound the compile time of large populations.
         def unrolled(params, x, hp):
             n = len(jax.tree.leaves(params)[0])
             outs = [one(jax.tree.map(lambda a, i=i: a[i], params), x, {k: v[i] for k, v in hp.items()})

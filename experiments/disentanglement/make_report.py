@@ -97,24 +97,27 @@ def exact_agreement(runs) -> dict | None:
     """Fast (the study's summary.json) against exact (disentanglement.json from aejax-metrics --mode exact) DCI,
     where both used the same evaluation seed and sizes (so only the trees differ)."""
     fast, exact = {m: [] for m in DCI}, {m: [] for m in DCI}
+    differ = set()  # metrics other than DCI whose two computations differ (they should not: same seed, sizes)
     for run in runs:
         record_path, summary_path = run / "disentanglement.json", run / "summary.json"
         if not record_path.exists() or not summary_path.exists():
             continue
         record, summary = json.loads(record_path.read_text()), json.loads(summary_path.read_text())
-        exact, fast_ = record.get("provenance") or {}, summary.get("metrics_provenance") or {}
-        same = all(exact.get(k) == fast_.get(k) for k in ("metrics_seed", "metrics_sizes"))
-        if not same or exact.get("metrics_mode") != "exact" or fast_.get("metrics_mode") != "fast":
+        later, trained = record.get("provenance") or {}, summary.get("metrics_provenance") or {}
+        same = all(later.get(k) == trained.get(k) for k in ("metrics_seed", "metrics_sizes"))
+        if not same or later.get("metrics_mode") != "exact" or trained.get("metrics_mode") != "fast":
             continue
         exact_of = {m["member"]: m["test"] for m in record["members"]}
         for member in summary["members"]:
             theirs = exact_of.get(member["member"]) or {}
+            differ |= {k for k, v in theirs.items() if k not in DCI and member["test"].get(k) != v}
             for m in DCI:
                 if member["test"].get(m) is not None and theirs.get(m) is not None:
                     fast[m].append(member["test"][m])
                     exact[m].append(theirs[m])
     if not fast[DCI[0]]:
         return None
+    print(f"Metrics other than DCI that differ between the study's scoring and aejax-metrics: {sorted(differ) or 'none'}\n")
     return {m: {"members": len(fast[m]),
                 "spearman": float(pd.Series(fast[m]).corr(pd.Series(exact[m]), method="spearman")),
                 "largest_difference": float(np.max(np.abs(np.subtract(fast[m], exact[m])))),
