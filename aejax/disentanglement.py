@@ -117,7 +117,7 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
 
     members = len(jax.tree.leaves(params)[0])
     if model_spec.architecture == "conv":
-        # 64 rows a call on CPU: 8,252 member-images/s against 3,141 at 256 (the activations stay in cache).
+        # Few rows a call on CPU: the activations of a 64-row call stay in cache (256 rows ran slower).
         most = CONV_ROWS_CPU if jax.default_backend() == "cpu" else max(16, budget // min(UNROLL, members))
         # One compiled call encodes up to UNROLL members, each member's encoder an unrolled piece of it.
         # Groups bound the compile time of large populations.

@@ -28,11 +28,9 @@ OBJECTIVES = {
 PAPER_METRICS = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement", "modularity", "sap")
 MORE_METRICS = ("dci_completeness", "dci_informativeness", "explicitness")
 UNSUPERVISED = ("gaussian_tc_mean", "gaussian_tc_sampled", "gaussian_wasserstein_corr", "mutual_info_score")
-# Unsupervised model selection: scores a practitioner has without the factors (larger is better for
-# ELBO and the reconstruction log-likelihood; TC is what the regularisers push down).
-# (summary.json's test split has the ELBO and the MSE, not the Bernoulli nll and KL on their own.) Each
-# is signed so that larger is what a practitioner would pick: a higher ELBO, a lower reconstruction
-# error, a lower estimated total correlation.
+# Unsupervised model selection: scores a practitioner has without the factors, each signed so that
+# larger is what one would pick: a higher ELBO, a lower reconstruction error (summary.json's test split
+# has the MSE, not the Bernoulli nll alone), a lower estimated total correlation.
 SELECTION = {"ELBO": ("test/neg_elbo", -1.0), "reconstruction (-MSE)": ("test/mse", -1.0),
              "estimated TC (-sampled TC)": ("test/gaussian_tc_sampled", -1.0)}
 
