@@ -23,7 +23,21 @@ def test_conv2d_is_xla_same_convolution(kernel, stride, size):
     np.testing.assert_allclose(conv2d(x, w, stride), want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("c_out", [3, 1])  # 4 -> 3 channels by output phases, 4 -> 1 (some kernels) by scatter
+@pytest.mark.parametrize("form", ["gather", "scatter"])
+@pytest.mark.parametrize("c_in,c_out", [(2, 9), (9, 2)])
+def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_out):
+    """Forced either way, with few and with many channels in, forward and gradients."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, c_in))
+    w = jax.random.normal(jax.random.key(1), (3, 2, c_in, c_out))
+    ours = lambda x, w: conv.valid_conv(x, w, form)
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=DN)
+    np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+    for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c_out", [3, 1])
 @pytest.mark.parametrize("kernel,stride", [(4, 2), (3, 2), (2, 2), (3, 1), (5, 3), (4, 4), (1, 1)])
 def test_conv_transpose2d_is_flax_conv_transpose_with_the_same_kernel(kernel, stride, c_out):
     """Both forms of the layer are the function of a transposed conv (lhs_dilation) with the same

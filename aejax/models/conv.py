@@ -6,8 +6,11 @@ transposed conv layers back to the image (its last layer has the image's channel
 activation). Inputs are `(..., H*W*C)`; image sides must be divisible by the product of the strides.
 
 Why convolutions are written as matmuls here (measured, scripts/bench.py figure 5):
-- XLA's CPU backend runs a convolution inside a loop body (the engine's `lax.scan` over steps)
-  on a slow path, tens of times slower than the same convolution alone; a dot is not affected.
+- XLA's CPU backend runs a convolution's gradients inside a loop body (the engine's `lax.scan` over
+  steps) on a slow path, tens of times slower than the same step alone: in the loop body it folds
+  the transposes of the gradient convolutions into their dimension labels (`f01b_i01o->01bf`),
+  a form neither its YNNPACK nor its Eigen convolution takes, so they become naive loops
+  (seen in the compiled HLO); outside a loop the same convolutions are canonical. A dot is not affected.
 - A transposed convolution (`lhs_dilation`) and the input gradient of a strided convolution (itself
   a transposed convolution) take XLA's slow path on CPU and GPU (jax #23783, openxla/xla #34273).
 - Under `vmap` (a population), a convolution becomes a grouped convolution, another slow path;
@@ -15,25 +18,30 @@ Why convolutions are written as matmuls here (measured, scripts/bench.py figure 
 - Outside a loop and outside `vmap`, XLA's own forward convolution (oneDNN) is fast: the
   disentanglement metrics' encoder uses it (`xla_convolutions()`; 6.7x the vmapped matmul form
   for 12 study VAEs, scripts/bench_metric_encoder.py). Training never does.
-So a strided convolution is im2col (k*k strided slices concatenated on the channel axis) times
-the kernel as a `(k*k*C_in, C_out)` matrix, and a transposed convolution of stride s is split
-into its s*s output phases ("sub-pixel"): each phase is a stride-1 convolution of the
-undilated input with the kernel taps that reach it, and the phases are interleaved
-(depth-to-space). FLOPs are those of the direct convolution; no zero of a dilated input is
-ever multiplied. The parameters are the usual ones (`kernel` in HWIO, `bias`): `conv2d` equals
-`lax.conv_general_dilated(..., padding="SAME")` and `conv_transpose2d` equals
-`lax.conv_transpose(..., padding="SAME")` (flax's `nnx.ConvTranspose`) with the same kernel
-(tests/test_conv.py).
+So every layer is a VALID stride-1 convolution written as matmuls (`valid_conv`: im2col, or one
+matmul per input pixel followed by a sum of shifted outputs, whichever moves less memory):
+- a strided convolution is padded and reshaped space-to-depth by its stride (an s x s block of
+  pixels becomes one pixel of s*s*C channels), with its kernel regrouped to match: a 4x4 kernel of
+  stride 2 becomes a 2x2 kernel of stride 1 over 4x the channels;
+- a transposed convolution of stride s is the same in reverse ("sub-pixel"): a stride-1 convolution of
+  the undilated input to s*s*C_out channels, one per pixel of an output block, then depth-to-space.
+No zero of a dilated input is multiplied; FLOPs are those of the direct convolution, plus the few
+taps a kernel that is not a multiple of the stride pads with zeros. The parameters are the usual
+ones (`kernel` in HWIO, `bias`): `conv2d` equals `lax.conv_general_dilated(..., padding="SAME")` and
+`conv_transpose2d` equals `lax.conv_transpose(..., padding="SAME")` (flax's `nnx.ConvTranspose`)
+with the same kernel (tests/test_conv.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 
@@ -45,13 +53,6 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return out, total // 2, total - total // 2
-
-
-def _patches(x, offsets_h, offsets_w, out_h, out_w, stride):
-    """Concatenate the strided windows x[:, oh + stride*i, ow + stride*j] over the given offsets."""
-    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
-    return jnp.concatenate([x[:, i:i + span_h:stride, j:j + span_w:stride, :]
-                            for i in offsets_h for j in offsets_w], axis=-1)
 
 
 _XLA_CONVOLUTIONS = [False]  # read when a function is traced: see xla_convolutions()
@@ -72,15 +73,109 @@ def xla_convolutions():
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """SAME convolution of `(B, H, W, C_in)` with an HWIO kernel, as im2col and one matmul."""
+    """SAME convolution of `(B, H, W, C_in)` with an HWIO kernel: padded, space-to-depth by the stride,
+    then a VALID stride-1 convolution with the kernel regrouped into `(k_b, k_b, s*s*C_in, C_out)` blocks
+    (k_b = ceil(k / s); the taps beyond k are zeros)."""
     if _XLA_CONVOLUTIONS[-1]:
         return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     k_h, k_w, c_in, c_out = kernel.shape
-    out_h, lo_h, hi_h = same_padding(x.shape[1], k_h, stride)
-    out_w, lo_w, hi_w = same_padding(x.shape[2], k_w, stride)
-    x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-    columns = _patches(x, range(k_h), range(k_w), out_h, out_w, stride)
-    return columns @ kernel.reshape(k_h * k_w * c_in, c_out)
+    s = stride
+    out_h, lo_h, _ = same_padding(x.shape[1], k_h, s)
+    out_w, lo_w, _ = same_padding(x.shape[2], k_w, s)
+    b_h, b_w = -(-k_h // s), -(-k_w // s)
+    x = jnp.pad(x, ((0, 0), (lo_h, s * (out_h - 1 + b_h) - x.shape[1] - lo_h),
+                    (lo_w, s * (out_w - 1 + b_w) - x.shape[2] - lo_w), (0, 0)))
+    kernel = jnp.pad(kernel, ((0, b_h * s - k_h), (0, b_w * s - k_w), (0, 0), (0, 0)))
+    kernel = kernel.reshape(b_h, s, b_w, s, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(b_h, b_w, -1, c_out)
+    return valid_conv(space_to_depth(x, s), kernel)
+
+
+def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """`lax.conv_transpose(x, kernel, (s, s), "SAME")` (HWIO kernel, output s*H x s*W) without dilation:
+    a VALID stride-1 convolution of the undilated input to s*s*C_out channels, one per output pixel of
+    an s x s block ("sub-pixel"), then depth-to-space. The blocks are aligned (`_output_blocks`) so the
+    window is as narrow as possible: 2x2 input pixels for a 4x4 kernel of stride 2, whose 16 taps all
+    land in the regrouped kernel; FLOPs are those of the direct convolution times (H+1)(W+1)/(HW)."""
+    batch, h, w, c_in = x.shape
+    k_h, k_w, _, c_out = kernel.shape
+    s = stride
+    (g_h, lo_h, taps_h), (g_w, lo_w, taps_w) = _output_blocks(k_h, s), _output_blocks(k_w, s)
+    n_h, n_w = h + (g_h > 0), w + (g_w > 0)            # blocks; a shifted grid needs one more
+    span_h, span_w = len(taps_h[0]), len(taps_w[0])
+    x = jnp.pad(x, ((0, 0), (max(0, -lo_h), max(0, n_h + lo_h + span_h - 1 - h)),
+                    (max(0, -lo_w), max(0, n_w + lo_w + span_w - 1 - w)), (0, 0)))
+    x = x[:, max(0, lo_h):max(0, lo_h) + n_h + span_h - 1, max(0, lo_w):max(0, lo_w) + n_w + span_w - 1]
+    # The regrouped kernel by one gather from the k*k taps and a zero: [u_h, u_w, C_in, q_h, q_w, C_out].
+    flat = jnp.concatenate([kernel.reshape(k_h * k_w, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
+    t_h, t_w = np.array(taps_h).T[:, None, :, None], np.array(taps_w).T[None, :, None, :]  # [u_h, u_w, q_h, q_w]
+    index = np.where((t_h < 0) | (t_w < 0), k_h * k_w, t_h * k_w + t_w)
+    blocks = flat[index].transpose(0, 1, 4, 2, 3, 5).reshape(span_h, span_w, c_in, s * s * c_out)
+    y = depth_to_space(valid_conv(x, blocks), s)
+    return y[:, g_h:g_h + s * h, g_w:g_w + s * w]
+
+
+def _output_blocks(kernel: int, stride: int) -> tuple[int, int, list[list[int]]]:
+    """How a SAME transposed convolution's output splits into blocks of `stride` pixels read by one window.
+
+    Block m holds outputs s*m - g + q (q = 0..s-1) and reads inputs m + lo + u (u = 0..span-1);
+    `taps[q][u]` is the kernel tap joining them, -1 where none does. The shift g is chosen for the
+    narrowest window (for k = 4, s = 2: span 2 with g = 1, against 3 with g = 0)."""
+    best = None
+    for g in range(stride):
+        reads = []
+        for q in range(stride):
+            phase, carry = divmod(q - g, stride)[::-1]
+            taps, offsets = _transpose_taps(kernel, stride, phase)
+            reads.append({o + carry: t for t, o in zip(taps, offsets)})
+        lo = min(o for r in reads for o in r)
+        span = max(o for r in reads for o in r) - lo + 1
+        if best is None or span < best[0]:
+            best = (span, g, lo, [[r.get(lo + u, -1) for u in range(span)] for r in reads])
+    return best[1], best[2], best[3]
+
+
+def space_to_depth(x: jax.Array, s: int) -> jax.Array:
+    """`(B, s*H, s*W, C)` -> `(B, H, W, s*s*C)`, each s x s block's pixels on the channel axis (row-major)."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, h // s, w // s, s * s * c)
+
+
+def depth_to_space(x: jax.Array, s: int) -> jax.Array:
+    """The inverse of `space_to_depth`."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h, w, s, s, c // (s * s)).transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c // (s * s))
+
+
+def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.Array:
+    """VALID stride-1 convolution (`(B, H, W, C_in)`, HWIO kernel) as matmuls, in whichever of two exact
+    forms moves less memory; both have the convolution's FLOPs and one matmul in each direction.
+    - gather (im2col): the k*k shifted windows concatenated, `(B*OH*OW, k*k*C_in) @ (k*k*C_in, C_out)`;
+      it writes k*k*C_in numbers per output pixel.
+    - scatter: every input pixel times every tap, `(B*H*W, C_in) @ (C_in, k*k*C_out)`, then the taps'
+      shifted outputs summed; it writes k*k*C_out numbers per input pixel.
+    `form` forces one ("gather" or "scatter"; scripts/bench_conv_layers.py times both). On the study's
+    layers (forward and backward in a scan, batch 64, 2 cores) the pick was the faster or within 10%:
+    the encoder's second layer (128 channels after space-to-depth, 32 out) 16.3 ms by scatter against
+    18.5 by gather; the decoder's last (32 in, 4 out after regrouping) 4.1 against 16.4."""
+    batch, h, w, c_in = x.shape
+    k_h, k_w, _, c_out = kernel.shape
+    out_h, out_w = h - k_h + 1, w - k_w + 1
+    if k_h * k_w == 1:
+        return _matmul(x, kernel[0, 0])
+    if form is None:
+        form = "gather" if c_in * out_h * out_w <= c_out * h * w else "scatter"
+    if form == "gather":
+        columns = jnp.concatenate([x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)], axis=-1)
+        return _matmul(columns, kernel.reshape(-1, c_out))
+    taps = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h, k_w, c_out)
+    shifted = [taps[:, i:i + out_h, j:j + out_w, i, j] for i in range(k_h) for j in range(k_w)]
+    return functools.reduce(jnp.add, shifted)
+
+
+def _matmul(x: jax.Array, matrix: jax.Array) -> jax.Array:
+    """`x @ matrix` over x's last axis, through a 2-D matmul: XLA:CPU lowers a dot of a 4-D operand more
+    slowly (the decoder's last layer took 8 ms against 4 ms, forward and backward, batch 64)."""
+    return (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[-1])
 
 
 def _transpose_taps(kernel: int, stride: int, phase: int) -> tuple[list[int], list[int]]:
@@ -98,58 +193,6 @@ def _transpose_taps(kernel: int, stride: int, phase: int) -> tuple[list[int], li
 def _conv_transpose_low(kernel: int, stride: int) -> int:
     """The low padding `lax.conv_transpose(padding="SAME")` gives the dilated input (as jax computes it)."""
     return kernel - 1 if stride > kernel - 1 else math.ceil((kernel + stride - 2) / 2)
-
-
-def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """`lax.conv_transpose(x, kernel, (s, s), "SAME")` (HWIO kernel, output s*H x s*W) without dilation.
-
-    Two exact forms with the same FLOPs; the one whose matmul is wider is taken (measured per layer
-    of the study's decoder: a 32 -> 1 channel layer takes 31 ms by scatter against 198 ms by phases,
-    forward and backward, batch 64; a 32 -> 32 layer 114 ms by phases against 232 ms by scatter)."""
-    k_h, k_w, c_in, c_out = kernel.shape
-    if c_out * k_h * k_w <= c_in:
-        return _conv_transpose_by_scatter(x, kernel, stride)
-    return _conv_transpose_by_phases(x, kernel, stride)
-
-
-def _conv_transpose_by_scatter(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Every input pixel times the whole kernel in one matmul `(B*H*W, C_in) @ (C_in, k*k*C_out)`, then
-    each tap's contribution added at its output pixel o = s*i + lo - t (overlap-add, "col2im")."""
-    batch, h, w, c_in = x.shape
-    k_h, k_w, _, c_out = kernel.shape
-    lo_h, lo_w = _conv_transpose_low(k_h, stride), _conv_transpose_low(k_w, stride)
-    taps = (x.reshape(-1, c_in) @ kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h, k_w, c_out)
-    pad = max(k_h, k_w) // stride + 2  # room for every tap's shift, in input pixels
-    out = jnp.zeros((batch, h + 2 * pad, stride, w + 2 * pad, stride, c_out), x.dtype)
-    for t_h in range(k_h):
-        shift_h, phase_h = divmod(lo_h - t_h, stride)
-        for t_w in range(k_w):
-            shift_w, phase_w = divmod(lo_w - t_w, stride)
-            out = out.at[:, pad + shift_h:pad + shift_h + h, phase_h, pad + shift_w:pad + shift_w + w, phase_w].add(
-                taps[:, :, :, t_h, t_w])
-    return out[:, pad:pad + h, :, pad:pad + w].reshape(batch, h * stride, w * stride, c_out)
-
-
-def _conv_transpose_by_phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Each of the s*s output phases is a VALID stride-1 convolution (im2col + matmul) of the padded
-    input with the taps that reach it; the phases are then interleaved (depth-to-space)."""
-    batch, h, w, c_in = x.shape
-    k_h, k_w, _, c_out = kernel.shape
-    phases_h = [_transpose_taps(k_h, stride, p) for p in range(stride)]
-    phases_w = [_transpose_taps(k_w, stride, p) for p in range(stride)]
-    reach = [o for _, offsets in phases_h + phases_w for o in offsets]
-    pad_lo, pad_hi = max(0, -min(reach)), max(0, max(reach))
-    x = jnp.pad(x, ((0, 0), (pad_lo, pad_hi), (pad_lo, pad_hi), (0, 0)))
-    rows = []
-    for taps_h, offsets_h in phases_h:
-        row = []
-        for taps_w, offsets_w in phases_w:
-            columns = _patches(x, [o + pad_lo for o in offsets_h], [o + pad_lo for o in offsets_w], h, w, 1)
-            taps = kernel[jnp.asarray(taps_h)][:, jnp.asarray(taps_w)]
-            row.append(columns @ taps.reshape(-1, c_out))
-        rows.append(jnp.stack(row, axis=3))              # (B, H, W, s_w, C)
-    y = jnp.stack(rows, axis=2)                           # (B, H, s_h, W, s_w, C)
-    return y.reshape(batch, h * stride, w * stride, c_out)
 
 
 class _ConvLayer(nnx.Module):
