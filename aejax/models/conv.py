@@ -22,7 +22,8 @@ So every layer is a VALID stride-1 convolution written as matmuls (`valid_conv`:
 matmul per input pixel followed by a sum of shifted outputs, whichever moves less memory):
 - a strided convolution is padded and reshaped space-to-depth by its stride (an s x s block of
   pixels becomes one pixel of s*s*C channels), with its kernel regrouped to match: a 4x4 kernel of
-  stride 2 becomes a 2x2 kernel of stride 1 over 4x the channels;
+  stride 2 becomes a 2x2 kernel of stride 1 over 4x the channels (a kernel that is not a multiple
+  of its stride is im2col of strided windows instead);
 - a transposed convolution of stride s is the same in reverse ("sub-pixel"): a stride-1 convolution of
   the undilated input to s*s*C_out channels, one per pixel of an output block, then depth-to-space.
 No zero of a dilated input is multiplied; FLOPs are those of the direct convolution, plus the few
@@ -73,21 +74,33 @@ def xla_convolutions():
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """SAME convolution of `(B, H, W, C_in)` with an HWIO kernel: padded, space-to-depth by the stride,
-    then a VALID stride-1 convolution with the kernel regrouped into `(k_b, k_b, s*s*C_in, C_out)` blocks
-    (k_b = ceil(k / s); the taps beyond k are zeros)."""
+    """SAME convolution of `(B, H, W, C_in)` with an HWIO kernel.
+
+    A kernel that is a multiple of the stride: padded, space-to-depth by the stride, then a VALID
+    stride-1 convolution with the kernel regrouped into `(k/s, k/s, s*s*C_in, C_out)` blocks. Any other
+    kernel: im2col of strided windows (regrouping it would pad the kernel with zero taps: a 3x3 kernel
+    of stride 2 becomes 2x2 blocks of 4x4 taps, 1.8x the FLOPs; measured on `model=conv`'s second
+    layer, 2.3 ms against 1.1 ms forward and backward)."""
     if _XLA_CONVOLUTIONS[-1]:
         return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     k_h, k_w, c_in, c_out = kernel.shape
     s = stride
-    out_h, lo_h, _ = same_padding(x.shape[1], k_h, s)
-    out_w, lo_w, _ = same_padding(x.shape[2], k_w, s)
-    b_h, b_w = -(-k_h // s), -(-k_w // s)
+    out_h, lo_h, hi_h = same_padding(x.shape[1], k_h, s)
+    out_w, lo_w, hi_w = same_padding(x.shape[2], k_w, s)
+    if k_h % s or k_w % s:
+        x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+        span_h, span_w = s * (out_h - 1) + 1, s * (out_w - 1) + 1
+        columns = jnp.concatenate([x[:, i:i + span_h:s, j:j + span_w:s] for i in range(k_h) for j in range(k_w)],
+                                  axis=-1)
+        return _matmul(columns, kernel.reshape(-1, c_out))
+    b_h, b_w = k_h // s, k_w // s
     x = jnp.pad(x, ((0, 0), (lo_h, s * (out_h - 1 + b_h) - x.shape[1] - lo_h),
                     (lo_w, s * (out_w - 1 + b_w) - x.shape[2] - lo_w), (0, 0)))
-    kernel = jnp.pad(kernel, ((0, b_h * s - k_h), (0, b_w * s - k_w), (0, 0), (0, 0)))
     kernel = kernel.reshape(b_h, s, b_w, s, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(b_h, b_w, -1, c_out)
-    return valid_conv(space_to_depth(x, s), kernel)
+    # Materialised once: without the barrier XLA fuses the space-to-depth shuffle into each consumer,
+    # and the weight gradient's transposed copy of it is a slow strided gather (the encoder's second
+    # layer: 12-14 ms forward and backward with the barrier, 16 without; scripts/bench_conv_layers.py).
+    return valid_conv(lax.optimization_barrier(space_to_depth(x, s)), kernel)
 
 
 def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
