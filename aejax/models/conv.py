@@ -79,8 +79,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     A kernel that is a multiple of the stride: padded, space-to-depth by the stride, then a VALID
     stride-1 convolution with the kernel regrouped into `(k/s, k/s, s*s*C_in, C_out)` blocks. Any other
     kernel: im2col of strided windows (regrouping it would pad the kernel with zero taps: a 3x3 kernel
-    of stride 2 becomes 2x2 blocks of 4x4 taps, 1.8x the FLOPs; measured on `model=conv`'s second
-    layer, 2.3 ms against 1.1 ms forward and backward)."""
+    of stride 2 becomes 2x2 blocks of 4x4 taps, 1.8x the FLOPs; `model=conv`'s second layer was about
+    twice as slow that way)."""
     if _XLA_CONVOLUTIONS[-1]:
         return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     k_h, k_w, c_in, c_out = kernel.shape
@@ -99,7 +99,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     kernel = kernel.reshape(b_h, s, b_w, s, c_in, c_out).transpose(0, 2, 1, 3, 4, 5).reshape(b_h, b_w, -1, c_out)
     # Materialised once: without the barrier XLA fuses the space-to-depth shuffle into each consumer,
     # and the weight gradient's transposed copy of it is a slow strided gather (the encoder's second
-    # layer: 12-14 ms forward and backward with the barrier, 16 without; scripts/bench_conv_layers.py).
+    # layer: 12.6 ms forward and backward in scripts/bench_conv_layers.py, about 16 with the barrier removed).
     return valid_conv(lax.optimization_barrier(space_to_depth(x, s)), kernel)
 
 
@@ -187,8 +187,8 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
 
 
 def _matmul(x: jax.Array, matrix: jax.Array) -> jax.Array:
-    """`x @ matrix` over x's last axis, through a 2-D matmul: XLA:CPU lowers a dot of a 4-D operand more
-    slowly (the decoder's last layer took 8 ms against 4 ms, forward and backward, batch 64)."""
+    """`x @ matrix` over x's last axis, through a 2-D matmul: XLA:CPU lowers a dot of a 4-D operand to
+    a slower kernel (the decoder's last layer took about twice as long, forward and backward)."""
     return (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[-1])
 
 
