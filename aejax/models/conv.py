@@ -167,8 +167,8 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
     - scatter: every input pixel times every tap, `(B*H*W, C_in) @ (C_in, k*k*C_out)`, then the taps'
       shifted outputs summed; it writes k*k*C_out numbers per input pixel.
     `form` forces one ("gather" or "scatter"; scripts/bench_conv_layers.py times both). On the study's
-    layers (forward and backward in a scan, batch 64, 2 cores) the pick was the faster or within 10%:
-    the encoder's second layer (128 channels after space-to-depth, 32 out) 13.0 ms by scatter against
+    layers (forward and backward in a scan, batch 64, 2 cores) the pick was the faster form or within
+    run-to-run noise of it: the encoder's second layer (128 channels after space-to-depth, 32 out) 13.0 ms by scatter against
     17.9 by gather (and 804 by XLA's convolution); the decoder's last (32 in, 4 out after regrouping)
     3.9 against 14.8."""
     batch, h, w, c_in = x.shape
