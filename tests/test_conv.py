@@ -37,11 +37,20 @@ def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel,stride,span", [(4, 2, 2), (3, 2, 2), (2, 2, 1), (5, 3, 2), (4, 4, 1)])
+def test_transposed_blocks_read_the_narrowest_window(kernel, stride, span):
+    """Sub-pixel blocks aligned so each reads ceil(k/s) input pixels a side: for 4x4 stride 2, a 2x2 window
+    that every one of the 16 taps fills (an unaligned grid would read 3x3, 2.25x the FLOPs)."""
+    _, _, taps = conv._output_blocks(kernel, stride)
+    assert len(taps) == stride and all(len(row) == span for row in taps)
+    assert sorted(t for row in taps for t in row if t >= 0) == list(range(kernel))
+
+
 @pytest.mark.parametrize("c_out", [3, 1])
 @pytest.mark.parametrize("kernel,stride", [(4, 2), (3, 2), (2, 2), (3, 1), (5, 3), (4, 4), (1, 1)])
 def test_conv_transpose2d_is_flax_conv_transpose_with_the_same_kernel(kernel, stride, c_out):
-    """Both forms of the layer are the function of a transposed conv (lhs_dilation) with the same
-    weights: checked against lax.conv_transpose and against flax's own nnx.ConvTranspose module."""
+    """The sub-pixel layer is the function of a transposed conv (lhs_dilation) with the same weights:
+    checked against lax.conv_transpose and against flax's own nnx.ConvTranspose module."""
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, 4))
     w = jax.random.normal(jax.random.key(1), (kernel, kernel, 4, c_out))
     want = jax.lax.conv_transpose(x, w, (stride, stride), "SAME", dimension_numbers=DN)

@@ -89,10 +89,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     out_w, lo_w, hi_w = same_padding(x.shape[2], k_w, s)
     if k_h % s or k_w % s:
         x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-        span_h, span_w = s * (out_h - 1) + 1, s * (out_w - 1) + 1
-        columns = jnp.concatenate([x[:, i:i + span_h:s, j:j + span_w:s] for i in range(k_h) for j in range(k_w)],
-                                  axis=-1)
-        return _matmul(columns, kernel.reshape(-1, c_out))
+        return _matmul(_im2col(x, k_h, k_w, out_h, out_w, s), kernel.reshape(-1, c_out))
     b_h, b_w = k_h // s, k_w // s
     x = jnp.pad(x, ((0, 0), (lo_h, s * (out_h - 1 + b_h) - x.shape[1] - lo_h),
                     (lo_w, s * (out_w - 1 + b_w) - x.shape[2] - lo_w), (0, 0)))
@@ -179,11 +176,17 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
     if form is None:
         form = "gather" if c_in * out_h * out_w <= c_out * h * w else "scatter"
     if form == "gather":
-        columns = jnp.concatenate([x[:, i:i + out_h, j:j + out_w] for i in range(k_h) for j in range(k_w)], axis=-1)
-        return _matmul(columns, kernel.reshape(-1, c_out))
+        return _matmul(_im2col(x, k_h, k_w, out_h, out_w), kernel.reshape(-1, c_out))
     taps = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h, k_w, c_out)
     shifted = [taps[:, i:i + out_h, j:j + out_w, i, j] for i in range(k_h) for j in range(k_w)]
     return functools.reduce(jnp.add, shifted)
+
+
+def _im2col(x: jax.Array, k_h: int, k_w: int, out_h: int, out_w: int, stride: int = 1) -> jax.Array:
+    """The k_h*k_w windows x[:, stride*o + i, stride*o' + j] concatenated on the channel axis (tap-major)."""
+    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+    return jnp.concatenate([x[:, i:i + span_h:stride, j:j + span_w:stride] for i in range(k_h) for j in range(k_w)],
+                           axis=-1)
 
 
 def _matmul(x: jax.Array, matrix: jax.Array) -> jax.Array:
