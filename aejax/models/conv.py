@@ -16,8 +16,8 @@ Why convolutions are written as matmuls here (measured, scripts/bench.py figure 
 - Under `vmap` (a population), a convolution becomes a grouped convolution, another slow path;
   a matmul becomes a batched matmul.
 - Outside a loop and outside `vmap`, XLA's own forward convolution (oneDNN) is fast: the
-  disentanglement metrics' encoder uses it (`xla_convolutions()`; 6.7x the vmapped matmul form
-  for 12 study VAEs, scripts/bench_metric_encoder.py). Training never does.
+  disentanglement metrics' encoder uses it (`xla_convolutions()`; 1.46x the vmapped matmul form
+  below for 12 study VAEs, scripts/bench_metric_encoder.py). Training never does.
 So every layer is a VALID stride-1 convolution written as matmuls (`valid_conv`: im2col, or one
 matmul per input pixel followed by a sum of shifted outputs, whichever moves less memory):
 - a strided convolution is padded and reshaped space-to-depth by its stride (an s x s block of
