@@ -34,7 +34,7 @@ from aejax.population import hyperparameter_arrays, member_label, members, varie
 from aejax.progress import Progress
 from aejax.rundir import Interrupted, RunDirectory, catch_signals, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
-                         make_step, member_keys)
+                         make_step, member_keys, population_block)
 
 log = logging.getLogger(__name__)
 SHOWN = 4  # members side by side in the reconstruction and sample figures
@@ -88,7 +88,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
         make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
                             norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask,
                             decode=data.train_decode),
-        shared_data=True)
+        shared_data=True, block=population_block(spec.model.architecture, len(rows)))
     state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
 
     run_dir = RunDirectory.open(workdir, config)

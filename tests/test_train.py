@@ -76,6 +76,18 @@ def test_one_member_runs_unbatched_matmuls():
         assert jax.eval_shape(program, *args, 0, 1, 4)[1]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
 
 
+def test_a_conv_member_of_a_population_is_bitwise_its_run_alone(tmp_path):
+    """On a CPU conv members are trained one after another in the program (train.population_block),
+    each unbatched: seed 1 of a population of two ends with the parameters of seed 1 trained alone."""
+    conv = ["model=conv", "model.channels=[4,8]", "data.train_size=128", "trainer.epochs=1"]
+    _, pair = train_and_evaluate(compose(TINY + conv + ["population.seeds=[0,1]"]), tmp_path / "pair",
+                                 return_params=True)
+    _, alone = train_and_evaluate(compose(TINY + conv + ["population.seeds=[1]"]), tmp_path / "alone",
+                                  return_params=True)
+    for a, b in zip(jax.tree.leaves(pair), jax.tree.leaves(alone)):
+        np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[0]))
+
+
 def test_resume_replays_the_same_randomness(tmp_path):
     common = ["trainer.epochs=4", "trainer.checkpoint_every=2", "model.noise_level=0.3",
               "model.corruption=mask", "population.seeds=[0,1]"]

@@ -14,7 +14,8 @@ Why convolutions are written as matmuls here (measured, scripts/bench.py figure 
 - A transposed convolution (`lhs_dilation`) and the input gradient of a strided convolution (itself
   a transposed convolution) take XLA's slow path on CPU and GPU (jax #23783, openxla/xla #34273).
 - Under `vmap` (a population), a convolution becomes a grouped convolution, another slow path;
-  a matmul becomes a batched matmul.
+  a matmul becomes a batched matmul. (On a CPU, conv populations loop over their members instead:
+  `aejax.train.population_block`.)
 - Outside a loop and outside `vmap`, XLA's own forward convolution (oneDNN) is fast: the
   disentanglement metrics' encoder uses it (`xla_convolutions()`; 1.46x the vmapped matmul form
   below for 12 study VAEs, scripts/bench_metric_encoder.py). Training never does.
