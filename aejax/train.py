@@ -1,6 +1,7 @@
-"""The training engine: one pure step, whole epochs under `lax.scan`, members under `vmap`.
+"""The training engine: one pure step, steps under `lax.scan`, members under `vmap` (conv members
+on a CPU: a loop over members, `population_block`).
 
-    step(params, opt_state, batch, key, hp) -> (params, opt_state, terms)
+    step(state, batch, key, hp, with_norms) -> (state, terms)
 
 Keys are never stored: member m's key for step t is `fold_in(fold_in(key(seed_m), STEP), t)`
 and its shuffle for epoch e is `fold_in(fold_in(key(seed_m), SHUFFLE), e)`, so a run resumed
