@@ -159,16 +159,16 @@ def depth_to_space(x: jax.Array, s: int) -> jax.Array:
 
 def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.Array:
     """VALID stride-1 convolution (`(B, H, W, C_in)`, HWIO kernel) as matmuls, in whichever of two exact
-    forms moves less memory; both have the convolution's FLOPs and one matmul in each direction.
+    forms moves less memory; each is one matmul in each direction.
     - gather (im2col): the k*k shifted windows concatenated, `(B*OH*OW, k*k*C_in) @ (k*k*C_in, C_out)`;
-      it writes k*k*C_in numbers per output pixel.
+      it writes k*k*C_in numbers per output pixel, with the convolution's FLOPs.
     - scatter: every input pixel times every tap, `(B*H*W, C_in) @ (C_in, k*k*C_out)`, then the taps'
-      shifted outputs summed; it writes k*k*C_out numbers per input pixel.
+      shifted outputs summed; it writes k*k*C_out numbers per input pixel, with (H*W)/(OH*OW) times the FLOPs.
     `form` forces one ("gather" or "scatter"; scripts/bench_conv_layers.py times both). On the study's
     layers (forward and backward in a scan, batch 64, 2 cores) the pick was the faster form or within
-    run-to-run noise of it: the encoder's second layer (128 channels after space-to-depth, 32 out) 13.0 ms by scatter against
-    17.9 by gather (and 804 by XLA's convolution); the decoder's last (32 in, 4 out after regrouping)
-    3.9 against 14.8."""
+    run-to-run noise of it: the encoder's second layer (128 channels after space-to-depth, 32 out)
+    13.0 ms by scatter against 17.9 by gather (and 804 by XLA's convolution); the decoder's last (32 in,
+    4 out after regrouping) 3.9 against 14.8."""
     batch, h, w, c_in = x.shape
     k_h, k_w, _, c_out = kernel.shape
     out_h, out_w = h - k_h + 1, w - k_w + 1
