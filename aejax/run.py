@@ -88,7 +88,7 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
         make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
                             norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask,
                             decode=data.train_decode),
-        shared_data=True, block=population_block(spec.model.architecture, len(rows)))
+        shared_data=True, block=population_block(spec.model.architecture))
     state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
 
     run_dir = RunDirectory.open(workdir, config)

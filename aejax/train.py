@@ -139,18 +139,17 @@ def member_block_size(population: int, largest: int = 256) -> int:
     return block if block >= 32 or population <= largest else population
 
 
-def population_block(architecture: str, population: int) -> int:
-    """Members one block vmaps together (`compile_population`'s `block`) for this architecture.
+def population_block(architecture: str) -> int | None:
+    """`compile_population`'s `block` for this architecture: 1 for conv members on a CPU, else None
+    (each device's share of the population picks its own, `member_block_size`).
 
-    Conv members on a CPU: one. The program then loops over the members (`lax.map`) and runs each
-    member's step unbatched, as a run of that member alone would, bitwise. Under `vmap` each layer's
-    2-D matmuls become batched dots and every reshuffle of the conv lowering E times larger, which
-    XLA:CPU runs more slowly per member (scripts/bench.py figure 5, README Speed: the study's VAE at
-    E = 16 went from 0.52 to 0.71 of torch's single-model rate). A GPU keeps `vmap`: one small
-    member leaves most of it idle. MLPs keep `vmap` everywhere (figure 3: 4096 tiny members)."""
-    if architecture == "conv" and jax.default_backend() == "cpu":
-        return 1
-    return member_block_size(population)
+    With 1 the program loops over the members (`lax.map`) and runs each member's step unbatched, as
+    a run of that member alone would, bitwise. Under `vmap` each layer's 2-D matmuls become batched
+    dots and every reshuffle of the conv lowering E times larger, which XLA:CPU runs more slowly per
+    member (scripts/bench.py figure 5, README Speed: the study's VAE at E = 16 went from 0.52 to 0.71
+    of torch's single-model rate). A GPU keeps `vmap`: one small member leaves most of it idle. MLPs
+    keep `vmap` everywhere (figure 3: 4096 tiny members)."""
+    return 1 if architecture == "conv" and jax.default_backend() == "cpu" else None
 
 
 def compile_population(member_program: Callable, shared_data: bool, block: int | None = None) -> Callable:

@@ -103,7 +103,7 @@ def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds,
     # Norms every 100 steps, as `aejax-train` computes them for trainer.log_every=100.
     program = compile_population(make_member_program(make_step(make_loss(spec, graph), optimizer), n_train, batch,
                                                      norms_every=100, mask_divergence=mask_divergence),
-                                 shared_data=not per_member_data, block=population_block(spec.architecture, len(seeds)))
+                                 shared_data=not per_member_data, block=population_block(spec.architecture))
     keys = member_keys(seeds)
     state = init_population(lambda k: init_params(spec, data_dim, image_shape, k), optimizer, keys)
     # Every member hyperparameter at the spec's value (the learning rate: the optimiser's).

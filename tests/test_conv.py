@@ -15,7 +15,8 @@ from aejax.models.conv import conv2d, conv_transpose2d
 DN = ("NHWC", "HWIO", "NHWC")
 
 
-@pytest.mark.parametrize("kernel,stride,size", [(4, 2, 16), (2, 2, 16), (3, 2, 15), (3, 1, 9), (5, 3, 12), (1, 1, 4)])
+@pytest.mark.parametrize("kernel,stride,size", [(4, 2, 16), (2, 2, 16), (3, 2, 15), (3, 1, 9), (5, 3, 12), (1, 1, 4),
+                                               (6, 3, 10), (4, 4, 9), (1, 2, 7)])
 def test_conv2d_is_xla_same_convolution(kernel, stride, size):
     x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 5))
     w = jax.random.normal(jax.random.key(1), (kernel, kernel, 5, 7))

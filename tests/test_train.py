@@ -76,9 +76,13 @@ def test_one_member_runs_unbatched_matmuls():
         assert jax.eval_shape(program, *args, 0, 1, 4)[1]["loss"].shape == (seeds, 1, 4)  # the member axis is kept
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="off a CPU, conv populations stay vmapped")
 def test_a_conv_member_of_a_population_is_bitwise_its_run_alone(tmp_path):
     """On a CPU conv members are trained one after another in the program (train.population_block),
     each unbatched: seed 1 of a population of two ends with the parameters of seed 1 trained alone."""
+    from aejax.train import population_block
+
+    assert population_block("conv") == 1 and population_block("mlp") is None  # MLPs: each shard picks its block
     conv = ["model=conv", "model.channels=[4,8]", "data.train_size=128", "trainer.epochs=1"]
     _, pair = train_and_evaluate(compose(TINY + conv + ["population.seeds=[0,1]"]), tmp_path / "pair",
                                  return_params=True)

@@ -27,8 +27,9 @@ matmul per input pixel followed by a sum of shifted outputs, whichever moves les
   of its stride is im2col of strided windows instead);
 - a transposed convolution of stride s is the same in reverse ("sub-pixel"): a stride-1 convolution of
   the undilated input to s*s*C_out channels, one per pixel of an output block, then depth-to-space.
-No zero of a dilated input is multiplied; FLOPs are those of the direct convolution, plus the few
-taps a kernel that is not a multiple of the stride pads with zeros. The parameters are the usual
+No zero of a dilated input is multiplied. FLOPs are those of the direct convolution, times a border
+block's worth where the blocks overhang the image (`conv_transpose2d`, `valid_conv`'s scatter form), plus
+the zero taps of a transposed kernel that is not a multiple of its stride. The parameters are the usual
 ones (`kernel` in HWIO, `bias`): `conv2d` equals `lax.conv_general_dilated(..., padding="SAME")` and
 `conv_transpose2d` equals `lax.conv_transpose(..., padding="SAME")` (flax's `nnx.ConvTranspose`)
 with the same kernel (tests/test_conv.py).
