@@ -253,8 +253,10 @@ class ConvEncoder(nnx.Module):
     def __call__(self, x):
         lead = x.shape[:-1]
         y = x.reshape((-1, *self.image_shape))
-        for conv in self.convs:
-            y = self.activation(conv(y))
+        for i, conv in enumerate(self.convs):
+            # Named so a profile can charge each compiled op to its layer (scripts/profile_conv_step.py).
+            with jax.named_scope(f"encoder_conv{i}"):
+                y = self.activation(conv(y))
         y = y.reshape(y.shape[0], -1)
         for layer in self.dense:
             y = self.activation(layer(y))
@@ -282,7 +284,8 @@ class ConvDecoder(nnx.Module):
             y = self.activation(layer(y))
         y = y.reshape((-1, *self.feature_shape))
         for i, deconv in enumerate(self.deconvs):
-            y = deconv(y)
-            if i < len(self.deconvs) - 1:
-                y = self.activation(y)
+            with jax.named_scope(f"decoder_deconv{i}"):
+                y = deconv(y)
+                if i < len(self.deconvs) - 1:
+                    y = self.activation(y)
         return y.reshape(*lead, -1)

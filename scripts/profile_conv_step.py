@@ -1,0 +1,108 @@
+"""Where one training step of a conv model spends its time: per layer, forward and backward,
+library kernels (matmuls) against XLA's own loop fusions (pads, slices, reshuffles, activations).
+
+    uv run --locked python scripts/profile_conv_step.py [--members 1] [--steps 10]
+
+Trains figure 5's model (the study's conv VAE, scripts/bench.py) for one compiled call of `--steps`
+steps under `jax.profiler`, sums each compiled op's time from the trace, and attributes an op to a
+layer by the op's name scope (`aejax.models.conv` names each layer `encoder_conv<i>` and
+`decoder_deconv<i>`; the backward pass is the `transpose(...)` of it). Ops outside the conv layers
+(dense layers, loss, Adam) are grouped by their last primitive. The column sum matches the wall time
+when the ops run one after another, as they do here (each uses every core); the table in README
+Speed ("where a step's time goes") comes from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+from bench import CONV_BATCH, STUDY_VAE, build, random_binary
+
+LAYER = re.compile(r"(encoder_conv\d+|decoder_deconv\d+)")
+
+
+def op_names(compiled_text: str) -> dict:
+    """HLO instruction name -> the jax name scope (`op_name`) it came from."""
+    return dict(re.findall(r"^\s*(?:ROOT )?%(\S+) = .*?op_name=\"([^\"]*)\"", compiled_text, re.M))
+
+
+def op_seconds(trace_dir: str) -> dict:
+    """Instruction name -> total seconds over the trace (thunk and runtime wrappers left out)."""
+    [path] = glob.glob(f"{trace_dir}/plugins/profile/*/perfetto_trace.json.gz")
+    totals = collections.defaultdict(float)
+    for event in json.load(gzip.open(path))["traceEvents"]:
+        name = event.get("name", "")
+        if event.get("ph") == "X" and not name.startswith("$") and "Thunk" not in name and "Slinky" not in name:
+            totals[name] += event.get("dur", 0) * 1e-6
+    return totals
+
+
+def breakdown(seconds: dict, scopes: dict) -> dict:
+    """(row, 'library' or 'fusion') -> seconds; a row is a layer and direction, or `other: <primitive>`."""
+    rows = collections.defaultdict(float)
+    for name, t in seconds.items():
+        scope = scopes.get(name)
+        if scope is None:
+            continue
+        layer = LAYER.search(scope)
+        row = (f"{layer.group(1)} {'backward' if 'transpose(' in scope else 'forward'}" if layer
+               else f"other: {scope.split('/')[-1]}")
+        kind = "library" if name.startswith(("ynn_fusion", "dot", "custom-call")) else "fusion"
+        rows[row, kind] += t
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    x = jnp.asarray(random_binary(CONV_BATCH * 200, 64 * 64))
+    program, state, keys, hp = build(STUDY_VAE, x.shape[1], len(x), CONV_BATCH, list(range(args.members)), False,
+                                     image_shape=(64, 64, 1), learning_rate=1e-4)
+    call = lambda state, first: program(state, keys, x, hp, first, 1, args.steps)
+    state, terms = call(state, 0)  # compile
+    jax.block_until_ready(terms)
+    tic = time.perf_counter()
+    state, terms = call(state, args.steps)
+    jax.block_until_ready(terms)
+    wall = (time.perf_counter() - tic) / args.steps
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
+        state, terms = call(state, 2 * args.steps)
+        jax.block_until_ready(terms)
+        jax.profiler.stop_trace()
+        seconds = op_seconds(trace_dir)
+    rows = breakdown(seconds, op_names(program.lower(state, keys, x, hp, 0, 1, args.steps).compile().as_text()))
+    per_step = {row: (rows.get((row, "library"), 0.0) + rows.get((row, "fusion"), 0.0)) / args.steps
+                for row, _ in list(rows)}
+    print(f"E = {args.members}, batch {CONV_BATCH}: {wall * 1e3:.1f} ms a step untraced, "
+          f"{sum(per_step.values()) * 1e3:.1f} ms of ops a step traced")
+    print(f"{'':34}{'ms':>7}{'library':>9}{'fusions':>9}")
+    def line(name: str, library: float, fusions: float) -> None:
+        print(f"{name:34}{(library + fusions) * 1e3:7.2f}{library * 1e3:9.2f}{fusions * 1e3:9.2f}")
+
+    totals = collections.defaultdict(float)
+    for row, t in sorted(per_step.items(), key=lambda kv: -kv[1]):
+        library, fusions = (rows.get((row, kind), 0.0) / args.steps for kind in ("library", "fusion"))
+        group = "other" if row.startswith("other") else "conv layers"
+        totals[group, "library"] += library
+        totals[group, "fusion"] += fusions
+        if t >= 0.05e-3:  # the rest are scalars and bookkeeping
+            line(row, library, fusions)
+    for group in ("conv layers", "other"):
+        line(f"total: {group}", totals[group, "library"], totals[group, "fusion"])
+
+
+if __name__ == "__main__":
+    main()
