@@ -179,8 +179,13 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
         form = "gather" if c_in * out_h * out_w <= c_out * h * w else "scatter"
     if form == "gather":
         return _matmul(_im2col(x, k_h, k_w, out_h, out_w), kernel.reshape(-1, c_out))
-    taps = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h, k_w, c_out)
-    shifted = [taps[:, i:i + out_h, j:j + out_w, i, j] for i in range(k_h) for j in range(k_w)]
+    taps = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h * k_w, c_out)
+    # Split into taps before shifting, so that the gradient (autodiff's transpose) pads each tap's own
+    # slice and concatenates them. Slicing the whole `taps` array instead makes the gradient pad every
+    # tap to the size of all of them and add those up: one fused loop with a select per tap per
+    # element, 3.1 ms against 0.3 for the encoder's second layer (batch 64, in a scan).
+    shifted = [tap[:, t // k_w:t // k_w + out_h, t % k_w:t % k_w + out_w, 0]
+               for t, tap in enumerate(jnp.split(taps, k_h * k_w, axis=3))]
     return functools.reduce(jnp.add, shifted)
 
 
