@@ -1,0 +1,85 @@
+"""Three pieces of the study VAE's training step, each timed alone inside a `lax.scan` (as the engine runs
+steps), batch 64; milliseconds per step, best of 5 calls of 8 steps. README Speed quotes them.
+
+    uv run --locked python scripts/bench_conv_pieces.py
+
+1. The gradient of the scatter form's shifted sum (the encoder's second layer: 17x17 blocks, 2x2 taps,
+   32 channels): the taps sliced out of one array (autodiff pads every tap to the size of all of them and
+   adds) against the taps split apart first (`aejax.models.conv.valid_conv`: each padded alone, concatenated).
+2. Space-to-depth of that layer's input, fused with the padding and the previous layer's bias and ReLU (as
+   XLA fuses it in the step), against the same shuffle of an input already padded; each followed by the
+   layer's matmul (18,496 x 128 x 128), the same in both.
+3. One member's epoch shuffle: `jax.random.permutation` of 12,800 examples (once per compiled call).
+Each figure is the piece's time less that of the same scan passing its input through.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from aejax.models.conv import space_to_depth
+
+BATCH, STEPS, REPEATS = 64, 8, 5
+
+
+def ms_per_step(piece, x) -> float:
+    """Scan STEPS steps of `piece` on x scaled by the carry (so nothing is hoisted out of the loop)."""
+    def steps(w, x):
+        return lax.scan(lambda w, _: (w + 1e-9 * jnp.sum(piece(x * w)), None), w, None, length=STEPS)[0]
+
+    run = jax.jit(steps)
+    w = jnp.ones(())
+    jax.block_until_ready(run(w, x))
+    best = float("inf")
+    for _ in range(REPEATS):
+        tic = time.perf_counter()
+        jax.block_until_ready(run(w, x))
+        best = min(best, time.perf_counter() - tic)
+    return best / STEPS * 1e3
+
+
+def shifted_sum_sliced(taps, k, out):
+    return sum(taps[:, i:i + out, j:j + out, i * k + j] for i in range(k) for j in range(k))
+
+
+def shifted_sum_split(taps, k, out):
+    parts = jnp.split(taps, k * k, axis=3)
+    return sum(p[:, t // k:t // k + out, t % k:t % k + out, 0] for t, p in enumerate(parts))
+
+
+def main() -> None:
+    key = jax.random.key(0)
+    passthrough = lambda x: ms_per_step(lambda y: y, x)
+
+    k, side, channels = 2, 17, 32
+    out = side - k + 1
+    dy = jax.random.normal(key, (BATCH, out, out, channels))
+    taps = jnp.zeros((BATCH, side, side, k * k, channels))
+    base = passthrough(dy)
+    for name, form in (("sliced", shifted_sum_sliced), ("split", shifted_sum_split)):
+        gradient = lambda g, form=form: jax.linear_transpose(lambda t: form(t, k, out), taps)(g)[0]
+        print(f"1. shifted-sum gradient, taps {name}: {ms_per_step(gradient, dy) - base:.2f} ms")
+
+    # Consumed by the layer's matmul, as in the step (a plain sum would let XLA drop the shuffle).
+    conv_out = jax.random.normal(key, (BATCH * 32 * 32, 32))
+    padded = jnp.pad(conv_out.reshape(BATCH, 32, 32, 32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    bias, kernel = jnp.full((32,), 0.1), jax.random.normal(key, (128, 128))
+    matmul = lambda z: z.reshape(-1, 128) @ kernel
+    fused = lambda y: matmul(space_to_depth(jnp.pad(jax.nn.relu(y + bias).reshape(BATCH, 32, 32, 32),
+                                                    ((0, 0), (1, 1), (1, 1), (0, 0))), 2))
+    print(f"2. space-to-depth with bias, ReLU and padding fused, then the matmul: "
+          f"{ms_per_step(fused, conv_out) - passthrough(conv_out):.2f} ms")
+    print(f"2. space-to-depth of the padded input, then the matmul: "
+          f"{ms_per_step(lambda y: matmul(space_to_depth(y, 2)), padded) - passthrough(padded):.2f} ms")
+
+    keys = jax.random.normal(key, (2,))
+    shuffle = lambda s: jax.random.permutation(jax.random.fold_in(key, (s[0] * 1e3).astype(jnp.int32)), 12_800)
+    print(f"3. one epoch shuffle of 12,800 examples: {ms_per_step(shuffle, keys) - passthrough(keys):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
