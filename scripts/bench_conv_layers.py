@@ -38,14 +38,20 @@ def ms_per_step(layer, x, w) -> float:
             return w - 1e-3 * dw - 1e-9 * jnp.sum(dx), None
         return lax.scan(step, w, None, length=STEPS)[0]
 
+    return best_ms_per_step(steps, STEPS, REPEATS, w, x)
+
+
+def best_ms_per_step(steps, n_steps: int, repeats: int, *args) -> float:
+    """Milliseconds a step of `steps(*args)` (a jitted scan of `n_steps`), the best of `repeats` calls after one
+    that compiles."""
     run = jax.jit(steps)
-    jax.block_until_ready(run(w, x))
+    jax.block_until_ready(run(*args))
     best = float("inf")
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         tic = time.perf_counter()
-        jax.block_until_ready(run(w, x))
+        jax.block_until_ready(run(*args))
         best = min(best, time.perf_counter() - tic)
-    return best / STEPS * 1e3
+    return best / n_steps * 1e3
 
 
 def lowerings(transpose: bool) -> dict:

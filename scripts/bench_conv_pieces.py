@@ -15,13 +15,12 @@ Each figure is the piece's time less that of the same scan passing its input thr
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from aejax.models.conv import space_to_depth
+from bench_conv_layers import best_ms_per_step
 
 BATCH, STEPS, REPEATS = 64, 8, 5
 
@@ -31,15 +30,7 @@ def ms_per_step(piece, x) -> float:
     def steps(w, x):
         return lax.scan(lambda w, _: (w + 1e-9 * jnp.sum(piece(x * w)), None), w, None, length=STEPS)[0]
 
-    run = jax.jit(steps)
-    w = jnp.ones(())
-    jax.block_until_ready(run(w, x))
-    best = float("inf")
-    for _ in range(REPEATS):
-        tic = time.perf_counter()
-        jax.block_until_ready(run(w, x))
-        best = min(best, time.perf_counter() - tic)
-    return best / STEPS * 1e3
+    return best_ms_per_step(steps, STEPS, REPEATS, jnp.ones(()), x)
 
 
 def shifted_sum_sliced(taps, k, out):
