@@ -204,14 +204,14 @@ def aejax_chunk(model: dict, image_shape: tuple, x, members: int, learning_rate:
     Calls follow each other through the epochs; none crosses an epoch's end. `x`: `(N, H*W*C)`, a jax array."""
     n = len(x)
     # The same steps a call for every population: each member shuffles its epoch once a call (a
-    # permutation of the 12,800 examples, 4.2 ms on 2 cores: scripts/bench_conv_pieces.py), 0.5% of a
+    # permutation of the 12,800 examples, 4.1 ms on 2 cores: scripts/bench_conv_pieces.py), 0.5% of a
     # 20-step call. With fewer steps a call for larger populations (2 for E = 16, as before) it was 5%.
     program, state, keys, hp = build(model, x.shape[1], n, CONV_BATCH, list(range(members)), False,
                                      image_shape=image_shape, learning_rate=learning_rate)
     # Compiled ahead of the first call, as `aejax-train` runs it (aejax.run). Called through `jax.jit`
     # instead, the second call would compile again: the state it gets back is sharded over the member
     # axis, the initial state is not, and jit's cache tells them apart (the first timed round of E = 4
-    # and 16 then held a recompilation: 0.77 of torch instead of 0.87).
+    # and 16 then held a recompilation).
     program = program.lower(state, keys, x, hp, 0, 1, chunk_steps).compile()
     steps_per_epoch = n // CONV_BATCH
     per_epoch = steps_per_epoch // chunk_steps

@@ -1,15 +1,16 @@
 """Where one training step of a conv model spends its time: per layer, forward and backward,
 library kernels (matmuls) against XLA's own loop fusions (pads, slices, reshuffles, activations).
 
-    uv run --locked python scripts/profile_conv_step.py [--members 1] [--steps 10]
+    uv run --locked python scripts/profile_conv_step.py [--members 1] [--steps 10] [--cpu-devices 1]
 
 Trains figure 5's model (the study's conv VAE, scripts/bench.py) for one compiled call of `--steps`
 steps under `jax.profiler`, sums each compiled op's time from the trace, and attributes an op to a
 layer by the op's name scope (`aejax.models.conv` names each layer `encoder_conv<i>` and
 `decoder_deconv<i>`; the backward pass is the `transpose(...)` of it). Ops outside the conv layers
-(dense layers, loss, Adam) are grouped by their last primitive. The column sum matches the wall time
-when the ops run one after another, as they do here (each uses every core); the table in README
-Speed ("where a step's time goes") comes from this script.
+(dense layers, loss, Adam) are grouped by their last primitive. Times are per step of the whole
+population. On one XLA CPU device (the default here) the ops run one after another, each on every core,
+and the column sum matches the wall time; with `--cpu-devices 2` and several members, two members' ops
+overlap and the sum exceeds it. The table in README Speed ("where a step's time goes") comes from this script.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import glob
 import gzip
 import json
 import re
+import sys
 import tempfile
 import time
+
+if "--cpu-devices" not in sys.argv:
+    sys.argv += ["--cpu-devices", "1"]  # read by bench when it is imported, before JAX starts
 
 import jax
 import jax.numpy as jnp
 
-from bench import CONV_BATCH, STUDY_VAE, build, random_binary
+from bench import CONV_BATCH, CONV_STEPS_PER_EPOCH, STUDY_VAE, build, random_binary
 
 LAYER = re.compile(r"(encoder_conv\d+|decoder_deconv\d+)")
 
@@ -66,8 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--cpu-devices", type=int, default=1, help="XLA CPU devices the members are split over")
     args = parser.parse_args()
-    x = jnp.asarray(random_binary(CONV_BATCH * 200, 64 * 64))
+    if not 0 < 3 * args.steps <= CONV_STEPS_PER_EPOCH:  # three calls, all inside the first epoch
+        parser.error(f"--steps must be between 1 and {CONV_STEPS_PER_EPOCH // 3}, got {args.steps}")
+    x = jnp.asarray(random_binary(CONV_BATCH * CONV_STEPS_PER_EPOCH, 64 * 64))
     program, state, keys, hp = build(STUDY_VAE, x.shape[1], len(x), CONV_BATCH, list(range(args.members)), False,
                                      image_shape=(64, 64, 1), learning_rate=1e-4)
     program = program.lower(state, keys, x, hp, 0, 1, args.steps).compile()  # as aejax-train compiles it
@@ -87,9 +95,10 @@ def main() -> None:
     rows = breakdown(seconds, op_names(program.as_text()))
     per_step = {row: (rows.get((row, "library"), 0.0) + rows.get((row, "fusion"), 0.0)) / args.steps
                 for row, _ in list(rows)}
-    print(f"E = {args.members}, batch {CONV_BATCH}: {wall * 1e3:.1f} ms a step untraced, "
-          f"{sum(per_step.values()) * 1e3:.1f} ms of ops a step traced")
+    print(f"E = {args.members}, batch {CONV_BATCH}, {jax.device_count()} CPU device(s): {wall * 1e3:.1f} ms a "
+          f"population step untraced, {sum(per_step.values()) * 1e3:.1f} ms of ops a step traced")
     print(f"{'':34}{'ms':>7}{'library':>9}{'fusions':>9}")
+
     def line(name: str, library: float, fusions: float) -> None:
         print(f"{name:34}{(library + fusions) * 1e3:7.2f}{library * 1e3:9.2f}{fusions * 1e3:9.2f}")
 
