@@ -1,6 +1,8 @@
 """The conv layers written as matmuls compute XLA's convolutions; the study's architecture has the
 parameter count and shapes its definition implies; conv programs run under the engine's scan."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,6 +120,25 @@ def test_conv_programs_have_no_convolution_left_in_their_hlo():
     hlo = jax.jit(grad).lower(params, jnp.zeros((5, 256)), jax.random.split(jax.random.key(1), 2), hp).as_text()
     assert "dot_general" in hlo
     assert "convolution" not in hlo
+
+
+def test_every_conv_layer_names_its_compiled_ops_forward_and_backward():
+    """scripts/profile_conv_step.py charges each compiled op to a layer by these name scopes."""
+    from aejax.objectives import make_loss
+
+    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
+                     code_size=3)
+    graph = model_graph(spec, 256, (16, 16, 1))
+    params = init_params(spec, 256, (16, 16, 1), jax.random.key(0))
+    loss = make_loss(spec, graph)
+    hp = {k: jnp.float32(1) for k in ("beta", "noise_level", "sparsity_weight", "contractive_weight", "gamma",
+                                      "lambda_od", "c_max", "learning_rate", "top_k")}
+    grad = jax.jit(jax.grad(lambda p, x, k: loss(p, x, k, hp)[0]))
+    hlo = grad.lower(params, jnp.zeros((5, 256)), jax.random.key(1)).compile().as_text()
+    scopes = set(re.findall(r'op_name="[^"]*?(transpose\(jvp\()?(encoder_conv\d|decoder_deconv\d)', hlo))
+    layers = {f"encoder_conv{i}" for i in range(2)} | {f"decoder_deconv{i}" for i in range(2)}
+    assert {name for _, name in scopes} == layers
+    assert {name for backward, name in scopes if backward} == layers
 
 
 @pytest.mark.parametrize("unroll", [16, 2])  # 3 members in one call, and in groups of 2 and 1
