@@ -196,6 +196,20 @@ def _im2col(x: jax.Array, k_h: int, k_w: int, out_h: int, out_w: int, stride: in
                            axis=-1)
 
 
+def materialized(x: jax.Array) -> jax.Array:
+    """`x`, computed once and kept in memory for all its consumers.
+
+    XLA:CPU fuses an elementwise producer into each of its consumers, recomputing it in every one, and
+    removes `lax.optimization_barrier` before it fuses. The decoder's output (the last layer's tap sum,
+    depth-to-space, crop and bias) was so recomputed in three loops of the loss and its gradient; a
+    one-channel depth-to-space costs about 0.35 ms each time (batch 64, 64x64). A value that leaves a
+    conditional is the one boundary XLA keeps, so `x` passes through one whose two branches both return
+    it: the second also maps NaN to NaN, so that XLA cannot merge the branches (which would remove the
+    conditional). About 1 ms of the study VAE's 45 ms step (scripts/profile_conv_step.py, rows `other`)."""
+    flat = x.reshape(-1)
+    return lax.cond(jnp.isnan(flat[0]), lambda v: jnp.where(jnp.isnan(v), jnp.nan, v), lambda v: v, x)
+
+
 def _matmul(x: jax.Array, matrix: jax.Array) -> jax.Array:
     """`x @ matrix` over x's last axis, through a 2-D matmul: XLA:CPU lowers a dot of a 4-D operand to
     a slower kernel (the decoder's last layer took about twice as long, forward and backward)."""
@@ -293,4 +307,4 @@ class ConvDecoder(nnx.Module):
                 y = deconv(y)
                 if i < len(self.deconvs) - 1:
                     y = self.activation(y)
-        return y.reshape(*lead, -1)
+        return materialized(y).reshape(*lead, -1)
