@@ -78,6 +78,45 @@ def test_gradients_match_xla_convolutions():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernels,strides", [((4, 4, 4, 4), (2, 2, 2, 2)), ((3, 4, 6), (2, 2, 3))])
+def test_the_decoder_is_a_stack_of_xla_transposed_convolutions(kernels, strides, monkeypatch):
+    """Its layers hand over `SubPixel` blocks where they can (the study decoder's last layer reads them,
+    so that path is exercised, and counted); output and gradients are those of XLA's convolutions."""
+    channels, image = (8, 16, 16, 8)[:len(kernels)], (4 * int(np.prod(strides)),) * 2 + (1,)
+    decoder = conv.ConvDecoder(5, image, channels, kernels, strides, (12,), jax.nn.relu, rngs=nnx.Rngs(0))
+    read_blocks = []
+    padded_blocks = conv.SubPixel.padded_blocks
+    monkeypatch.setattr(conv.SubPixel, "padded_blocks",
+                        lambda self, pads: read_blocks.append(padded_blocks(self, pads)) or read_blocks[-1])
+
+    def reference(params, h):
+        y = h
+        for layer in params["dense"]:
+            y = jax.nn.relu(y @ layer["kernel"] + layer["bias"])
+        y = y.reshape(-1, *decoder.feature_shape)
+        for i, (layer, s) in enumerate(zip(params["deconvs"], reversed(strides))):
+            y = jax.lax.conv_transpose(y, layer["kernel"], (s, s), "SAME", dimension_numbers=DN) + layer["bias"]
+            y = jax.nn.relu(y) if i < len(strides) - 1 else y
+        return y.reshape(len(h), -1)
+
+    graph, params = nnx.split(decoder)
+    plain = nnx.to_pure_dict(params)
+    plain = {"dense": [plain["dense"][i] for i in range(len(plain["dense"]))],
+             "deconvs": [plain["deconvs"][i] for i in range(len(plain["deconvs"]))]}
+    h = jax.random.normal(jax.random.key(1), (3, 5))
+    loss = lambda y: jnp.sum(jnp.sin(y))
+    ours = jax.grad(lambda p, h: loss(nnx.merge(graph, p)(h)), (0, 1))(params, h)
+    want = jax.grad(lambda p, h: loss(reference(p, h)), (0, 1))(plain, h)
+    np.testing.assert_allclose(nnx.merge(graph, params)(h), reference(plain, h), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours[1], want[1], rtol=1e-4, atol=1e-5)
+    ours = nnx.to_pure_dict(ours[0])
+    for i in range(len(strides)):
+        for name in ("kernel", "bias"):
+            np.testing.assert_allclose(ours["deconvs"][i][name], want[0]["deconvs"][i][name], rtol=1e-4, atol=1e-5)
+    if kernels == (4, 4, 4, 4):
+        assert any(blocks is not None for blocks in read_blocks)
+
+
 STUDY = ModelSpec(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2),
                   strides=(2,), dense=(256,), decoder_kernel_sizes=(4,), code_size=10, init="glorot_uniform")
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -108,22 +108,79 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     an s x s block ("sub-pixel"), then depth-to-space. The blocks are aligned (`_output_blocks`) so the
     window is as narrow as possible: 2x2 input pixels for a 4x4 kernel of stride 2, whose 16 taps all
     land in the regrouped kernel; FLOPs are those of the direct convolution times (H+1)(W+1)/(HW)."""
-    batch, h, w, c_in = x.shape
+    return sub_pixel_conv(x, kernel, jnp.zeros((kernel.shape[-1],), kernel.dtype), stride).image()
+
+
+class SubPixel(NamedTuple):
+    """A transposed convolution layer's output as its matmul wrote it: the image is
+    `epilogue(depth_to_space(blocks, stride)[:, top:top + height, left:left + width])`, where the epilogue
+    (`bias`, then `activation`) is elementwise and so can be applied in either layout.
+
+    The next transposed convolution reads the blocks directly where its matmul is row by row (the
+    scatter form of `valid_conv`, whose rows may come in any order) and its zero padding is exactly the
+    blocks' overhang beyond the image: the study decoder's last layer. There the shuffle to the image
+    and its gradient's shuffle back are never computed: about 1.5 ms of a 43 ms step
+    (scripts/profile_conv_step.py). Where the next layer is of the gather form, it reads the image: its
+    gradient computed straight into the blocks' layout was slower than the image's gradient shuffled."""
+    blocks: jax.Array
+    stride: int
+    top: int
+    left: int
+    height: int
+    width: int
+    bias: jax.Array
+    activation: Callable | None = None
+
+    def image(self) -> jax.Array:
+        y = depth_to_space(self.blocks, self.stride)[:, self.top:self.top + self.height, self.left:self.left + self.width]
+        y = y + self.bias
+        return y if self.activation is None else self.activation(y)
+
+    def padded_blocks(self, pads: tuple[int, int, int, int]) -> jax.Array | None:
+        """The image padded with zeros by (top, bottom, left, right), space-to-depth by the stride, when
+        that padding is exactly the blocks' overhang beyond the image; else None."""
+        s, (n_h, n_w) = self.stride, self.blocks.shape[1:3]
+        if pads != (self.top, s * n_h - self.top - self.height, self.left, s * n_w - self.left - self.width):
+            return None
+        c = self.blocks.shape[-1] // (s * s)
+        y = self.blocks.reshape(*self.blocks.shape[:3], s, s, c) + self.bias      # [B, a, b, i, j, channel]
+        y = y if self.activation is None else self.activation(y)
+        rows = (np.arange(s * n_h) >= self.top) & (np.arange(s * n_h) < self.top + self.height)
+        cols = (np.arange(s * n_w) >= self.left) & (np.arange(s * n_w) < self.left + self.width)
+        inside = rows.reshape(n_h, 1, s, 1, 1) & cols.reshape(1, n_w, 1, s, 1)  # the overhang is zeroed
+        return (y * inside.astype(y.dtype)).reshape(self.blocks.shape)
+
+
+def sub_pixel_conv(x: jax.Array | SubPixel, kernel: jax.Array, bias: jax.Array, stride: int) -> SubPixel:
+    """`conv_transpose2d(x, kernel, stride) + bias` as a `SubPixel`; `x` is an image or the previous layer's
+    `SubPixel`, read from its blocks where that saves shuffles (see `SubPixel`)."""
+    if isinstance(x, SubPixel):
+        batch, h, w, c_in = x.blocks.shape[0], x.height, x.width, x.blocks.shape[-1] // x.stride**2
+    else:
+        batch, h, w, c_in = x.shape
     k_h, k_w, _, c_out = kernel.shape
     s = stride
     (g_h, lo_h, taps_h), (g_w, lo_w, taps_w) = _output_blocks(k_h, s), _output_blocks(k_w, s)
     n_h, n_w = h + (g_h > 0), w + (g_w > 0)            # blocks; a shifted grid needs one more
     span_h, span_w = len(taps_h[0]), len(taps_w[0])
-    x = jnp.pad(x, ((0, 0), (max(0, -lo_h), max(0, n_h + lo_h + span_h - 1 - h)),
-                    (max(0, -lo_w), max(0, n_w + lo_w + span_w - 1 - w)), (0, 0)))
-    x = x[:, max(0, lo_h):max(0, lo_h) + n_h + span_h - 1, max(0, lo_w):max(0, lo_w) + n_w + span_w - 1]
+    # The window reads input rows lo_h .. lo_h + n_h + span_h - 2: zeros where they fall outside.
+    pads = (max(0, -lo_h), max(0, n_h + lo_h + span_h - 1 - h), max(0, -lo_w), max(0, n_w + lo_w + span_w - 1 - w))
     # The regrouped kernel by one gather from the k*k taps and a zero: [u_h, u_w, C_in, q_h, q_w, C_out].
     flat = jnp.concatenate([kernel.reshape(k_h * k_w, c_in, c_out), jnp.zeros((1, c_in, c_out), kernel.dtype)])
     t_h, t_w = np.array(taps_h).T[:, None, :, None], np.array(taps_w).T[None, :, None, :]  # [u_h, u_w, q_h, q_w]
     index = np.where((t_h < 0) | (t_w < 0), k_h * k_w, t_h * k_w + t_w)
     blocks = flat[index].transpose(0, 1, 4, 2, 3, 5).reshape(span_h, span_w, c_in, s * s * c_out)
-    y = depth_to_space(valid_conv(x, blocks), s)
-    return y[:, g_h:g_h + s * h, g_w:g_w + s * w]
+    padded = (n_h + span_h - 1, n_w + span_w - 1)      # the window's input, when lo_h, lo_w <= 0
+    form = _form(c_in, s * s * c_out, padded, (n_h, n_w))
+    if (isinstance(x, SubPixel) and form == "scatter" and lo_h <= 0 and lo_w <= 0
+            and padded == (h + pads[0] + pads[1], w + pads[2] + pads[3])):
+        from_blocks = x.padded_blocks(pads)
+        if from_blocks is not None:
+            return SubPixel(valid_conv(from_blocks, blocks, form, block=x.stride), s, g_h, g_w, s * h, s * w, bias)
+    x = x.image() if isinstance(x, SubPixel) else x
+    x = jnp.pad(x, ((0, 0), pads[:2], pads[2:], (0, 0)))
+    x = x[:, max(0, lo_h):max(0, lo_h) + n_h + span_h - 1, max(0, lo_w):max(0, lo_w) + n_w + span_w - 1]
+    return SubPixel(valid_conv(x, blocks, form), s, g_h, g_w, s * h, s * w, bias)
 
 
 def _output_blocks(kernel: int, stride: int) -> tuple[int, int, list[list[int]]]:
@@ -158,7 +215,7 @@ def depth_to_space(x: jax.Array, s: int) -> jax.Array:
     return x.reshape(b, h, w, s, s, c // (s * s)).transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c // (s * s))
 
 
-def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.Array:
+def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None, *, block: int = 1) -> jax.Array:
     """VALID stride-1 convolution (`(B, H, W, C_in)`, HWIO kernel) as matmuls, in whichever of two exact
     forms moves less memory; each is one matmul in each direction.
     - gather (im2col): the k*k shifted windows concatenated, `(B*OH*OW, k*k*C_in) @ (k*k*C_in, C_out)`;
@@ -169,17 +226,23 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
     layers (forward and backward in a scan, batch 64, 2 cores) the pick was the faster form or within
     run-to-run noise of it: the encoder's second layer (128 channels after space-to-depth, 32 out)
     13.0 ms by scatter against 17.9 by gather (and 804 by XLA's convolution); the decoder's last (32 in,
-    4 out after regrouping) 3.9 against 14.8."""
+    4 out after regrouping) 3.9 against 14.8.
+
+    `block` > 1: x is the input space-to-depth by `block` (`SubPixel.padded_blocks`). The scatter form's
+    matmul is row by row, so it runs on the blocks as they are and only its output is shuffled, inside
+    the shifted sum's loop; the gather form reads its windows from the depth-to-space of x."""
     batch, h, w, c_in = x.shape
+    if block > 1:
+        h, w, c_in = h * block, w * block, c_in // (block * block)
     k_h, k_w, _, c_out = kernel.shape
     out_h, out_w = h - k_h + 1, w - k_w + 1
-    if k_h * k_w == 1:
-        return _matmul(x, kernel[0, 0])
-    if form is None:
-        form = "gather" if c_in * out_h * out_w <= c_out * h * w else "scatter"
-    if form == "gather":
+    form = form or _form(c_in, c_out, (h, w), (out_h, out_w))
+    if k_h * k_w == 1 or form == "gather":
+        x = depth_to_space(x, block) if block > 1 else x
         return _matmul(_im2col(x, k_h, k_w, out_h, out_w), kernel.reshape(-1, c_out))
-    taps = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, h, w, k_h * k_w, c_out)
+    rows = x.reshape(batch, *x.shape[1:3], block * block, c_in)       # a pixel a row, in the blocks' order
+    taps = _matmul(rows, kernel.transpose(2, 0, 1, 3).reshape(c_in, -1)).reshape(batch, *x.shape[1:3], -1)
+    taps = (depth_to_space(taps, block) if block > 1 else taps).reshape(batch, h, w, k_h * k_w, c_out)
     # Split into taps before shifting, so that the gradient (autodiff's transpose) pads each tap's own
     # slice and concatenates them. Slicing the whole `taps` array instead makes the gradient pad every
     # tap to the size of all of them and add those up: one fused loop with a select per tap per
@@ -187,6 +250,12 @@ def valid_conv(x: jax.Array, kernel: jax.Array, form: str | None = None) -> jax.
     shifted = [tap[:, t // k_w:t // k_w + out_h, t % k_w:t % k_w + out_w, 0]
                for t, tap in enumerate(jnp.split(taps, k_h * k_w, axis=3))]
     return functools.reduce(jnp.add, shifted)
+
+
+def _form(c_in: int, c_out: int, size: tuple[int, int], out: tuple[int, int]) -> str:
+    """The form of `valid_conv` that writes less: gather writes k*k*C_in numbers an output pixel,
+    scatter k*k*C_out an input pixel."""
+    return "gather" if c_in * out[0] * out[1] <= c_out * size[0] * size[1] else "scatter"
 
 
 def _im2col(x: jax.Array, k_h: int, k_w: int, out_h: int, out_w: int, stride: int = 1) -> jax.Array:
@@ -242,8 +311,9 @@ class _ConvLayer(nnx.Module):
         self.transpose = transpose
 
     def __call__(self, x):
-        op = conv_transpose2d if self.transpose else conv2d
-        return op(x, self.kernel[...], self.stride) + self.bias[...]
+        if self.transpose:  # a SubPixel: the next layer reads it as an image or, where cheaper, as blocks
+            return sub_pixel_conv(x, self.kernel[...], self.bias[...], self.stride)
+        return conv2d(x, self.kernel[...], self.stride) + self.bias[...]
 
 
 def _dense(a: int, b: int, init: Callable, rngs: nnx.Rngs) -> nnx.Linear:
@@ -306,5 +376,7 @@ class ConvDecoder(nnx.Module):
             with jax.named_scope(f"decoder_deconv{i}"):
                 y = deconv(y)
                 if i < len(self.deconvs) - 1:
-                    y = self.activation(y)
+                    y = y._replace(activation=self.activation)
+                else:
+                    y = y.image()
         return materialized(y).reshape(*lead, -1)
