@@ -8,9 +8,15 @@ steps under `jax.profiler`, sums each compiled op's time from the trace, and att
 layer by the op's name scope (`aejax.models.conv` names each layer `encoder_conv<i>` and
 `decoder_deconv<i>`; the backward pass is the `transpose(...)` of it). Ops outside the conv layers
 (dense layers, loss, Adam) are grouped by their last primitive. Times are per step of the whole
-population. On one XLA CPU device (the default here) the ops run one after another, each on every core,
-and the column sum matches the wall time; with `--cpu-devices 2` and several members, two members' ops
-overlap and the sum exceeds it. The table in README Speed ("where a step's time goes") comes from this script.
+population. The table in README Speed ("where a step's time goes") comes from this script.
+
+Three kinds of op: YNNPACK matmuls (`ynn_fusion`), Eigen matmuls (`dot`) and XLA's own loops. XLA gives
+YNNPACK only matmuls whose left operand is contracted on its last axis, so every weight gradient (a
+contraction over the batch's pixels, the first axis of both operands) goes to Eigen, which runs it
+asynchronously: the trace records its launch (a 605 MFLOP weight gradient shows as 0.1 ms) and its work
+is done while the next ops run, which it slows. The Eigen column therefore understates, and the loops
+column (and the next layer's rows) overstate; only their sum and the untraced wall time are firm. With
+`--cpu-devices 2` and several members, two members' ops also overlap and the sum exceeds the wall time.
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ def op_seconds(trace_dir: str) -> dict:
 
 
 def breakdown(seconds: dict, scopes: dict) -> dict:
-    """(row, 'library' or 'fusion') -> seconds; a row is a layer and direction, or `other: <primitive>`."""
+    """(row, kind) -> seconds; a row is a layer and direction, or `other: <primitive>`; a kind is "ynn",
+    "eigen" or "loops"."""
     rows = collections.defaultdict(float)
     for name, t in seconds.items():
         scope = scopes.get(name)
@@ -62,7 +69,7 @@ def breakdown(seconds: dict, scopes: dict) -> dict:
         layer = LAYER.search(scope)
         row = (f"{layer.group(1)} {'backward' if 'transpose(' in scope else 'forward'}" if layer
                else f"other: {scope.split('/')[-1]}")
-        kind = "library" if name.startswith(("ynn_fusion", "dot", "custom-call")) else "fusion"
+        kind = "ynn" if name.startswith("ynn_fusion") else "eigen" if name.startswith(("dot", "custom-call")) else "loops"
         rows[row, kind] += t
     return rows
 
@@ -93,26 +100,26 @@ def main() -> None:
         jax.profiler.stop_trace()
         seconds = op_seconds(trace_dir)
     rows = breakdown(seconds, op_names(program.as_text()))
-    per_step = {row: (rows.get((row, "library"), 0.0) + rows.get((row, "fusion"), 0.0)) / args.steps
-                for row, _ in list(rows)}
+    kinds = ("ynn", "eigen", "loops")
+    per_step = collections.defaultdict(lambda: dict.fromkeys(kinds, 0.0))
+    for (row, kind), t in rows.items():
+        per_step[row][kind] += t / args.steps
     print(f"E = {args.members}, batch {CONV_BATCH}, {jax.device_count()} CPU device(s): {wall * 1e3:.1f} ms a "
-          f"population step untraced, {sum(per_step.values()) * 1e3:.1f} ms of ops a step traced")
-    print(f"{'':34}{'ms':>7}{'library':>9}{'fusions':>9}")
+          f"population step untraced, {sum(sum(k.values()) for k in per_step.values()) * 1e3:.1f} ms of ops "
+          f"a step traced")
+    print(f"{'':34}{'ms':>7}{'YNNPACK':>9}{'Eigen':>9}{'loops':>9}")
 
-    def line(name: str, library: float, fusions: float) -> None:
-        print(f"{name:34}{(library + fusions) * 1e3:7.2f}{library * 1e3:9.2f}{fusions * 1e3:9.2f}")
+    def line(name: str, times: dict) -> None:
+        print(f"{name:34}{sum(times.values()) * 1e3:7.2f}" + "".join(f"{times[k] * 1e3:9.2f}" for k in kinds))
 
-    totals = collections.defaultdict(float)
-    for row, t in sorted(per_step.items(), key=lambda kv: -kv[1]):
-        library, fusions = (rows.get((row, kind), 0.0) / args.steps for kind in ("library", "fusion"))
-        group = "other" if row.startswith("other") else "conv layers"
-        totals[group, "library"] += library
-        totals[group, "fusion"] += fusions
-        if t >= 0.05e-3:  # the rest are scalars and bookkeeping
-            line(row, library, fusions)
-    for group in ("conv layers", "other"):
-        line(f"total: {group}", totals[group, "library"], totals[group, "fusion"])
-
+    totals = {group: dict.fromkeys(kinds, 0.0) for group in ("conv layers", "other")}
+    for row, times in sorted(per_step.items(), key=lambda kv: -sum(kv[1].values())):
+        for kind in kinds:
+            totals["other" if row.startswith("other") else "conv layers"][kind] += times[kind]
+        if sum(times.values()) >= 0.05e-3:  # the rest are scalars and bookkeeping
+            line(row, times)
+    for group, times in totals.items():
+        line(f"total: {group}", times)
 
 if __name__ == "__main__":
     main()
