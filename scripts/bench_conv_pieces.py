@@ -1,4 +1,4 @@
-"""Three pieces of the study VAE's training step, each timed alone inside a `lax.scan` (as the engine runs
+"""Four pieces of the study VAE's training step, each timed alone inside a `lax.scan` (as the engine runs
 steps), batch 64; milliseconds per step, best of 5 calls of 8 steps. README Speed quotes them.
 
     uv run --locked python scripts/bench_conv_pieces.py
@@ -11,6 +11,9 @@ steps), batch 64; milliseconds per step, best of 5 calls of 8 steps. README Spee
    XLA fuses it in the step), against the same shuffle of an input already padded; each followed by the
    layer's matmul (18,496 x 128 x 128), the same in both.
 3. One member's epoch shuffle: `jax.random.permutation` of 12,800 examples (once per compiled call).
+4. That layer's weight gradient, (18,496 x 128)^T (18,496 x 128): a contraction over the first axis of both
+   operands, which XLA gives to Eigen (YNNPACK takes only a left operand contracted on its last axis),
+   against a matmul of the same FLOPs in the forward's shape (18,496 x 128) (128 x 128), which YNNPACK runs.
 Each figure is the piece's time less that of the same scan passing its input through.
 """
 
@@ -74,6 +77,12 @@ def main() -> None:
     seed = jax.random.normal(key, (2,))  # scaled by the carry: a new permutation every step
     shuffle = lambda s: jax.random.permutation(jax.random.fold_in(key, (s[0] * 1e3).astype(jnp.int32)), 12_800)
     print(f"3. one epoch shuffle of 12,800 examples: {ms_per_step(shuffle, seed) - passthrough(seed):.2f} ms")
+
+    rows = space_to_depth(padded, 2).reshape(-1, 128)                          # the layer's input, 18,496 x 128
+    gradient = jax.random.normal(key, rows.shape)
+    weight_gradient = lambda x: lax.dot_general(x, gradient, (((0,), (0,)), ((), ())))
+    for name, piece in (("weight gradient (Eigen)", weight_gradient), ("forward-shaped (YNNPACK)", lambda x: x @ kernel)):
+        print(f"4. 18,496 x 128 x 128 matmul, {name}: {ms_per_step(piece, rows) - passthrough(rows):.2f} ms")
 
 
 if __name__ == "__main__":

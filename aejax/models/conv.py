@@ -126,7 +126,7 @@ class SubPixel(NamedTuple):
     image: its gradient computed straight into the blocks' layout was slower than the image's gradient
     shuffled (the decoder's first two layers' backward: 6.6 ms against 5.3 in scripts/profile_conv_step.py).
     (The same hand-off in the encoder, its first layer writing its output in the second layer's
-    space-to-depth order, gained nothing: 41.2 and 40.7 ms against 41.2 and 40.9.)"""
+    space-to-depth order, gained nothing: 41.8 and 40.7 ms against 41.2 and 40.9.)"""
     blocks: jax.Array
     stride: int
     top: int
