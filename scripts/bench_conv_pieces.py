@@ -79,8 +79,8 @@ def main() -> None:
     print(f"3. one epoch shuffle of 12,800 examples: {ms_per_step(shuffle, seed) - passthrough(seed):.2f} ms")
 
     rows = space_to_depth(padded, 2).reshape(-1, 128)                          # the layer's input, 18,496 x 128
-    gradient = jax.random.normal(key, rows.shape)
-    weight_gradient = lambda x: lax.dot_general(x, gradient, (((0,), (0,)), ((), ())))
+    output_gradient = jax.random.normal(key, rows.shape)
+    weight_gradient = lambda x: lax.dot_general(x, output_gradient, (((0,), (0,)), ((), ())))
     for name, piece in (("weight gradient (Eigen)", weight_gradient), ("forward-shaped (YNNPACK)", lambda x: x @ kernel)):
         print(f"4. 18,496 x 128 x 128 matmul, {name}: {ms_per_step(piece, rows) - passthrough(rows):.2f} ms")
 

@@ -10,11 +10,11 @@ layer by the op's name scope (`aejax.models.conv` names each layer `encoder_conv
 (dense layers, loss, Adam) are grouped by their last primitive. Times are per step of the whole
 population. The table in README Speed ("where a step's time goes") comes from this script.
 
-Three kinds of op: YNNPACK matmuls (`ynn_fusion`), Eigen matmuls (`dot`) and XLA's own loops. XLA gives
-YNNPACK only matmuls whose left operand is contracted on its last axis, so every weight gradient (a
-contraction over the batch's pixels, the first axis of both operands) goes to Eigen, which runs it
-asynchronously: the trace records its launch (a 605 MFLOP weight gradient shows as 0.1 ms) and its work
-is done while the next ops run, which it slows. The Eigen column therefore understates, and the loops
+Three kinds of op: YNNPACK kernels (`ynn_fusion`: matmuls, some reductions), Eigen matmuls (`dot`; a
+custom call would count here too) and XLA's own loops. XLA gives YNNPACK only matmuls whose left operand
+is contracted on its last axis, so every weight gradient (a contraction over the batch's pixels, the first
+axis of both operands) goes to Eigen, which runs it asynchronously: the trace records its launch (a 606
+MFLOP weight gradient shows as 0.1 ms) and its work is done while the next ops run, which it slows. The Eigen column therefore understates, and the loops
 column (and the next layer's rows) overstate; only their sum and the untraced wall time are firm. With
 `--cpu-devices 2` and several members, two members' ops also overlap and the sum exceeds the wall time.
 """
@@ -120,6 +120,7 @@ def main() -> None:
             line(row, times)
     for group, times in totals.items():
         line(f"total: {group}", times)
+
 
 if __name__ == "__main__":
     main()
