@@ -110,7 +110,7 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     an s x s block ("sub-pixel"), then depth-to-space. The blocks are aligned (`_output_blocks`) so the
     window is as narrow as possible: 2x2 input pixels for a 4x4 kernel of stride 2, whose 16 taps all
     land in the regrouped kernel; FLOPs are those of the direct convolution times (H+1)(W+1)/(HW)."""
-    return sub_pixel_conv(x, kernel, jnp.zeros((kernel.shape[-1],), kernel.dtype), stride).image()
+    return sub_pixel_conv(x, kernel, None, stride).image()
 
 
 class SubPixel(NamedTuple):
@@ -133,12 +133,15 @@ class SubPixel(NamedTuple):
     left: int
     height: int
     width: int
-    bias: jax.Array
+    bias: jax.Array | None
     activation: Callable | None = None
 
     def image(self) -> jax.Array:
         y = depth_to_space(self.blocks, self.stride)
-        y = y[:, self.top:self.top + self.height, self.left:self.left + self.width] + self.bias
+        return self._epilogue(y[:, self.top:self.top + self.height, self.left:self.left + self.width])
+
+    def _epilogue(self, y: jax.Array) -> jax.Array:
+        y = y if self.bias is None else y + self.bias
         return y if self.activation is None else self.activation(y)
 
     def padded_blocks(self, pads: tuple[int, int, int, int]) -> jax.Array | None:
@@ -148,21 +151,20 @@ class SubPixel(NamedTuple):
         if pads != (self.top, s * n_h - self.top - self.height, self.left, s * n_w - self.left - self.width):
             return None
         c = self.blocks.shape[-1] // (s * s)
-        y = self.blocks.reshape(*self.blocks.shape[:3], s, s, c) + self.bias      # [B, a, b, i, j, channel]
-        y = y if self.activation is None else self.activation(y)
+        y = self._epilogue(self.blocks.reshape(*self.blocks.shape[:3], s, s, c))  # [B, a, b, i, j, channel]
         rows = (np.arange(s * n_h) >= self.top) & (np.arange(s * n_h) < self.top + self.height)
         cols = (np.arange(s * n_w) >= self.left) & (np.arange(s * n_w) < self.left + self.width)
         inside = rows.reshape(n_h, 1, s, 1, 1) & cols.reshape(1, n_w, 1, s, 1)  # the overhang is zeroed
         return jnp.where(inside, y, 0).reshape(self.blocks.shape)  # where, not a product: 0 * inf is NaN
 
 
-def sub_pixel_conv(x: jax.Array | SubPixel, kernel: jax.Array, bias: jax.Array, stride: int) -> SubPixel:
+def sub_pixel_conv(x: jax.Array | SubPixel, kernel: jax.Array, bias: jax.Array | None, stride: int) -> SubPixel:
     """`conv_transpose2d(x, kernel, stride) + bias` as a `SubPixel`; `x` is an image or the previous layer's
     `SubPixel`, read from its blocks where that saves shuffles (see `SubPixel`)."""
     if isinstance(x, SubPixel):
-        batch, h, w, c_in = x.blocks.shape[0], x.height, x.width, x.blocks.shape[-1] // x.stride**2
+        h, w, c_in = x.height, x.width, x.blocks.shape[-1] // x.stride**2
     else:
-        batch, h, w, c_in = x.shape
+        _, h, w, c_in = x.shape
     k_h, k_w, _, c_out = kernel.shape
     s = stride
     (g_h, lo_h, taps_h), (g_w, lo_w, taps_w) = _output_blocks(k_h, s), _output_blocks(k_w, s)
