@@ -81,7 +81,16 @@ def precheck(argv: list[str]) -> None:
         if args.config_dir:  # -cd: an extra config folder, searched like Hydra searches it
             first.append(f"hydra.searchpath=[file://{Path(args.config_dir).absolute()}]")
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            cfg = compose(config_name, overrides=first, return_hydra_config=True)
+            try:
+                cfg, foreign = compose(config_name, overrides=first, return_hydra_config=True), None
+            except Exception as err:
+                first, foreign = with_foreign_setting(first, str(err))
+                for _ in range(len(first)):  # each setting of another family the preset lacks, in turn
+                    try:
+                        cfg = compose(config_name, overrides=first, return_hydra_config=True)
+                        break
+                    except Exception as again:
+                        first = with_foreign_setting(first, str(again))[0]
         HydraConfig.instance().set_config(cfg)  # `${hydra:...}` in the config (the default name) resolves
         config = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     except Exception as err:  # Hydra's messages span several lines: make them one
@@ -90,6 +99,10 @@ def precheck(argv: list[str]) -> None:
         return  # printing the config or Hydra's info runs nothing
     try:
         spec = parse_run(config)
+        if foreign:  # composed above and at its default, so the check let it pass: it still sets nothing here
+            raise ConfigError(f"{foreign} is not a setting of model.family={spec.model.family}"
+                              + (f" with model.{spec.model.declaration.variant_setting}={spec.model.objective.name}"
+                                 if spec.model.objective else "") + "; it belongs to another family or objective")
         check_spec(spec.data)  # data.name among the loaders, the datasets' own limits
         check_settings(spec)  # metrics.disentanglement=true on data without ground-truth factors
         check_wandb_login(spec.logger)
@@ -100,6 +113,21 @@ def precheck(argv: list[str]) -> None:
     if key in hydra_overrides:
         check_directory(key, hydra_overrides[key], None if multirun else config, args.overrides,
                         lambda: compose(config_name, overrides=[]), config_dir)
+
+
+def with_foreign_setting(overrides: list[str], message: str) -> tuple[list[str], str]:
+    """`model=vae model.gamma=10`: gamma is not in the VAE's preset, so Hydra refuses to override it. When
+    another family or objective declares the setting, compose it anyway (`+model.gamma=10`) so that the
+    config check names whom it belongs to; any other error is raised as Hydra gave it."""
+    from aejax.config import ModelSpec, model_field
+    from aejax.settings import declared
+
+    key = message.split("'")[1] if message.startswith("Could not override") else ""
+    name = key.partition(".")[2]
+    network = {f.name for f in declared(ModelSpec)}
+    if not (key.startswith("model.") and model_field(name) is not None and name not in network):
+        raise RuntimeError(message)
+    return [f"+{o}" if o.partition("=")[0] == key else o for o in overrides], key
 
 
 def check_run_directory(path: Path, config: dict, overrides: list[str], compose_defaults, config_dir: str) -> None:

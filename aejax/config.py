@@ -1,119 +1,90 @@
 """Typed views of the Hydra config, checked once at the start of a run.
 
-Every bad setting raises `ConfigError` with one line naming the setting, its value and
-what is allowed. Nothing downstream reads the raw Hydra config: builders receive these
-dataclasses, so a typo can never be silently ignored.
+Every bad setting raises `ConfigError` with one line naming the setting, its value and what is
+allowed. Nothing downstream reads the raw Hydra config: builders receive these dataclasses, so a typo
+can never be silently ignored.
+
+Each section's settings are declared once, with their meaning and allowed values (`aejax.settings`):
+here for the network every family shares, the optimiser, trainer, logger, population and metrics;
+in `aejax.data.spec` for the data; in each family's and objective's module for their own `model.*`
+settings (`aejax.families`). One checker applies the declarations; the rules between fields are the
+`check()` methods below and each family's `check`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from aejax.data.spec import DataSpec
 from aejax.errors import ConfigError
+from aejax.families import FAMILIES
+from aejax.families.registry import Family, Objective
+from aejax.nets import ACTIVATIONS, ARCHITECTURES, CONV_IMPLS, INITS
+from aejax.tasks import TASKS
+from aejax.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SECONDS, Rule, check_declared,
+                            coerce, declared, flatten, is_int, is_number, member_settings, one_of, parse_section,
+                            positive_ints, require, setting, shard_range, yaml_word)
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear", "elu", "gelu", "softplus")
-# Per-member hyperparameters: they keep every array shape, so a population can vary them
-# inside one compiled program. Anything else (code size, depth) is a Hydra multirun axis.
-MEMBER_HYPERPARAMETERS = ("optim.learning_rate", "model.sparsity_weight", "model.noise_level",
-                          "model.beta", "model.contractive_weight", "model.top_k",
-                          "model.gamma", "model.lambda_od", "model.c_max")
-# model.objective (aejax/vae_objectives.py's registry) and the objectives each weight applies to.
-VAE_OBJECTIVES = ("beta_vae", "beta_tc_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "annealed_vae")
-OBJECTIVE_SETTINGS = {"beta": ("beta_vae", "beta_tc_vae"), "gamma": ("factor_vae", "annealed_vae"),
-                      "lambda_od": ("dip_vae_i", "dip_vae_ii"), "lambda_d_factor": ("dip_vae_i", "dip_vae_ii"),
-                      "c_max": ("annealed_vae",), "iteration_threshold": ("annealed_vae",)}
+__all__ = ["ConfigError", "DataSpec", "ModelSpec", "RunSpec", "flatten", "parse_run", "require", "shard_range"]
 
-
-def require(ok: bool, setting: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{setting}={value!r} is not allowed; expected {allowed}")
-
-
-def one_of(setting: str, value: Any, choices) -> None:
-    require(value in choices, setting, value, "one of " + ", ".join(map(str, choices)))
+CORRUPTIONS = ("gaussian", "mask", "salt_pepper")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    family: str = "autoencoder"          # autoencoder | vae
-    architecture: str = "mlp"            # mlp | conv
-    hidden: tuple = (256,)               # MLP hidden sizes, encoder order (decoder mirrors)
-    channels: tuple = (16, 32)           # conv channels, encoder order
-    kernel_sizes: tuple = (3,)           # conv kernel side per layer (one value: every layer)
-    strides: tuple = (2,)                # conv stride per layer (one value: every layer)
-    dense: tuple = ()                    # conv: dense layer sizes between the conv stack and the code
-    decoder_kernel_sizes: tuple = ()     # transposed conv kernels, decoder order (empty: the encoder's, mirrored)
-    init: str = "lecun_normal"           # kernel initialiser: lecun_normal (flax) | glorot_uniform (TensorFlow/Keras)
-    code_size: int = 32
-    activation: str = "relu"
-    code_activation: str = "linear"
-    output_activation: str = "sigmoid"
-    reconstruction_loss: str = "squared_error"  # squared_error | cross_entropy (autoencoder family)
-    tied_weights: bool = False
-    init_scale: float = 1.0              # multiplies every initial weight matrix
-    sparsity: str = "none"               # none | l1 | kl | topk
-    sparsity_weight: float = 0.0
-    sparsity_target: float = 0.05        # rho, for sparsity=kl
-    top_k: int = 0                       # k, for sparsity=topk
-    corruption: str = "gaussian"         # gaussian | mask | salt_pepper
-    noise_level: float = 0.0             # sigma, or the fraction of inputs corrupted
-    contractive_weight: float = 0.0
-    beta: float = 1.0
-    likelihood: str = "bernoulli"        # VAE decoder: bernoulli | gaussian
-    objective: str = "beta_vae"          # VAE: one of VAE_OBJECTIVES (aejax/vae_objectives.py)
-    gamma: float = 1.0                   # factor_vae: weight of the TC; annealed_vae: of |KL - C(t)|
-    lambda_od: float = 1.0               # dip_vae_*: weight of the off-diagonal covariance penalty
-    lambda_d_factor: float | None = None  # dip_vae_*: lambda_d = lambda_d_factor * lambda_od; null: 10 (I), 1 (II)
-    c_max: float = 0.0                   # annealed_vae: the capacity C(t) reaches, in nats
-    iteration_threshold: int = 100000    # annealed_vae: steps for C(t) to rise from 0 to c_max
+    """The network every family shares, the input corruption and contractive penalty every family can
+    train with, and (derived while parsing) the family's and its objective's own settings."""
+    family: str = setting("autoencoder", "the model family (aejax/families)", choices=lambda: tuple(FAMILIES))
+    architecture: str = setting("mlp", "the encoder and decoder stacks", choices=ARCHITECTURES)
+    hidden: tuple = setting((256,), "MLP hidden sizes, encoder order; the decoder mirrors them",
+                            rule=positive_ints("layer sizes"))
+    channels: tuple = setting((16, 32), "conv channels, encoder order (each layer divides H and W by its stride)",
+                              rule=positive_ints("channel counts", non_empty=True))
+    kernel_sizes: tuple = setting((3,), "conv kernel side per layer, encoder order (one value: every layer)")
+    strides: tuple = setting((2,), "conv stride per layer (one value: every layer)")
+    dense: tuple = setting((), "conv: dense layer sizes between the conv stack and the code",
+                           rule=positive_ints("dense layer sizes"))
+    decoder_kernel_sizes: tuple = setting((), "transposed conv kernel sides, decoder order ([]: the encoder's)")
+    init: str = setting("lecun_normal", "kernel initialiser (glorot_uniform: TensorFlow's)", choices=tuple(INITS))
+    conv_impl: str = setting("auto", "conv layers: auto (matmul on a CPU, xla elsewhere) | matmul | xla",
+                             choices=CONV_IMPLS)
+    code_size: int = setting(32, "< input dim: undercomplete; > input dim: overcomplete", rule=POSITIVE_INT)
+    activation: str = setting("relu", "hidden-layer activation", choices=tuple(ACTIVATIONS))
+    init_scale: float = setting(1.0, "multiplies every initial kernel", rule=POSITIVE)
+    corruption: str = setting("gaussian", "denoising corruption of the input (the target stays clean)",
+                              choices=CORRUPTIONS)
+    noise_level: float = setting(0.0, "sigma, or the corrupted fraction", member=True, label="noise")
+    contractive_weight: float = setting(0.0, "weight of ||J_f(x)||_F^2", rule=NON_NEGATIVE, member=True,
+                                        label="contractive")
+    imports: tuple = setting((), "modules imported first: they register families or objectives of your own")
+    family_settings: Any = field(default=None, metadata={"derived": True})
+    objective_settings: Any = field(default=None, metadata={"derived": True})
+
+    @property
+    def declaration(self) -> Family:
+        return FAMILIES[self.family]
+
+    @property
+    def objective(self) -> Objective | None:
+        fam = self.declaration
+        return fam.objectives[getattr(self.family_settings, fam.variant_setting)] if fam.variant_setting else None
+
+    def get(self, name: str):
+        """A model setting by name, wherever it is declared (network, family, objective)."""
+        for where in (self, self.family_settings, self.objective_settings):
+            if where is not None and name in {f.name for f in declared(type(where))}:
+                return getattr(where, name)
+        raise KeyError(name)
 
     def check(self) -> None:
-        one_of("model.family", self.family, ("autoencoder", "vae"))
-        one_of("model.architecture", self.architecture, ("mlp", "conv"))
-        require(self.code_size > 0, "model.code_size", self.code_size, "an integer > 0")
-        require(all(_is_int(h) and h > 0 for h in self.hidden), "model.hidden", list(self.hidden),
-                "a list of positive integers (layer sizes)")
-        require(len(self.channels) > 0 and all(_is_int(c) and c > 0 for c in self.channels), "model.channels",
-                list(self.channels), "a non-empty list of positive integers (channel counts)")
         self.check_conv_layers()
-        for name in ("activation", "code_activation", "output_activation"):
-            one_of(f"model.{name}", getattr(self, name), ACTIVATIONS)
-        one_of("model.reconstruction_loss", self.reconstruction_loss, ("squared_error", "cross_entropy"))
-        if self.reconstruction_loss == "cross_entropy":
-            require(self.output_activation == "sigmoid", "model.output_activation", self.output_activation,
-                    "sigmoid when model.reconstruction_loss=cross_entropy")
-            require(self.family == "autoencoder", "model.reconstruction_loss", self.reconstruction_loss,
-                    "squared_error for model.family=vae (its reconstruction term is set by model.likelihood)")
-        require(self.init_scale > 0, "model.init_scale", self.init_scale, "a number > 0")
-        one_of("model.sparsity", self.sparsity, ("none", "l1", "kl", "topk"))
-        require(self.sparsity_weight >= 0, "model.sparsity_weight", self.sparsity_weight, "a number >= 0")
-        require(0 < self.sparsity_target < 1, "model.sparsity_target", self.sparsity_target,
-                "a number in (0, 1)")
-        if self.sparsity == "kl":
-            require(self.code_activation == "sigmoid", "model.code_activation", self.code_activation,
-                    "sigmoid when model.sparsity=kl (the KL penalty needs activations in (0, 1))")
-        if self.sparsity == "topk":
-            require(0 < self.top_k <= self.code_size, "model.top_k", self.top_k,
-                    f"an integer in [1, model.code_size={self.code_size}] when model.sparsity=topk")
-        one_of("model.corruption", self.corruption, ("gaussian", "mask", "salt_pepper"))
         check_noise_level(self.corruption, self.noise_level)
-        require(self.contractive_weight >= 0, "model.contractive_weight", self.contractive_weight,
-                "a number >= 0")
-        require(self.beta >= 0, "model.beta", self.beta, "a number >= 0")
-        one_of("model.likelihood", self.likelihood, ("bernoulli", "gaussian"))
-        one_of("model.objective", self.objective, VAE_OBJECTIVES)
-        for name in ("gamma", "lambda_od", "c_max"):
-            require(getattr(self, name) >= 0, f"model.{name}", getattr(self, name), "a number >= 0")
-        require(self.lambda_d_factor is None or self.lambda_d_factor >= 0, "model.lambda_d_factor",
-                self.lambda_d_factor, "null (10 for dip_vae_i, 1 for dip_vae_ii) or a number >= 0")
-        require(self.iteration_threshold > 0, "model.iteration_threshold", self.iteration_threshold,
-                "an integer > 0 (steps)")
-        if self.family == "vae":
-            require(not self.tied_weights, "model.tied_weights", self.tied_weights, "false for model.family=vae")
-
 
     def conv_layers(self) -> tuple[tuple, tuple, tuple]:
         """Per-layer kernel sizes and strides of the encoder, and the decoder's kernel sizes (its order)."""
@@ -127,12 +98,9 @@ class ModelSpec:
         n = len(self.channels)
         for name in ("kernel_sizes", "strides", "decoder_kernel_sizes"):
             values = getattr(self, name)
-            ok = all(_is_int(v) and v > 0 for v in values) and (len(values) in (1, n) or
-                                                                 (name == "decoder_kernel_sizes" and not values))
+            ok = all(is_int(v) and v > 0 for v in values) and (len(values) in (1, n) or
+                                                                (name == "decoder_kernel_sizes" and not values))
             require(ok, f"model.{name}", list(values), f"positive integers, one per conv layer ({n}) or one for all")
-        require(all(_is_int(d) and d > 0 for d in self.dense), "model.dense", list(self.dense),
-                "a list of positive integers (dense layer sizes)")
-        one_of("model.init", self.init, ("lecun_normal", "glorot_uniform"))
         if self.architecture != "conv":
             return
         kernels, strides, decoder = self.conv_layers()
@@ -151,161 +119,59 @@ def check_noise_level(corruption: str, level: float) -> None:
 
 
 @dataclass(frozen=True)
-class DataSpec:
-    name: str = "digits"                 # synthetic | digits | mnist | array | images | dsprites | shapes_toy | ...
-    root: str | None = None              # mnist: folder of IDX .gz files (None: aejax.data.cache.locate)
-    download: bool = True                # mnist: fetch missing files where the network allows
-    train_size: int | None = None        # cap on training examples (None: all)
-    val_fraction: float = 0.1            # of the training split, taken from its end
-    test_size: int | None = None         # cap on test examples
-    binarize: str = "none"               # none | fixed (one Bernoulli draw, kept) | dynamic (a draw per step) | threshold
-    # synthetic data
-    generator: str = "manifold"          # manifold | cosine_pairs
-    dim: int = 64
-    intrinsic_dim: int = 2
-    num_samples: int = 2000
-    noise: float = 0.05
-    similarity: float = 0.9              # cosine_pairs
-    seed: int = 0
-    # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
-    path: str | None = None              # array: a .npy or .npz file; images: a folder; dsprites: the original
-    inputs_key: str = "x"                # array .npz: the inputs
-    labels_key: str | None = "y"         # array .npz: the labels, used if present (null: none)
-    test_inputs_key: str | None = None   # array .npz: a test split; null: "<inputs_key>_test" if present
-    test_labels_key: str | None = None   # array .npz: null: "<labels_key>_test" if present
-    factors_key: str | None = None       # array .npz: integer ground-truth factors (N, F) (null: none)
-    test_factors_key: str | None = None  # array .npz: the test split's; null: "<factors_key>_test"
-    image_shape: tuple | None = None     # array of flat (N, D) inputs: [H, W] or [H, W, C]; null: vectors
-    test_fraction: float = 0.2           # array/images without a test split: the fixed share held out
-    split_shuffle: bool = True           # array/images: one fixed permutation before splitting (false: file order)
-    color: str = "grayscale"             # images: grayscale | rgb
-    image_size: Any = None               # images: resize to [H, W] (an int: square); null: all one size
-    loader: str | None = None            # "package.module:function(spec) -> Dataset", for any data.name
-
-    def check(self) -> None:
-        # data.name is checked against the loaders by aejax.data.check_spec (config knows no dataset).
-        require(isinstance(self.name, str) and self.name != "", "data.name", self.name, "a dataset name")
-        if self.loader is not None:
-            module, _, attr = str(self.loader).partition(":")
-            require(isinstance(self.loader, str) and module and attr, "data.loader", self.loader,
-                    "null or 'package.module:function'")
-        if self.name in ("array", "images") and self.loader is None:
-            kind = "a .npy or .npz file" if self.name == "array" else "a folder of image files"
-            require(isinstance(self.path, str) and self.path != "", "data.path", self.path,
-                    f"{kind} for data.name={self.name}")
-            if self.name == "array":
-                require(self.path.lower().endswith((".npy", ".npz")), "data.path", self.path, kind)
-        require(self.path is None or isinstance(self.path, str), "data.path", self.path, "null or a path")
-        require(isinstance(self.inputs_key, str) and self.inputs_key != "", "data.inputs_key", self.inputs_key,
-                "the name of an array in data.path")
-        for key in ("labels_key", "test_inputs_key", "test_labels_key", "factors_key", "test_factors_key"):
-            value = getattr(self, key)
-            require(value is None or (isinstance(value, str) and value != ""), f"data.{key}", value,
-                    "null or the name of an array in data.path")
-        shape = self.image_shape
-        require(shape is None or (isinstance(shape, tuple) and len(shape) in (2, 3)
-                                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)),
-                "data.image_shape", list(shape) if isinstance(shape, tuple) else shape,
-                "null, [H, W] or [H, W, C] (positive integers)")
-        require(0 < self.test_fraction < 1, "data.test_fraction", self.test_fraction, "a number in (0, 1)")
-        require(isinstance(self.split_shuffle, bool), "data.split_shuffle", self.split_shuffle, "true or false")
-        one_of("data.color", self.color, ("grayscale", "rgb"))
-        size = self.image_size
-        sizes = (size,) if isinstance(size, int) else size if isinstance(size, tuple) and len(size) == 2 else ()
-        require(size is None or (sizes and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                               for v in sizes)),
-                "data.image_size", list(size) if isinstance(size, tuple) else size,
-                "null, [H, W] or an integer (positive)")
-        for key in ("train_size", "test_size"):
-            value = getattr(self, key)
-            require(value is None or value > 0, f"data.{key}", value, "null or an integer > 0")
-        require(0 <= self.val_fraction < 1, "data.val_fraction", self.val_fraction, "a number in [0, 1)")
-        one_of("data.binarize", self.binarize, ("none", "fixed", "dynamic", "threshold"))
-        one_of("data.generator", self.generator, ("manifold", "cosine_pairs"))
-        require(self.dim > 0, "data.dim", self.dim, "an integer > 0")
-        require(0 < self.intrinsic_dim <= self.dim, "data.intrinsic_dim", self.intrinsic_dim,
-                f"an integer in [1, data.dim={self.dim}]")
-        require(self.num_samples > 1, "data.num_samples", self.num_samples, "an integer > 1")
-        require(self.noise >= 0, "data.noise", self.noise, "a number >= 0")
-        require(-1 <= self.similarity <= 1, "data.similarity", self.similarity, "a cosine in [-1, 1]")
-        require(self.seed >= 0, "data.seed", self.seed, "an integer >= 0")
-
-
-@dataclass(frozen=True)
 class OptimSpec:
-    name: str = "adam"                   # adam | adamw | sgd | rmsprop
-    learning_rate: float = 1e-3
-    schedule: str = "constant"           # constant | cosine | warmup_cosine
-    warmup_steps: int = 0
-    momentum: float = 0.9                # sgd
-    weight_decay: float = 1e-4           # adamw
-    clip_norm: float | None = None
+    name: str = setting("adam", "the optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
+    learning_rate: float = setting(1e-3, "the step size", rule=POSITIVE, member=True, label="lr")
+    schedule: str = setting("constant", "learning-rate schedule", choices=("constant", "cosine", "warmup_cosine"))
+    warmup_steps: int = setting(0, "warmup_cosine: steps of linear warmup", rule=NON_NEGATIVE_INT)
+    momentum: float = setting(0.9, "sgd", rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    weight_decay: float = setting(1e-4, "adamw", rule=NON_NEGATIVE)
+    clip_norm: float | None = setting(None, "clip the global gradient norm (null: no clipping)",
+                                      rule=Rule(lambda v: v > 0, "null or a number > 0"))
 
     def check(self) -> None:
-        one_of("optim.name", self.name, ("adam", "adamw", "sgd", "rmsprop"))
-        require(self.learning_rate > 0, "optim.learning_rate", self.learning_rate, "a number > 0")
-        one_of("optim.schedule", self.schedule, ("constant", "cosine", "warmup_cosine"))
-        require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
         require(self.warmup_steps == 0 or self.schedule == "warmup_cosine", "optim.warmup_steps", self.warmup_steps,
                 "0 unless optim.schedule=warmup_cosine (the other schedules have no warmup)")
-        require(0 <= self.momentum < 1, "optim.momentum", self.momentum, "a number in [0, 1)")
-        require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
-        require(self.clip_norm is None or self.clip_norm > 0, "optim.clip_norm", self.clip_norm,
-                "null or a number > 0")
 
 
 @dataclass(frozen=True)
 class TrainerSpec:
-    epochs: int = 10
-    batch_size: int = 128
-    log_every: int = 10                  # steps between metrics.jsonl lines
-    checkpoint_every: int = 0            # epochs between checkpoints; 0: only at the end
-    resume: bool = False                 # continue the run saved in the run dir (its config.yaml)
-    progress: str = "auto"               # auto: a bar on a terminal, log lines otherwise | on (bar) | log | off
-    progress_interval_s: float = 30.0    # seconds between progress log lines (no terminal)
-    on_divergence: str = "auto"          # mask | stop | auto (mask for populations, stop for one member)
-    eval_every: int = 0                  # epochs between validation metrics during training; 0: only at the end
-    figure_formats: tuple = ("png",)     # any of png, pdf, svg
-    call_seconds: float = 10.0           # target duration of one compiled call (signals, progress wait for it)
-
-    def check(self) -> None:
-        require(self.call_seconds > 0, "trainer.call_seconds", self.call_seconds,
-                "seconds > 0 (the target duration of one compiled call)")
-        require(self.epochs > 0, "trainer.epochs", self.epochs, "an integer > 0")
-        require(self.batch_size > 0, "trainer.batch_size", self.batch_size, "an integer > 0")
-        require(self.log_every > 0, "trainer.log_every", self.log_every, "an integer > 0")
-        require(self.checkpoint_every >= 0, "trainer.checkpoint_every", self.checkpoint_every,
-                "an integer >= 0")
-        one_of("trainer.progress", self.progress, ("auto", "on", "log", "off"))
-        require(self.progress_interval_s > 0, "trainer.progress_interval_s", self.progress_interval_s, "seconds > 0")
-        one_of("trainer.on_divergence", self.on_divergence, ("auto", "mask", "stop"))
-        require(self.eval_every >= 0, "trainer.eval_every", self.eval_every, "an integer >= 0 (epochs; 0: only at the end)")
-        require(len(self.figure_formats) > 0 and set(self.figure_formats) <= {"png", "pdf", "svg"},
-                "trainer.figure_formats", list(self.figure_formats), "a non-empty list of png, pdf, svg")
+    epochs: int = setting(10, "passes over the training split", rule=POSITIVE_INT)
+    batch_size: int = setting(128, "examples per step", rule=POSITIVE_INT)
+    log_every: int = setting(10, "steps between metrics.jsonl lines", rule=POSITIVE_INT)
+    checkpoint_every: int = setting(0, "epochs between checkpoints; 0: only at the end", rule=NON_NEGATIVE_INT)
+    resume: bool = setting(False, "continue the run saved in the run dir (its config.yaml)")
+    progress: str = setting("auto", "auto: a bar on a terminal, log lines otherwise | on (bar) | log | off",
+                            choices=("auto", "on", "log", "off"))
+    progress_interval_s: float = setting(30.0, "seconds between progress log lines (no terminal)", rule=SECONDS)
+    on_divergence: str = setting("auto", "mask | stop | auto (mask for populations, stop for one member)",
+                                 choices=("auto", "mask", "stop"))
+    eval_every: int = setting(0, "epochs between validation metrics during training; 0: only at the end",
+                              rule=Rule(lambda v: v >= 0, "an integer >= 0 (epochs; 0: only at the end)"))
+    figure_formats: tuple = setting(("png",), "any of png, pdf, svg", choices=("png", "pdf", "svg"))
+    call_seconds: float = setting(10.0, "target duration of one compiled call (signals, progress wait for it)",
+                                  rule=Rule(lambda v: v > 0, "seconds > 0 (the target duration of one compiled call)"))
 
 
 @dataclass(frozen=True)
 class LoggerSpec:
-    name: str = "wandb"                  # wandb | none
-    mode: str | None = None              # offline | online | disabled; None: $WANDB_MODE or offline
-    project: str = "aejax"
-    entity: str | None = None
-    group: str | None = None             # multirun jobs share one group
-    max_member_runs: int = 16            # above this a population logs as one run with a table
-
-    def check(self) -> None:
-        one_of("logger.name", self.name, ("wandb", "none"))
-        require(self.mode in (None, "offline", "online", "disabled"), "logger.mode", self.mode,
-                "one of offline, online, disabled")
-        require(self.max_member_runs >= 1, "logger.max_member_runs", self.max_member_runs, "an integer >= 1")
+    name: str = setting("wandb", "wandb | none", choices=("wandb", "none"))
+    mode: str | None = setting(None, "offline | online | disabled; null: $WANDB_MODE or offline",
+                               rule=Rule(lambda v: v in ("offline", "online", "disabled"),
+                                         "one of offline, online, disabled"))
+    project: str = setting("aejax", "the W&B project")
+    entity: str | None = setting(None, "the W&B entity (null: your default)")
+    group: str | None = setting(None, "the W&B group (multirun jobs share one)")
+    max_member_runs: int = setting(16, "above this a population logs as one run with a table",
+                                   rule=Rule(lambda v: v >= 1, "an integer >= 1"))
 
 
 @dataclass(frozen=True)
 class PopulationSpec:
-    seeds: tuple = (0,)
-    grid: dict = field(default_factory=dict)   # flat {"model.beta": (0.5, 1.0), ...}
-    shards: int = 1                            # split the members over this many jobs (a job array)
-    shard: int = 0                             # which of them this job trains
+    seeds: tuple = setting((0,), "a list of seeds, or an integer n meaning 0..n-1")
+    grid: dict = setting({}, "per-member hyperparameters: flat {'model.beta': (0.5, 1.0), ...}")
+    shards: int = setting(1, "split the members over this many jobs (a job array)")
+    shard: int = setting(0, "which of them this job trains")
 
     def check(self) -> None:
         # At least 2 members a shard: XLA compiles a batch of one differently, and a shard's
@@ -315,9 +181,6 @@ class PopulationSpec:
                 f"1, or an integer in [2, {size // 2}] (at least 2 of the population's {size} members a shard)")
         require(0 <= self.shard < self.shards, "population.shard", self.shard,
                 f"an integer in [0, population.shards - 1 = {self.shards - 1}]")
-        for key, values in self.grid.items():
-            one_of("population.grid key", key, MEMBER_HYPERPARAMETERS)
-            require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
 
 
 # aejax.metrics' families and the sizes each draws (tests/test_disentanglement_runs.py checks these against
@@ -331,10 +194,12 @@ METRIC_MODES = ("exact", "fast")  # aejax.metrics.MODES
 
 @dataclass(frozen=True)
 class MetricsSpec:
-    disentanglement: Any = "auto"   # auto (on for data with ground-truth factors) | true | false
-    mode: str = "exact"             # exact | fast (aejax.metrics.MODES)
-    seed: int = 0                   # the evaluation seed: it fixes the factors every member is scored on
-    sizes: dict | None = field(default_factory=dict)  # overrides of the study's sizes; {} or null: the study's
+    disentanglement: Any = setting("auto", "auto (on for data with ground-truth factors) | true | false",
+                                   rule=Rule(lambda v: isinstance(v, bool) or v == "auto", "one of auto, true, false"))
+    mode: str = setting("exact", "exact | fast (DCI's boosted trees on histograms)", choices=METRIC_MODES)
+    seed: int = setting(0, "the evaluation seed: it fixes the factors every member is scored on",
+                        rule=NON_NEGATIVE_INT)
+    sizes: dict | None = setting({}, "overrides of the study's sizes; {} or null: the study's")
 
     def size_overrides(self) -> dict:
         """`sizes` with nested families flattened: {num_train: 1000, dci: {num_train: 100}} ->
@@ -342,119 +207,17 @@ class MetricsSpec:
         return flatten(self.sizes or {})
 
     def check(self) -> None:
-        value = self.disentanglement
-        require(isinstance(value, bool) or value == "auto", "metrics.disentanglement", value,
-                "one of auto, true, false")
-        one_of("metrics.mode", self.mode, METRIC_MODES)
-        require(self.seed >= 0, "metrics.seed", self.seed, "an integer >= 0")
         names = sorted({k for keys in METRIC_FAMILY_SIZES.values() for k in keys})
         known = {*names, *(f"{fam}.{k}" for fam, keys in METRIC_FAMILY_SIZES.items() for k in keys)}
         for key, size in self.size_overrides().items():
             require(key in known, "metrics.sizes key", key, f"one of {', '.join(names)}, or <family>.<size> for "
                     f"one family ({', '.join(METRIC_FAMILY_SIZES)})")
-            require(_is_int(size) and size > 0, f"metrics.sizes.{key}", size, "an integer > 0")
+            require(is_int(size) and size > 0, f"metrics.sizes.{key}", size, "an integer > 0")
 
 
-def default_of(key: str):
-    """The built-in default of a dotted setting ("trainer.eval_every" -> 0), or None: a run saved
-    before a setting existed ran with that default."""
-    section, _, attr = key.partition(".")
-    classes = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
-               "logger": LoggerSpec, "population": PopulationSpec, "metrics": MetricsSpec}
-    field_ = next((f for f in dataclasses.fields(classes[section]) if f.name == attr), None) if section in classes else None
-    if field_ is None or field_.default is dataclasses.MISSING:
-        return None
-    return list(field_.default) if isinstance(field_.default, tuple) else field_.default
-
-
-def shard_range(population: int, shards: int, shard: int) -> range:
-    """Members of one shard: contiguous, as even as can be (`numpy.array_split`'s rule)."""
-    size, extra = divmod(population, shards)
-    start = shard * size + min(shard, extra)
-    return range(start, start + size + (shard < extra))
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"model": {"code_size": 8}} -> {"model.code_size": 8}; an empty mapping stays a value."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def parse_section(section: str, cls, raw: dict | None):
-    """Build a spec dataclass from a plain dict, rejecting unknown keys and wrong types."""
-    raw = dict(raw or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            raise ConfigError(f"{section}.{key} is not a setting; allowed {section}.* keys: {', '.join(fields)}")
-    values = {key: _coerce(f"{section}.{key}", value, str(fields[key].type)) for key, value in raw.items()}
-    spec = cls(**values)
-    spec.check()
-    return spec
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _coerce(setting: str, value, annotation: str):
-    """Check `value` against the field's annotation ("int | None", "bool", "tuple", ...): YAML
-    and Hydra hand over strings for typos (`no`, `abc`), so every type is checked here, once."""
-    kinds = [t.strip() for t in annotation.split("|")]
-    nullable = "None" in kinds
-    kind = kinds[0]
-    if value is None:
-        require(nullable or kind == "Any", setting, value, f"a value ({_KIND_WORDS.get(kind, kind)}), not null")
-        return None
-    also = " or null" if nullable else ""
-    if kind == "bool":
-        require(isinstance(value, bool), setting, value, f"true or false{also}")
-    elif kind == "int":
-        require(_is_int(value), setting, value, f"an integer{also}")
-    elif kind == "float":
-        require(_is_number(value), setting, value, f"a finite number{also}")
-        return float(value)
-    elif kind == "str":
-        require(isinstance(value, str), setting, value, f"a string{also}")
-    elif kind == "tuple":
-        require(isinstance(value, (list, tuple)), setting, value, f"a list{also}")
-        return tuple(value)
-    elif kind == "dict":
-        require(isinstance(value, dict), setting, value, f"a mapping{also}")
-    elif isinstance(value, list):
-        return tuple(value)
-    return value
-
-
-_KIND_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "tuple": "a list"}
-SECTIONS = ("model", "data", "optim", "trainer", "logger", "population", "metrics")
-
-
-def section_keys(section: str) -> list[str]:
-    """The settings of one config section, for error messages that list what is allowed."""
-    cls = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
-           "logger": LoggerSpec, "population": PopulationSpec, "metrics": MetricsSpec}[section]
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _seeds(value) -> list:
-    """`population.seeds`: an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers."""
-    allowed = "an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers >= 0"
-    if _is_int(value):
-        require(value > 0, "population.seeds", value, allowed)
-        return list(range(value))
-    require(isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) and v >= 0 for v in value)
-            and len(set(value)) == len(value), "population.seeds", value, allowed)
-    return list(value)
+SPECS = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec,
+         "logger": LoggerSpec, "population": PopulationSpec, "metrics": MetricsSpec}
+SECTIONS = tuple(SPECS)
 
 
 @dataclass(frozen=True)
@@ -469,9 +232,143 @@ class RunSpec:
     name: str = "run"
 
 
+# ----------------------------------------------------------------------------- the model section
+def model_declarations() -> list[tuple[str, str | None, type]]:
+    """(family, objective or None, settings class) of every registered family and objective."""
+    out = []
+    for fam in FAMILIES.values():
+        out.append((fam.name, None, fam.settings))
+        out += [(fam.name, o.name, o.settings) for o in fam.objectives.values()]
+    return out
+
+
+def model_field(name: str) -> dataclasses.Field | None:
+    """The declaration of `model.<name>`: the network's, or the first family's or objective's."""
+    for cls in (ModelSpec, *(cls for _, _, cls in model_declarations())):
+        found = next((f for f in declared(cls) if f.name == name), None)
+        if found is not None:
+            return found
+    return None
+
+
+def import_modules(names) -> None:
+    """`model.imports`: modules of your own that register families or objectives, found from the
+    working directory too (where `uv run aejax-train` is started)."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(f"model.imports={list(names)!r} is not allowed; expected importable modules "
+                              f"({name}: {err})") from None
+
+
+def parse_model(raw: dict | None, grid: dict, check: bool = True, cross: bool = True) -> ModelSpec:
+    """The model section: the network's settings, then the family's and its objective's own. A setting of
+    another family or objective may appear only at its default (a config saved by an older aejax lists
+    every family's settings); anything else is refused, naming the family or objective it belongs to.
+    `cross=False` leaves the family's rules between settings to the caller (`parse_run` checks the grid
+    first)."""
+    raw = dict(raw or {})
+    imports = raw.get("imports") or ()
+    require(isinstance(imports, (list, tuple)) and all(isinstance(m, str) for m in imports), "model.imports",
+            imports, "a list of module names")
+    import_modules(imports)
+    one_of("model.family", raw.get("family", "autoencoder"), tuple(FAMILIES))
+    fam = FAMILIES[raw.get("family", "autoencoder")]
+    objective = None
+    if fam.variant_setting:
+        name = raw.get(fam.variant_setting, next(f.default for f in declared(fam.settings)
+                                                 if f.name == fam.variant_setting))
+        one_of(f"model.{fam.variant_setting}", name, tuple(fam.objectives))
+        objective = fam.objectives[name]
+    parts = {"network": ModelSpec, "family": fam.settings, "objective": objective.settings if objective else None}
+    owned = {part: [f.name for f in declared(cls)] if cls else [] for part, cls in parts.items()}
+    split = {part: {} for part in parts}
+    for key, value in raw.items():
+        part = next((p for p in parts if key in owned[p]), None)
+        if part is None:
+            refuse_foreign(key, value, fam, objective, owned)
+        else:
+            split[part][key] = value
+    for key in grid:
+        section, _, name = key.partition(".")
+        if section == "model" and not any(name in names for names in owned.values()):
+            refuse_foreign(name, raw.get(name, getattr(model_field(name), "default", None)), fam, objective, owned,
+                           in_grid=True)
+    spec = parse_section("model", ModelSpec, split["network"], check=False)
+    spec = dataclasses.replace(
+        spec, family_settings=parse_section("model", fam.settings, split["family"], check=check),
+        objective_settings=parse_section("model", objective.settings, split["objective"], check=check)
+        if objective else None)
+    if check:
+        check_declared("model", spec)
+        spec.check()
+    if check and cross:
+        fam.check(spec, spec.family_settings, grid)
+    return spec
+
+
+def refuse_foreign(name: str, value, fam: Family, objective: Objective | None, owned: dict,
+                   in_grid: bool = False) -> None:
+    """Refuse `model.<name>` unless another family or objective declares it and it sits at its default."""
+    owners = [(f, o, next(x for x in declared(cls) if x.name == name))
+              for f, o, cls in model_declarations() if name in {x.name for x in declared(cls)}]
+    if not owners:
+        allowed = [n for names in owned.values() for n in names]
+        raise ConfigError(f"model.{name} is not a setting; allowed model.* keys: {', '.join(allowed)}")
+    value = coerce(f"model.{name}", value, str(owners[0][2].type))
+    if not in_grid and any(value == f.default for _, _, f in owners):
+        return
+    same_family = [o for f, o, _ in owners if f == fam.name and o is not None]
+    where = (f"model.{fam.variant_setting}={' or '.join(same_family)}" if same_family
+             else f"model.family={' or '.join(dict.fromkeys(f for f, _, _ in owners))}")
+    raise ConfigError(f"model.{name}={value!r} is not allowed; expected {yaml_word(owners[0][2].default)} "
+                      f"unless {where}")
+
+
+def member_hyperparameters(model: ModelSpec) -> dict[str, str]:
+    """{setting: label} of the per-member hyperparameters of this model's run: the learning rate, the
+    network's (noise level, contractive weight), the family's and its objective's."""
+    out = {f"optim.{k}": v for k, v in member_settings(OptimSpec).items()}
+    for cls in (ModelSpec, type(model.family_settings), type(model.objective_settings)):
+        if cls is not type(None):
+            out.update({f"model.{k}": v for k, v in member_settings(cls).items()})
+    return out
+
+
+def setting_label(key: str) -> str:
+    """The short legend label of a per-member setting ("model.noise_level" -> "noise"; the seed: "s")."""
+    if key == "seed":
+        return "s"
+    section, _, name = key.partition(".")
+    field_ = model_field(name) if section == "model" else next(
+        (f for f in declared(SPECS[section]) if f.name == name), None) if section in SPECS else None
+    return (field_.metadata.get("label") if field_ is not None else None) or name
+
+
+def setting_value(spec: RunSpec, key: str):
+    """The value of a dotted setting in a parsed run ("model.beta", "optim.learning_rate")."""
+    section, _, name = key.partition(".")
+    return spec.model.get(name) if section == "model" else getattr(getattr(spec, section), name)
+
+
+# ----------------------------------------------------------------------------- the whole run
+def _seeds(value) -> list:
+    """`population.seeds`: an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers."""
+    allowed = "an integer n > 0 (seeds 0..n-1) or a non-empty list of distinct integers >= 0"
+    if is_int(value):
+        require(value > 0, "population.seeds", value, allowed)
+        return list(range(value))
+    require(isinstance(value, (list, tuple)) and len(value) > 0 and all(is_int(v) and v >= 0 for v in value)
+            and len(set(value)) == len(value), "population.seeds", value, allowed)
+    return list(value)
+
+
 def parse_run(cfg: dict) -> RunSpec:
     """`cfg` is the resolved Hydra config as a plain dict (`OmegaConf.to_container`)."""
-    known = {"model", "data", "optim", "trainer", "logger", "population", "metrics", "name", "hydra", "task", "study"}
+    known = {*SECTIONS, "name", "hydra", "task", "study"}
     for key in cfg:
         if key not in known:
             raise ConfigError(f"{key} is not a setting; allowed: {', '.join(sorted(known - {'hydra'}))}")
@@ -481,11 +378,10 @@ def parse_run(cfg: dict) -> RunSpec:
             "a mapping such as {model: {noise_level: [0.1, 0.3]}}")
     pop["grid"] = {k: tuple(v) if isinstance(v, (list, tuple)) else (v,)
                    for k, v in flatten(pop.get("grid") or {}).items()}
-    from aejax.tasks import TASKS
-
     one_of("task", cfg.get("task", "train"), tuple(TASKS))
+    model = parse_model(cfg.get("model"), pop["grid"], cross=False)
     spec = RunSpec(
-        model=parse_section("model", ModelSpec, cfg.get("model")),
+        model=model,
         data=parse_section("data", DataSpec, cfg.get("data")),
         optim=parse_section("optim", OptimSpec, cfg.get("optim")),
         trainer=parse_section("trainer", TrainerSpec, cfg.get("trainer")),
@@ -494,46 +390,68 @@ def parse_run(cfg: dict) -> RunSpec:
         metrics=parse_section("metrics", MetricsSpec, cfg.get("metrics")),
         name=str(cfg.get("name", "run")),
     )
-    # Grid values are checked with the same rules as the single setting they replace.
-    for key, values in spec.population.grid.items():
-        section, attr = key.split(".")
-        base = getattr(spec, section)
-        integer = isinstance(getattr(base, attr), int)
-        if key == "model.top_k":
-            require(spec.model.sparsity == "topk", "model.sparsity", spec.model.sparsity,
-                    "topk when population.grid varies model.top_k")
-        for v in values:
-            if integer:
-                require(_is_int(v), f"population.grid.{key}", v, "integers")
-            require(_is_number(v), f"population.grid.{key}", v, "a list of finite numbers")
-            try:
-                dataclasses.replace(base, **{attr: v if integer else float(v)}).check()
-            except ConfigError as err:
-                raise ConfigError(f"population.grid.{err}") from None
-    check_combinations(spec)
+    check_grid(spec)
+    model.declaration.check(model, model.family_settings, spec.population.grid)
     return spec
 
 
-def check_combinations(spec: RunSpec) -> None:
-    """Refuse settings that would do nothing with the rest of the config (and would still be
-    recorded in summary.json as if they had)."""
-    m, grid = spec.model, spec.population.grid
-    largest = lambda key: max([float(getattr(m, key.split(".")[1])), *grid.get(key, ())])
-    if m.family == "vae":
-        require(m.sparsity == "none", "model.sparsity", m.sparsity,
-                "none for model.family=vae (sparsity penalties are for the deterministic autoencoder family)")
+def check_grid(spec: RunSpec) -> None:
+    """Grid keys are this run's per-member hyperparameters; grid values pass the same checks as the
+    single setting they replace (their types first, for every key, then their values)."""
+    allowed = member_hyperparameters(spec.model)
+    owners = {}
+    for key, values in spec.population.grid.items():
+        one_of("population.grid key", key, tuple(allowed))
+        require(len(values) > 0, f"population.grid.{key}", values, "a non-empty list of numbers")
+        section, _, name = key.partition(".")
+        candidates = [spec.optim] if section == "optim" else [spec.model, spec.model.family_settings,
+                                                                spec.model.objective_settings]
+        owners[key] = next(o for o in candidates if o is not None and name in {f.name for f in declared(type(o))})
+        integer = "int" in str(next(f for f in declared(type(owners[key])) if f.name == name).type)
+        for v in values:
+            if integer:
+                require(is_int(v), f"population.grid.{key}", v, "integers")
+            require(is_number(v), f"population.grid.{key}", v, "a list of finite numbers")
+    for key, values in spec.population.grid.items():
+        section, _, name = key.partition(".")
+        owner = owners[key]
+        for v in values:
+            changed = dataclasses.replace(owner, **{name: v if isinstance(getattr(owner, name), int) else float(v)})
+            try:
+                check_declared(section, changed)
+                changed.check() if hasattr(changed, "check") else None
+                if owner is spec.model.family_settings:
+                    spec.model.declaration.check(spec.model, changed, spec.population.grid)
+            except ConfigError as err:
+                raise ConfigError(f"population.grid.{err}") from None
+
+
+def default_of(key: str):
+    """The built-in default of a dotted setting ("trainer.eval_every" -> 0), or None: a run saved
+    before a setting existed ran with that default."""
+    section, _, attr = key.partition(".")
+    if section == "model":
+        field_ = model_field(attr)
     else:
-        require(m.beta == 1.0 and "model.beta" not in grid, "model.beta", m.beta,
-                "1.0 unless model.family=vae (beta weights the VAE's KL term)")
-        require(m.objective == "beta_vae", "model.objective", m.objective,
-                "beta_vae unless model.family=vae (the objectives are VAE losses: model=<objective> sets both)")
-    for name, objectives in OBJECTIVE_SETTINGS.items():
-        default = default_of(f"model.{name}")
-        require(m.objective in objectives or (getattr(m, name) == default and f"model.{name}" not in grid),
-                f"model.{name}", getattr(m, name),
-                f"{'null' if default is None else default} unless model.objective={' or '.join(objectives)}")
-    if m.sparsity != "topk":
-        require(m.top_k == 0, "model.top_k", m.top_k, "0 unless model.sparsity=topk")
-    if m.sparsity not in ("l1", "kl"):
-        require(largest("model.sparsity_weight") == 0, "model.sparsity_weight", m.sparsity_weight,
-                f"0 with model.sparsity={m.sparsity} (the weight applies to model.sparsity=l1 or kl)")
+        field_ = next((f for f in declared(SPECS[section]) if f.name == attr), None) if section in SPECS else None
+    if field_ is None:
+        return None
+    default = field_.default_factory() if field_.default is dataclasses.MISSING else field_.default
+    return list(default) if isinstance(default, tuple) else default
+
+
+def section_keys(section: str) -> list[str]:
+    """The settings of one config section, for error messages that list what is allowed (the model's:
+    the network's, then every family's and objective's)."""
+    if section != "model":
+        return [f.name for f in declared(SPECS[section])]
+    names = [f.name for f in declared(ModelSpec)]
+    for _, _, cls in model_declarations():
+        names += [f.name for f in declared(cls) if f.name not in names]
+    return names
+
+
+def model_spec(**settings) -> ModelSpec:
+    """A checked ModelSpec from flat model settings, as a YAML file gives them: `model_spec(family="vae",
+    objective="factor_vae", gamma=40.0, code_size=10)`."""
+    return parse_model(settings, {})

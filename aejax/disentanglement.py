@@ -80,14 +80,15 @@ def metric_names(model_spec) -> tuple[str, ...]:
     """Every metric of aejax.metrics a member has: all of them for a VAE (gaussian_tc_sampled needs q(z|x))."""
     from aejax.metrics import METRICS, NEEDS_POSTERIOR
 
-    return tuple(n for n in METRICS if model_spec.family == "vae" or n not in NEEDS_POSTERIOR)
+    return tuple(n for n in METRICS if model_spec.declaration.gaussian_latent or n not in NEEDS_POSTERIOR)
 
 
 def metrics_provenance(model_spec, metrics: MetricsSpec) -> dict:
     """What the numbers depend on besides the members (aejax.metrics.provenance) and what was scored."""
     from aejax.metrics import provenance
 
-    what = "posterior mean (gaussian_tc_sampled: one draw of q(z|x))" if model_spec.family == "vae" else "code f(x)"
+    what = ("posterior mean (gaussian_tc_sampled: one draw of q(z|x))" if model_spec.declaration.gaussian_latent
+            else "code f(x)")
     return {**provenance(metrics.seed, metrics.mode, metrics.size_overrides()), "metrics_representation": what}
 
 
@@ -107,13 +108,13 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
     from flax import nnx
 
     from aejax.models.conv import xla_convolutions
-    from aejax.objectives import member_top_k
+    from aejax.models import member_call
 
     def one(p, x, h):
         model = nnx.merge(graph, p)
-        if model_spec.family == "vae":
+        if model_spec.declaration.gaussian_latent:
             return model.posterior(x)
-        return model.encode(x, **member_top_k(model_spec, h)), None
+        return model.encode(x, **member_call(model_spec, h)), None
 
     members = len(jax.tree.leaves(params)[0])
     if model_spec.architecture == "conv":
@@ -282,7 +283,7 @@ def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0) -> tu
     from aejax.config import parse_run
     from aejax.population import hyperparameter_arrays
     from aejax.rundir import read_json, write_atomic
-    from aejax.trained import restore_population
+    from aejax.restore import restore_population
 
     run_dir = Path(run_dir)
     metrics = _settings(mode, sizes, seed)

@@ -7,7 +7,7 @@ mean), plus the variant's own figures:
   on the test set);
 - denoising: MSE against the clean input when the input is corrupted at the member's
   noise level;
-- VAE: negative ELBO in nats (one posterior sample per image).
+- the family's own (`Family.eval_sums`; the VAE's negative ELBO in nats, one posterior sample per image).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aejax.config import ModelSpec
-from aejax.objectives import bernoulli_nll, corrupt, gaussian_kl, gaussian_nll, member_top_k, squared_error
+from aejax.models import member_call
+from aejax.objectives import corrupt, squared_error
 
 ACTIVE_THRESHOLD = 1e-3
 CHUNK = 500
@@ -38,7 +39,7 @@ def make_evaluator(spec: ModelSpec, graph):
 
     def evaluate(params, x, key, hp):
         model = nnx.merge(graph, params)
-        k = member_top_k(spec, hp)
+        k = member_call(spec, hp)
         xs, masks = _chunks(x)
 
         def per_chunk(args):
@@ -53,14 +54,10 @@ def make_evaluator(spec: ModelSpec, graph):
                 "l0": jnp.sum(jnp.sum(jnp.abs(h) > ACTIVE_THRESHOLD, axis=-1) * mask),
                 "active": jnp.any((jnp.abs(h) > ACTIVE_THRESHOLD) & mask[:, None], axis=0),
             }
-            if spec.family == "vae":
-                recon, aux = model(xb, jax.random.fold_in(kb, 1))
-                nll = (bernoulli_nll(aux["decoder_out"], xb) if spec.likelihood == "bernoulli"
-                       else gaussian_nll(aux["decoder_out"], params["log_scale"], xb))
-                out["neg_elbo"] = jnp.sum((nll + gaussian_kl(aux["mean"], aux["logvar"])) * mask)
-            return out
+            own = spec.declaration.eval_sums(model, params, xb, jax.random.fold_in(kb, 1), spec.family_settings)
+            return out, {name: jnp.sum(values * mask) for name, values in own.items()}
 
-        parts = jax.lax.map(per_chunk, (xs, masks, jnp.arange(xs.shape[0])))
+        parts, own = jax.lax.map(per_chunk, (xs, masks, jnp.arange(xs.shape[0])))
         n, d = x.shape
         code_size = parts["active"].shape[-1]
         metrics = {
@@ -70,9 +67,7 @@ def make_evaluator(spec: ModelSpec, graph):
             "mean_l0": jnp.sum(parts["l0"]) / n,
             "dead_fraction": (code_size - jnp.sum(jnp.any(parts["active"], axis=0))) / code_size,
         }
-        if spec.family == "vae":
-            metrics["neg_elbo"] = jnp.sum(parts["neg_elbo"]) / n
-        return metrics
+        return {**metrics, **{name: jnp.sum(sums) / n for name, sums in own.items()}}
 
     return evaluate
 

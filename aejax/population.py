@@ -11,8 +11,8 @@ A member is a seed plus one value of every per-member hyperparameter. The config
           learning_rate: [1e-3, 3e-3]
 
 gives 3 x 2 x 2 = 12 members (the Cartesian product, seeds outermost). Only settings that
-keep array shapes may vary (`aejax.config.MEMBER_HYPERPARAMETERS`); code size or depth
-are Hydra multirun axes instead.
+keep array shapes may vary (those declared `member=True`: `aejax.config.member_hyperparameters`);
+code size or depth are Hydra multirun axes instead.
 """
 
 from __future__ import annotations
@@ -21,20 +21,13 @@ import itertools
 
 import jax.numpy as jnp
 
-from aejax.config import RunSpec, shard_range
+from aejax.config import RunSpec, member_hyperparameters, setting_label, setting_value, shard_range
 
-# Name inside the step -> the setting it comes from.
-HYPERPARAMETER_SOURCES = {
-    "learning_rate": "optim.learning_rate",
-    "sparsity_weight": "model.sparsity_weight",
-    "noise_level": "model.noise_level",
-    "beta": "model.beta",
-    "contractive_weight": "model.contractive_weight",
-    "top_k": "model.top_k",  # carried as a float; the top-k layer rounds it to an integer
-    "gamma": "model.gamma",          # the VAE objectives' weights (aejax/vae_objectives.py)
-    "lambda_od": "model.lambda_od",
-    "c_max": "model.c_max",
-}
+
+def hyperparameter_names(spec: RunSpec) -> dict[str, str]:
+    """{name inside the step: the setting it comes from} for this run (`hp["beta"]` <- `model.beta`): the
+    learning rate and the per-member settings the model's family and objective declare."""
+    return {setting.partition(".")[2]: setting for setting in member_hyperparameters(spec.model)}
 
 
 def members(spec: RunSpec) -> list[dict]:
@@ -42,8 +35,7 @@ def members(spec: RunSpec) -> list[dict]:
 
     With `population.shards=N`, only shard `population.shard`'s members, numbered as in the
     whole population: each keeps the seed and hyperparameters it has unsharded."""
-    defaults = {setting: float(getattr(getattr(spec, setting.split(".")[0]), setting.split(".")[1]))
-                for setting in HYPERPARAMETER_SOURCES.values()}
+    defaults = {setting: float(setting_value(spec, setting)) for setting in member_hyperparameters(spec.model)}
     grid = spec.population.grid
     keys = list(grid)
     rows = []
@@ -57,22 +49,18 @@ def members(spec: RunSpec) -> list[dict]:
 
 
 def hyperparameter_arrays(rows: list[dict]) -> dict:
-    """The per-member scalars the step reads, each an array of shape `(E,)`."""
-    return {name: jnp.array([r[setting] for r in rows], jnp.float32)
-            for name, setting in HYPERPARAMETER_SOURCES.items()}
-
-
-SHORT_NAMES = {"optim.learning_rate": "lr", "model.sparsity_weight": "sparsity", "model.noise_level": "noise",
-               "model.beta": "beta", "model.contractive_weight": "contractive", "model.top_k": "k", "seed": "s",
-               "model.gamma": "gamma", "model.lambda_od": "lambda_od", "model.c_max": "c_max"}
+    """The per-member scalars the step reads, each an array of shape `(E,)`, named without their section."""
+    settings = [k for k in rows[0] if "." in k]
+    return {setting.partition(".")[2]: jnp.array([r[setting] for r in rows], jnp.float32) for setting in settings}
 
 
 def member_label(row: dict, varied: list[str], sep: str = " ") -> str:
-    """`noise0.3 s1`: the values that tell a member apart from the others (for legends and names)."""
-    return sep.join(f"{SHORT_NAMES[k]}{row[k]:g}" for k in varied if k in SHORT_NAMES) or f"member {row['member']}"
+    """`noise0.3 s1`: the values that tell a member apart from the others (for legends and names), each
+    by the short label its declaration gives (`setting(..., label="noise")`)."""
+    return sep.join(f"{setting_label(k)}{row[k]:g}" for k in varied) or f"member {row['member']}"
 
 
 def varied_settings(rows: list[dict]) -> list[str]:
     """Settings that differ between members (seed included), for labels and logging."""
-    names = ["seed", *HYPERPARAMETER_SOURCES.values()]
+    names = ["seed", *(k for k in rows[0] if "." in k)]
     return [n for n in names if len({r[n] for r in rows}) > 1]

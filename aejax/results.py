@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from aejax.config import flatten, shard_range  # no JAX behind them: the table stays fast to import
+from aejax.settings import flatten, shard_range  # no JAX behind them: the table stays fast to import
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: config.yaml parsing is most of the time
 SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders (.submitit, .hydra)

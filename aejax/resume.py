@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from aejax.config import flatten
+from aejax.settings import flatten
 from aejax.rundir import requeued_here
 
 GROUPS = ("model", "data", "optim", "trainer", "logger", "experiment", "regulariser")

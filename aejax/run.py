@@ -24,10 +24,9 @@ from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.data import Dataset, load_dataset
 from aejax.errors import Diverged
 from aejax.evaluate import population_evaluator
+from aejax.latents import TRAVERSAL_VALUES, kl_per_latent, latent_order, traverse
 from aejax.loggers import MetricsFile, make_logger
-from aejax.models import count_params, init_params, member_model, model_graph
-from aejax.objectives import make_loss
-from aejax.vae_objectives import critic_for
+from aejax.models import count_params, critic_for, init_params, make_loss, member_model, model_graph
 from aejax import schedule
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, member_label, members, varied_settings
@@ -270,10 +269,9 @@ def data_files(spec) -> dict:
 def check_data_fits(spec: RunSpec, data: Dataset) -> None:
     from aejax.data import check_unit_interval
 
-    if spec.model.family == "vae" and spec.model.likelihood == "bernoulli":
-        check_unit_interval(data, "model.likelihood=bernoulli")
-    elif spec.model.reconstruction_loss == "cross_entropy":
-        check_unit_interval(data, "model.reconstruction_loss=cross_entropy")
+    needs = spec.model.declaration.needs_unit_interval(spec.model.family_settings)
+    if needs:
+        check_unit_interval(data, needs)
     if spec.trainer.batch_size > len(data.train):
         raise ConfigError(f"trainer.batch_size={spec.trainer.batch_size} is not allowed; expected at most "
                           f"the {len(data.train)} training examples of data.name={spec.data.name}")
@@ -294,7 +292,7 @@ def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, div
                                                         labels)}
     if not shown:
         return paths
-    models = [member_model(graph, params, i, rows[i]["model.top_k"]) for i in shown]
+    models = [member_model(graph, params, i, rows[i].get("model.top_k")) for i in shown]
     titles = [labels[rows[i]["member"]] for i in shown]
     x = data.test[:10]
     recons = [np.asarray(m.decode(m.encode(jnp.asarray(x)))) for m in models]
@@ -307,13 +305,11 @@ def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, div
     if spec.model.code_size == 2:
         codes = np.asarray(models[0].encode(jnp.asarray(data.test)))
         paths["latent_scatter"] = figures.latent_scatter(codes, data.test_labels, out_dir / "latent_scatter.png")
-    if spec.model.family == "vae" and data.image_shape:
+    if spec.model.declaration.gaussian_latent and data.image_shape:
         samples = [np.asarray(m.sample(jax.random.key(0), 10)) for m in models]
         paths["samples"] = figures.image_grid(samples, data.image_shape, out_dir / "samples.png",
                                               [f"samples: {t}" for t in titles])
-    if spec.model.family == "vae":
-        from aejax.trained import TRAVERSAL_VALUES, kl_per_latent, latent_order, traverse
-
+    if spec.model.declaration.gaussian_latent:
         kls = [kl_per_latent(m, data.test) for m in models]
         paths["kl_per_latent"] = figures.kl_per_latent(kls, out_dir / "kl_per_latent.png", titles)
         if data.image_shape:

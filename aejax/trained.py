@@ -19,22 +19,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import numpy as np
-import yaml
 
-from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
-from aejax.config import RunSpec, parse_run
-from aejax.data import Dataset, load_dataset
+from aejax.config import RunSpec
+from aejax.data import Dataset
 from aejax.errors import ConfigError
-from aejax.models import init_params, member_model, model_graph
-from aejax.optim import make_optimizer
-from aejax.population import members
-from aejax.train import init_population, member_keys
-from aejax.vae_objectives import critic_for
-
-BATCH = 1000  # rows per jitted call in encode/reconstruct: bounded memory on any split size
-TRAVERSAL_VALUES = np.linspace(-2.0, 2.0, 9)  # disentanglement_lib's fixed [-2, 2] interval
+from aejax.latents import TRAVERSAL_VALUES, batched, kl_per_latent, latent_order, posterior, traverse
+from aejax.models import member_model
+from aejax.restore import RestoredPopulation, restore_population  # noqa: F401  (part of this module's interface)
 
 
 @dataclass
@@ -47,14 +39,14 @@ class TrainedRun:
 
     def encode(self, x) -> np.ndarray:
         """Codes f(x) of `(N, D)` inputs (the posterior mean for a VAE)."""
-        return _batched(self.model.encode, x)
+        return batched(self.model.encode, x)
 
     def reconstruct(self, x) -> np.ndarray:
         """g(f(x)): the deterministic reconstruction the test metrics use."""
-        return _batched(lambda xb: self.model.decode(self.model.encode(xb)), x)
+        return batched(lambda xb: self.model.decode(self.model.encode(xb)), x)
 
     def decode(self, h) -> np.ndarray:
-        return _batched(self.model.decode, h)
+        return batched(self.model.decode, h)
 
     def posterior(self, x) -> tuple[np.ndarray, np.ndarray]:
         """VAE runs: mean and log-variance of q(z|x), each `(N, K)`."""
@@ -83,66 +75,10 @@ class TrainedRun:
         return score_model(self.spec, self.data, self.model, self.member, mode=mode, sizes=sizes, seed=seed)
 
     def _vae(self, method: str):
-        if self.spec.model.family != "vae":
+        if not self.spec.model.declaration.gaussian_latent:
             raise ConfigError(f"{method} needs a VAE run (model.family=vae); this run has "
                               f"model.family={self.spec.model.family}, which has no posterior q(z|x)")
         return self.model
-
-
-def _batched(fn, x):
-    """`fn` on `(N, D)` inputs, BATCH rows per jitted call; an array (or tuple of arrays) of N rows."""
-    f = jax.jit(fn)
-    x = np.asarray(x, np.float32)
-    parts = [f(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]
-    return jax.tree.map(lambda *p: np.concatenate([np.asarray(a) for a in p]), *parts)
-
-
-def posterior(model, x) -> tuple[np.ndarray, np.ndarray]:
-    """A VAE's q(z|x) for `(N, D)` inputs: (mean, log-variance), each `(N, K)`."""
-    return _batched(model.posterior, x)
-
-
-def kl_per_latent(model, x) -> np.ndarray:
-    """`(K,)`: KL(q(z_k|x) || N(0, 1)) = (mean^2 + var - 1 - log var) / 2 per latent, averaged over
-    the rows of `x`. Near 0: a collapsed latent the decoder ignores."""
-    mean, logvar = posterior(model, x)
-    return np.mean(0.5 * (mean ** 2 + np.exp(logvar) - 1.0 - logvar), axis=0)
-
-
-def latent_order(kl: np.ndarray) -> np.ndarray:
-    """Latent indices by KL, largest first (ties keep index order)."""
-    return np.argsort(-np.asarray(kl), kind="stable")
-
-
-def traverse(model, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
-    """Latent traversals of a VAE: `(N, R, V, D)` decoded means for `(N, D)` inputs `x`, R = len(dims)
-    latents (None: all, in index order) and V = len(values).
-
-    Entry `[i, r, j]` decodes the posterior mean of `x[i]` with latent `dims[r]` *set to* `values[j]`
-    (the other latents stay at the mean): the convention of disentanglement_lib
-    (`latent_traversal_1d_multi_dim`, its `fixed_interval_cycle` over [-2, 2]) and disent, so a
-    column shows the same prior value for every image. Values are absolute, not offsets."""
-    values = np.asarray(values, np.float32)
-    dims = np.arange(model.latent) if dims is None else np.asarray(dims)
-    if values.ndim != 1 or not len(values):
-        raise ConfigError(f"values of shape {values.shape} is not allowed; expected a 1-D array of latent values")
-    if dims.ndim != 1 or not np.issubdtype(dims.dtype, np.integer) or ((dims < 0) | (dims >= model.latent)).any():
-        raise ConfigError(f"dims={dims.tolist()} is not allowed; expected latent indices 0 to {model.latent - 1}")
-    mean = posterior(model, x)[0]
-    z = np.repeat(np.repeat(mean[:, None, None, :], len(dims), axis=1), len(values), axis=2)  # (N, R, V, K)
-    for r, d in enumerate(dims):
-        z[:, r, :, d] = values
-    return _batched(model.decode, z.reshape(-1, model.latent)).reshape(*z.shape[:3], -1)
-
-
-@dataclass
-class RestoredPopulation:
-    spec: RunSpec
-    data: Dataset
-    graph: object            # the model's static structure: nnx.merge(graph, member params)
-    params: dict             # every member's parameters, leading axis = member
-    rows: list[dict]         # the members (member, seed, hyperparameters), in params' order
-    epoch: int
 
 
 def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
@@ -153,60 +89,8 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     run was launched)."""
     run = restore_population(run_dir, epoch, data_root, member)
     index = [r["member"] for r in run.rows].index(member)
-    model = member_model(run.graph, run.params, index, top_k=run.rows[index]["model.top_k"])
+    model = member_model(run.graph, run.params, index, top_k=run.rows[index].get("model.top_k"))
     return TrainedRun(spec=run.spec, data=run.data, model=model, member=run.rows[index], epoch=run.epoch)
-
-
-def restore_population(run_dir: str | Path, epoch: int | None = None, data_root: str | None = None,
-                       member: int | None = None) -> RestoredPopulation:
-    """Every member trained in `run_dir` (`load_run`'s arguments; `member`, if given, must be one of them)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"run_dir={run_dir} is not a run directory; expected one with config.yaml (an aejax-train output)")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if data_root is not None:
-        config["data"]["root"] = data_root
-    spec = parse_run(config)
-    rows = members(spec)
-    numbers = [r["member"] for r in rows]  # a shard's members keep their numbers in the whole population
-    if member is not None and member not in numbers:
-        raise ConfigError(f"member={member} is not allowed; expected {numbers[0]} to {numbers[-1]} "
-                          f"(members in this run: {len(rows)})")
-    checkpoints = PopulationCheckpointer(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else None
-    available = sorted(checkpoints.manager.all_steps()) if checkpoints else []  # numbered by steps done
-    if not available:
-        raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<step> (did the run finish?)")
-
-    data = load_dataset(spec.data)
-    steps_per_epoch = len(data.train) // spec.trainer.batch_size
-    epochs = [s // steps_per_epoch for s in available if s % steps_per_epoch == 0]
-    step = available[-1] if epoch is None else epoch * steps_per_epoch
-    if step not in available:
-        raise ConfigError(f"epoch={epoch} is not allowed; expected one of {epochs} (the epochs with a checkpoint)")
-    epoch = step // steps_per_epoch
-    optimizer = make_optimizer(spec.optim, steps_per_epoch * spec.trainer.epochs)
-    keys = member_keys([r["seed"] for r in rows])
-    # Shapes only: the checkpoint restores into them without initialising a population.
-    state_like = jax.eval_shape(
-        lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k,
-                                  critic_for(spec.model)), keys)
-    try:
-        params = checkpoints.restore(step, state_like)["params"]
-    except UnreadableCheckpoint as err:
-        readable = [s // steps_per_epoch for s in available
-                    if s != step and s % steps_per_epoch == 0 and _readable(checkpoints, s, state_like)]
-        raise ConfigError(f"{err}; readable epochs: {readable or 'none'} (pass epoch=...)") from None
-    finally:
-        checkpoints.close()
-    return RestoredPopulation(spec, data, model_graph(spec.model, data.dim, data.image_shape), params, rows, epoch)
-
-
-def _readable(checkpoints: PopulationCheckpointer, epoch: int, state_like) -> bool:
-    try:
-        checkpoints.restore(epoch, state_like)
-        return True
-    except UnreadableCheckpoint:
-        return False
 
 
 def codes_and_baselines(run: TrainedRun) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -70,13 +70,13 @@ BAD_INPUTS = {
     "data.val_fraction=1.5": "data.val_fraction=1.5",
     "optim.name=lion": "optim.name='lion' is not allowed; expected one of adam",
     # Combinations that would do nothing, while summary.json would record them.
-    "model=vae model.sparsity=topk model.top_k=4": "model.sparsity='topk' is not allowed; expected none for model.family=vae",
-    "model=vae model.sparsity=l1": "model.sparsity='l1' is not allowed; expected none for model.family=vae",
+    "model=vae model.sparsity=topk model.top_k=4": "model.sparsity='topk' is not allowed; expected none unless model.family=autoencoder",
+    "model=vae model.sparsity=l1": "model.sparsity='l1' is not allowed; expected none unless model.family=autoencoder",
     "model.top_k=4": "model.top_k=4 is not allowed; expected 0 unless model.sparsity=topk",
     "model.sparsity_weight=0.1": "model.sparsity_weight=0.1 is not allowed; expected 0 with model.sparsity=none",
     "model.beta=4": "model.beta=4.0 is not allowed; expected 1.0 unless model.family=vae",
-    "model=vae model.tied_weights=true": "model.tied_weights=True is not allowed; expected false for model.family=vae",
-    # The VAE objectives (aejax/vae_objectives.py): weights that would train but mean nothing, and
+    "model=vae model.tied_weights=true": "model.tied_weights=True is not allowed; expected false unless model.family=autoencoder",
+    # The VAE objectives (aejax/families/vae.py, disentangling.py): weights that would train but mean nothing, and
     # settings of another objective.
     "model=factor_vae model.gamma=-1": "model.gamma=-1.0 is not allowed; expected a number >= 0",
     "model=annealed_vae model.c_max=-5": "model.c_max=-5.0 is not allowed; expected a number >= 0",

@@ -19,90 +19,22 @@ Your own data:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
-from aejax.config import DataSpec, require
-from aejax.data.ground_truth import GroundTruthData
+from aejax.data.arrays import from_arrays, load_array
 from aejax.data.cache import cache_dir, locate  # data.root/data.path, $AEJAX_DATA_ROOT, the user cache
+from aejax.data.dataset import SPLIT_SEED, Dataset, binarize, finish, split_off
+from aejax.data.dsprites import check_sprites_spec, load_sprites
+from aejax.data.ground_truth import GroundTruthData
+from aejax.data.images import load_images
 from aejax.data.mnist import load_mnist
+from aejax.data.spec import DataSpec
 from aejax.data.synthetic import cosine_pairs, manifold_points
 from aejax.errors import ConfigError
-
-SPLIT_SEED = 20260101  # fixed: the same split for every run and every seed
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    train_labels: np.ndarray | None = None
-    val_labels: np.ndarray | None = None
-    test_labels: np.ndarray | None = None
-    image_shape: tuple | None = None   # (H, W, C) for images
-    label_names: tuple | None = None   # label i is label_names[i] (images: the sub-folder names)
-    source: str | None = None          # the file or folder the data came from (data.path)
-    # `train` as stored rows (dsprites: bit-packed uint8 (N, D/8)); a pure JAX function maps a batch
-    # of them to float32 (B, D) inside the compiled step. None: `train` is float32 (N, D) already.
-    train_decode: Callable | None = None
-    ground_truth: GroundTruthData | None = None   # factor sizes, sampling and observations (metrics)
-    train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
-    val_factors: np.ndarray | None = None
-    test_factors: np.ndarray | None = None
-
-    @property
-    def dim(self) -> int:
-        """D, the values per example (a float32 row; `train` may hold packed rows)."""
-        return self.test.shape[-1] if self.train_decode is not None else self.train.shape[-1]
-
-
-def _split_off(x, y, fraction):
-    """The last `fraction` of (x, y) becomes the held-out part."""
-    n_held = int(round(len(x) * fraction))
-    cut = len(x) - n_held
-    return (x[:cut], None if y is None else y[:cut]), (x[cut:], None if y is None else y[cut:])
-
-
-def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
-    """none | threshold (x > 0.5) | fixed (one Bernoulli(x) draw with a fixed seed, kept for all epochs).
-
-    `dynamic` is `fixed` here: the training split keeps its intensities and the training step
-    draws a fresh binarisation of every batch (`aejax.objectives.make_loss`)."""
-    if how == "threshold":
-        return (x > 0.5).astype(np.float32)
-    if how in ("fixed", "dynamic"):
-        return (np.random.default_rng(seed).uniform(size=x.shape) < x).astype(np.float32)
-    return x
-
-
-def finish(spec: DataSpec, x_trval, y_trval, x_test, y_test, image_shape, label_names=None,
-           source=None, factors=None, ground_truth=None) -> Dataset:
-    """Training+validation and test arrays -> the Dataset: validation split from the end of the
-    training split (`data.val_fraction`), `data.train_size`/`data.test_size` caps, binarisation.
-    `factors` = (training+validation, test) factor arrays follow their examples."""
-    f_trval, f_test = factors or (None, None)
-    (x_train, y_train), (x_val, y_val) = _split_off(x_trval, y_trval, spec.val_fraction)
-    (_, f_train), (_, f_val) = _split_off(x_trval, f_trval, spec.val_fraction)
-    if len(x_train) == 0:
-        raise ConfigError(f"data.val_fraction={spec.val_fraction} is not allowed here; it leaves none of the "
-                          f"{len(x_trval)} training examples of data.name={spec.name} for training")
-    if spec.train_size:
-        x_train, y_train, f_train = (None if a is None else a[: spec.train_size] for a in (x_train, y_train, f_train))
-    if spec.test_size:
-        x_test, y_test, f_test = (None if a is None else a[: spec.test_size] for a in (x_test, y_test, f_test))
-    # Each split gets its own fixed draw, so test images never share noise with training images.
-    # With `dynamic` the training images stay grey: every step draws its own binarisation.
-    x_train, x_val, x_test = (x if spec.binarize == "dynamic" and i == 0 else binarize(x, spec.binarize, SPLIT_SEED + i)
-                              for i, x in enumerate((x_train, x_val, x_test)))
-    return Dataset(spec.name, x_train, x_val, x_test, y_train, y_val, y_test,
-                   None if image_shape is None else tuple(image_shape),
-                   None if label_names is None else tuple(label_names), source,
-                   ground_truth=ground_truth, train_factors=f_train, val_factors=f_val, test_factors=f_test)
-
+from aejax.settings import require
 
 def _digits(spec: DataSpec) -> Dataset:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
@@ -111,7 +43,7 @@ def _digits(spec: DataSpec) -> Dataset:
     order = np.random.default_rng(SPLIT_SEED).permutation(len(bunch.data))
     x = (bunch.data[order] / 16.0).astype(np.float32)
     y = bunch.target[order].astype(np.int32)
-    (x_trval, y_trval), (x_test, y_test) = _split_off(x, y, 0.2)
+    (x_trval, y_trval), (x_test, y_test) = split_off(x, y, 0.2)
     return finish(spec, x_trval, y_trval, x_test, y_test, (8, 8, 1))
 
 
@@ -135,29 +67,11 @@ def _synthetic(spec: DataSpec) -> Dataset:
                   None if y is None else y[:n_test], None)
 
 
-def _array(spec: DataSpec) -> Dataset:
-    from aejax.data.arrays import load_array
-
-    return load_array(spec)
-
-
-def _images(spec: DataSpec) -> Dataset:
-    from aejax.data.images import load_images
-
-    return load_images(spec)
-
-
-def _sprites(spec: DataSpec) -> Dataset:
-    from aejax.data.dsprites import load_sprites
-
-    return load_sprites(spec)
-
-
 BUILTIN = ("synthetic", "digits", "mnist", "array", "images", "dsprites", "shapes_toy")
 # name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; `check_spec` reads it.
 LOADERS: dict[str, Callable[[DataSpec], Dataset]] = {
-    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": _array, "images": _images,
-    "dsprites": _sprites, "shapes_toy": _sprites}
+    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": load_array, "images": load_images,
+    "dsprites": load_sprites, "shapes_toy": load_sprites}
 
 
 def register_loader(name: str, fn: Callable[[DataSpec], Dataset]) -> None:
@@ -243,8 +157,6 @@ def check_spec(spec: DataSpec) -> None:
             require(getattr(spec, key) is None, f"data.{key}", getattr(spec, key),
                     f"null for data.name={spec.name} (ground-truth factors of your own .npz need data=array)")
     if spec.loader is None and spec.name in ("dsprites", "shapes_toy"):
-        from aejax.data.dsprites import check_sprites_spec
-
         check_sprites_spec(spec)
 
 
@@ -266,10 +178,6 @@ def check_unit_interval(data: Dataset, why: str) -> None:
         where = f"data.path={data.source!r}" if data.source else f"data.name={data.name!r}"
         raise ConfigError(f"{where}: values from {lo:.4g} to {hi:.4g} are not allowed with {why}; expected data in "
                           f"[0, 1] (uint8 is scaled by 1/255 but float data is taken as is: rescale it)")
-
-
-# After the definitions above: these modules import them from this package.
-from aejax.data.arrays import from_arrays  # noqa: E402
 
 __all__ = ["Dataset", "GroundTruthData", "load_dataset", "check_spec",
            "cosine_pairs", "manifold_points", "binarize", "register_loader",

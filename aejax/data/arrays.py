@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import DataSpec
-from aejax.data import SPLIT_SEED, Dataset, _split_off, binarize, finish
+from aejax.data.spec import DataSpec
+from aejax.data.dataset import SPLIT_SEED, Dataset, binarize, finish, split_off
 from aejax.data.ground_truth import GroundTruthData, grid_strides
 from aejax.errors import ConfigError
 
@@ -219,9 +219,9 @@ def from_arrays(spec: DataSpec, x, y=None, x_test=None, y_test=None, *, image_sh
         if not 1 <= n_test < len(x):
             raise ConfigError(f"data.test_fraction={spec.test_fraction} is not allowed for the {len(x)} examples in "
                               f"{where}; expected a fraction that leaves at least one test and one training example")
-        (x, y), (x_test, y_test) = _split_off(x, y, spec.test_fraction)
+        (x, y), (x_test, y_test) = split_off(x, y, spec.test_fraction)
         if factors is not None:
-            (_, factors), (_, factors_test) = _split_off(factors, factors, spec.test_fraction)
+            (_, factors), (_, factors_test) = split_off(factors, factors, spec.test_fraction)
     return finish(spec, x, y, x_test, y_test, shape, label_names, source,
                   factors=None if factors is None else (factors, factors_test), ground_truth=truth)
 

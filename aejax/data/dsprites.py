@@ -49,8 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import DataSpec, require
-from aejax.data import SPLIT_SEED, Dataset
+from aejax.data.spec import DataSpec
+from aejax.settings import require
+from aejax.data.dataset import SPLIT_SEED, Dataset
 from aejax.data.cache import ENV_VAR, cache_dir, locate, searched
 from aejax.data.ground_truth import GroundTruthData, grid_factors, grid_strides
 from aejax.errors import ConfigError

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import DataSpec
-from aejax.data import Dataset
+from aejax.data.spec import DataSpec
+from aejax.data.dataset import Dataset
 from aejax.data.arrays import from_arrays
 from aejax.errors import ConfigError
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import ConfigError
+from aejax.errors import ConfigError
 from aejax.data.cache import ENV_VAR, locate, search_folders, searched
 
 FILES = {

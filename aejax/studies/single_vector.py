@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aejax.config import ModelSpec, OptimSpec, require
+from aejax.config import ModelSpec, OptimSpec, member_hyperparameters, require
 from aejax.data import cosine_pairs
-from aejax.models import init_params, model_graph
-from aejax.objectives import make_loss
+from aejax.models import init_params, make_loss, model_graph
+from aejax.settings import parse_section
 from aejax.optim import make_optimizer
 from aejax.studies.similarity import cosine, linear_cka
 from aejax.train import compile_population, init_population, make_member_program, make_step, member_keys
@@ -115,9 +115,9 @@ class Trainer:
         self.reconstruct = jax.jit(jax.vmap(lambda p, x: nnx.merge(self.graph, p)(x)[0]))
 
     def _hp(self, n: int) -> dict:
-        m = self.model
-        values = dict(learning_rate=self.lr, sparsity_weight=m.sparsity_weight, noise_level=m.noise_level,
-                      beta=m.beta, contractive_weight=m.contractive_weight)
+        """Every member's hyperparameters: the config's values (this study varies none of them)."""
+        names = [setting.partition(".")[2] for setting in member_hyperparameters(self.model)]
+        values = {name: self.lr if name == "learning_rate" else self.model.get(name) for name in names}
         return {k: jnp.full((n,), v, jnp.float32) for k, v in values.items()}
 
     def _init(self, optimizer, seeds):
@@ -201,8 +201,6 @@ CONDITIONS = ("a_independent", "b_shared_init", "c_dataset_ae", "d_cross_encodin
 
 
 def parse_study(raw: dict) -> StudySpec:
-    from aejax.config import parse_section
-
     raw = dict(raw or {})
     if isinstance(raw.get("seeds"), int):
         raw["seeds"] = list(range(raw["seeds"]))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import DataSpec, LoggerSpec, ModelSpec, OptimSpec, parse_section
+from aejax.config import DataSpec, LoggerSpec, OptimSpec, parse_model
+from aejax.settings import parse_section
 from aejax.studies.similarity import spearman, spearman_with_ci
 from aejax.studies.single_vector import CONDITIONS, Trainer, measure, mnist_pairs, parse_study, synthetic_pairs
 
@@ -79,7 +80,7 @@ def run(config: dict, workdir: Path) -> dict:
 
 
 def _run(config: dict, workdir: Path, study) -> dict:
-    model = parse_section("model", ModelSpec, config.get("model"))
+    model = parse_model(config.get("model"), {})
     optim = parse_section("optim", OptimSpec, config.get("optim"))
     data = parse_section("data", DataSpec, config.get("data"))
     logger_spec = parse_section("logger", LoggerSpec, config.get("logger"))

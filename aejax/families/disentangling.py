@@ -1,28 +1,10 @@
-"""The VAE objectives of Locatello et al.'s study (disentanglement_lib), picked by `model.objective`.
+"""The disentangling VAE objectives of Locatello et al.'s study (disentanglement_lib), each registered
+under the VAE family (`model.objective`, see `aejax.families.vae` for the objective interface):
+beta_tc_vae, factor_vae, dip_vae_i, dip_vae_ii, annealed_vae (beta_vae lives with the family).
 
-Each objective is one function
-
-    objective(nll, mean, logvar, z, hp, **settings) -> (loss, terms)
-
-nll `(B,)` is the reconstruction's negative log-likelihood per example; mean, logvar and z
-`(B, K)` the posterior's mean and log-variance and the code sampled from it. `hp` holds the
-member's scalars: its weight (beta, gamma, lambda_od or c_max, arrays of shape `(E,)` across a
-population, see `aejax.population`) and, for annealed_vae, `hp["step"]`, the int32 index of the
-current step counted from 0, which the engine adds. `settings` are the static ones
-(`objective_for` binds them from the ModelSpec); each function names those it reads and ignores
-the rest. Every term is a batch mean, logged as `train/<name>`: nll, kl, neg_elbo = nll + kl,
-and the objective's own (tc, dip_od, dip_d, capacity).
-
-FactorVAE trains a second network, a discriminator, inside the same member step. `critic_for(spec)`
-gives it (None for the other objectives), and `make_loss` then returns
-`loss(params, x, key, hp, critic_params) -> (loss, (terms, z))`: the discriminator's parameters
-come in (the loss stops their gradient) and the sampled codes go out, for the critic's own update:
-
-    (_, (terms, z)), grads = jax.value_and_grad(loss, has_aux=True)(params, x, key, hp, critic_params)
-    ...the VAE update, as for every objective...
-    critic_params, critic_opt_state, critic_terms = critic.update(
-        critic_params, critic_opt_state, z, jax.random.fold_in(key, 1))   # disc_loss, disc_acc
-
+FactorVAE trains a second network, a discriminator, inside the same member step: its `extra` is a
+`Critic`, and the engine then passes the critic's parameters into the loss (`critic_params`, whose
+gradient the loss stops) and makes the critic's own update from the sampled codes of the same batch.
 Both updates read the same batch and the parameters from before the step, as disentanglement_lib's
 `tf.group` of its two `minimize` calls.
 
@@ -48,13 +30,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from aejax.objectives import gaussian_kl
+from aejax.families.registry import Critic, Objective, register_objective
+from aejax.settings import NON_NEGATIVE, Rule, setting
+from aejax.families.vae import BetaSettings, elbo_terms
 
 DISCRIMINATOR_LAYERS = (1000,) * 6   # fc_discriminator: six Dense 1000, leaky ReLU (slope 0.2), then 2 logits
 LEAKY_SLOPE = 0.2                    # tf.nn.leaky_relu's default
@@ -62,13 +45,6 @@ PROB_CLIP = 1e-6                     # make_discriminator clips the softmax to [
 
 
 # ----------------------------------------------------------------------------- building blocks
-def elbo_terms(nll: jax.Array, mean: jax.Array, logvar: jax.Array) -> dict:
-    """Batch means of the reconstruction nll and the KL to N(0, I), and neg_elbo = nll + kl."""
-    terms = {"nll": jnp.mean(nll), "kl": jnp.mean(gaussian_kl(mean, logvar))}
-    terms["neg_elbo"] = terms["nll"] + terms["kl"]
-    return terms
-
-
 def gaussian_log_density(x: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """log N(x; mean, exp(logvar)) element-wise (broadcasting)."""
     return -0.5 * ((x - mean) ** 2 * jnp.exp(-logvar) + logvar + jnp.log(2 * jnp.pi))
@@ -109,12 +85,6 @@ def capacity(c_max, step, iteration_threshold: int) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- objectives
-def beta_vae(nll, mean, logvar, z, hp, **_):
-    """nll + beta KL (Higgins et al. 2017); beta = 1 is the VAE."""
-    terms = elbo_terms(nll, mean, logvar)
-    return terms["nll"] + hp["beta"] * terms["kl"], terms
-
-
 def beta_tc_vae(nll, mean, logvar, z, hp, dataset_size=None, **_):
     """nll + KL + (beta - 1) TC (Chen et al. 2018, Eq. 4 with alpha = gamma = 1)."""
     terms = elbo_terms(nll, mean, logvar)
@@ -158,18 +128,6 @@ def annealed_vae(nll, mean, logvar, z, hp, iteration_threshold=100_000, **_):
     return terms["nll"] + hp["gamma"] * jnp.abs(terms["kl"] - terms["capacity"]), terms
 
 
-OBJECTIVES = {f.__name__: f for f in (beta_vae, beta_tc_vae, factor_vae, dip_vae_i, dip_vae_ii, annealed_vae)}
-
-
-def objective_for(spec, dataset_size: int | None = None) -> Callable:
-    """`spec.objective`'s function with its static settings bound:
-    `f(nll, mean, logvar, z, hp, critic_params=None) -> (loss, terms)`."""
-    settings = {"iteration_threshold": spec.iteration_threshold, "dataset_size": dataset_size}
-    if spec.lambda_d_factor is not None:  # null: the objective's own default (10 for I, 1 for II)
-        settings["lambda_d_factor"] = spec.lambda_d_factor
-    return functools.partial(OBJECTIVES[spec.objective], **settings)
-
-
 # ----------------------------------------------------------------------------- FactorVAE's critic
 def init_discriminator(key: jax.Array, code_size: int, hidden=DISCRIMINATOR_LAYERS) -> dict:
     """Glorot-uniform kernels and zero biases (tf.layers' defaults): code_size -> hidden... -> 2."""
@@ -207,26 +165,51 @@ def discriminator_loss(params: dict, z: jax.Array, permuted: jax.Array):
     return loss, {"disc_loss": loss, "disc_acc": jnp.mean(jnp.argmax(logits, axis=-1) == label).astype(jnp.float32)}
 
 
-@dataclass(frozen=True)
-class Critic:
-    """A network trained beside each member's VAE, with its own optimiser, in the same step.
-
-    `init(key) -> params`; `update(params, opt_state, z, key, z_other=None) -> (params, opt_state,
-    terms)` makes one optimiser step (terms: disc_loss, disc_acc, from before the step)."""
-    init: Callable
-    optimizer: optax.GradientTransformation
-
-    def update(self, params, opt_state, z, key, z_other=None):
-        z = jax.lax.stop_gradient(z)
-        permuted = permute_dims(jax.lax.stop_gradient(z if z_other is None else z_other), key)
-        grads, terms = jax.grad(discriminator_loss, has_aux=True)(params, z, permuted)
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, terms
+def discriminator_step_loss(params: dict, z: jax.Array, key: jax.Array, z_other=None):
+    """The critic's loss on the codes of the batch against the same (or `z_other`'s) codes with each
+    dimension permuted (Kim & Mnih use a second batch: pass `z_other`)."""
+    return discriminator_loss(params, z, permute_dims(z if z_other is None else z_other, key))
 
 
-def critic_for(spec) -> Critic | None:
-    """FactorVAE's discriminator (6 x 1000, Adam 1e-4, b1 0.5, b2 0.9); None for other objectives."""
-    if spec.family != "vae" or spec.objective != "factor_vae":
-        return None
+def factor_vae_critic(spec, settings) -> Critic:
+    """FactorVAE's discriminator (6 x 1000, Adam 1e-4, b1 0.5, b2 0.9), one per member."""
     return Critic(init=functools.partial(init_discriminator, code_size=spec.code_size),
-                  optimizer=optax.adam(1e-4, b1=0.5, b2=0.9, eps=1e-8))
+                  optimizer=optax.adam(1e-4, b1=0.5, b2=0.9, eps=1e-8), loss=discriminator_step_loss)
+
+
+# ----------------------------------------------------------------------------- declarations
+GAMMA = dict(rule=NON_NEGATIVE, member=True, label="gamma")
+
+
+@dataclass(frozen=True)
+class FactorSettings:
+    gamma: float = setting(1.0, "weight of the TC, read from the discriminator", **GAMMA)
+
+
+@dataclass(frozen=True)
+class DipSettings:
+    lambda_od: float = setting(1.0, "weight of the off-diagonal covariance penalty", rule=NON_NEGATIVE, member=True,
+                               label="lambda_od")
+    lambda_d_factor: float | None = setting(
+        None, "lambda_d = lambda_d_factor * lambda_od; null: 10 for dip_vae_i, 1 for dip_vae_ii",
+        rule=Rule(lambda v: v >= 0, "null (10 for dip_vae_i, 1 for dip_vae_ii) or a number >= 0"))
+
+
+@dataclass(frozen=True)
+class AnnealedSettings:
+    gamma: float = setting(1.0, "weight of |KL - C(t)|", **GAMMA)
+    c_max: float = setting(0.0, "the KL target C(t) rises linearly to c_max nats", rule=NON_NEGATIVE, member=True,
+                           label="c_max")
+    iteration_threshold: int = setting(100000, "steps for C(t) to reach c_max",
+                                       rule=Rule(lambda v: v > 0, "an integer > 0 (steps)"))
+
+
+for _objective in (
+        Objective("beta_tc_vae", BetaSettings, beta_tc_vae, "beta-TCVAE", "beta", citation="Chen et al. 2018, NeurIPS"),
+        Objective("factor_vae", FactorSettings, factor_vae, "FactorVAE", "gamma", extra=factor_vae_critic,
+                  citation="Kim & Mnih 2018, ICML"),
+        Objective("dip_vae_i", DipSettings, dip_vae_i, "DIP-VAE-I", "lambda_od", citation="Kumar et al. 2018, ICLR"),
+        Objective("dip_vae_ii", DipSettings, dip_vae_ii, "DIP-VAE-II", "lambda_od", citation="Kumar et al. 2018, ICLR"),
+        Objective("annealed_vae", AnnealedSettings, annealed_vae, "AnnealedVAE", "c_max",
+                  citation="Burgess et al. 2018, arXiv:1804.03599")):
+    register_objective("vae", _objective)

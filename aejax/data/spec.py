@@ -1,0 +1,78 @@
+"""`data.*`: the settings of every data source, declared once (`aejax.settings.setting`) and checked by
+the one checker; the rules between fields are `DataSpec.check`. Which names exist is the loaders'
+business (`aejax.data.check_spec`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, OPEN_UNIT, POSITIVE_INT, Rule, require, setting
+
+NULL_OR_POSITIVE = Rule(lambda v: v > 0, "null or an integer > 0")
+ARRAY_NAME = Rule(lambda v: v != "", "null or the name of an array in data.path")
+
+
+def _positive_ints(values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _image_size_ok(v) -> bool:
+    sizes = (v,) if isinstance(v, int) else v if isinstance(v, tuple) and len(v) == 2 else ()
+    return bool(sizes) and _positive_ints(sizes)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = setting("digits", "the dataset: synthetic | digits | mnist | array | images | dsprites | ...",
+                        rule=Rule(lambda v: v != "", "a dataset name"))
+    root: str | None = setting(None, "mnist: folder of IDX .gz files (null: the cache, aejax.data.cache.locate)")
+    download: bool = setting(True, "mnist: fetch missing files where the network allows")
+    train_size: int | None = setting(None, "cap on training examples (null: all)", rule=NULL_OR_POSITIVE)
+    val_fraction: float = setting(0.1, "of the training split, taken from its end",
+                                  rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    test_size: int | None = setting(None, "cap on test examples (null: all)", rule=NULL_OR_POSITIVE)
+    binarize: str = setting("none", "none | fixed (one Bernoulli draw, kept) | dynamic (a draw per step) | threshold",
+                            choices=("none", "fixed", "dynamic", "threshold"))
+    # synthetic data
+    generator: str = setting("manifold", "synthetic: the generator", choices=("manifold", "cosine_pairs"))
+    dim: int = setting(64, "synthetic: values per example", rule=POSITIVE_INT)
+    intrinsic_dim: int = setting(2, "synthetic manifold: its dimension")
+    num_samples: int = setting(2000, "synthetic: examples", rule=Rule(lambda v: v > 1, "an integer > 1"))
+    noise: float = setting(0.05, "synthetic: noise standard deviation", rule=NON_NEGATIVE)
+    similarity: float = setting(0.9, "cosine_pairs: the cosine of each pair",
+                                rule=Rule(lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"))
+    seed: int = setting(0, "synthetic: the generator's seed", rule=NON_NEGATIVE_INT)
+    # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
+    path: str | None = setting(None, "array: a .npy or .npz file; images: a folder; dsprites: the original file")
+    inputs_key: str = setting("x", "array .npz: the inputs", rule=Rule(lambda v: v != "",
+                                                                      "the name of an array in data.path"))
+    labels_key: str | None = setting("y", "array .npz: the labels, used if present (null: none)", rule=ARRAY_NAME)
+    test_inputs_key: str | None = setting(None, "array .npz: a test split; null: '<inputs_key>_test' if present",
+                                          rule=ARRAY_NAME)
+    test_labels_key: str | None = setting(None, "array .npz: null: '<labels_key>_test' if present", rule=ARRAY_NAME)
+    factors_key: str | None = setting(None, "array .npz: integer ground-truth factors (N, F) (null: none)",
+                                      rule=ARRAY_NAME)
+    test_factors_key: str | None = setting(None, "array .npz: the test split's; null: '<factors_key>_test'",
+                                           rule=ARRAY_NAME)
+    image_shape: tuple | None = setting(None, "array of flat (N, D) inputs: [H, W] or [H, W, C]; null: vectors",
+                                        rule=Rule(lambda v: len(v) in (2, 3) and _positive_ints(v),
+                                                  "null, [H, W] or [H, W, C] (positive integers)"))
+    test_fraction: float = setting(0.2, "array/images without a test split: the fixed share held out", rule=OPEN_UNIT)
+    split_shuffle: bool = setting(True, "array/images: one fixed permutation before splitting (false: file order)")
+    color: str = setting("grayscale", "images: grayscale | rgb", choices=("grayscale", "rgb"))
+    image_size: Any = setting(None, "images: resize to [H, W] (an int: square); null: all one size",
+                              rule=Rule(_image_size_ok, "null, [H, W] or an integer (positive)"))
+    loader: str | None = setting(None, "'package.module:function(spec) -> Dataset', for any data.name",
+                                 rule=Rule(lambda v: all(str(v).partition(":")[::2]) and ":" in v,
+                                           "null or 'package.module:function'"))
+
+    def check(self) -> None:
+        if self.name in ("array", "images") and self.loader is None:
+            kind = "a .npy or .npz file" if self.name == "array" else "a folder of image files"
+            require(isinstance(self.path, str) and self.path != "", "data.path", self.path,
+                    f"{kind} for data.name={self.name}")
+            if self.name == "array":
+                require(self.path.lower().endswith((".npy", ".npz")), "data.path", self.path, kind)
+        require(0 < self.intrinsic_dim <= self.dim, "data.intrinsic_dim", self.intrinsic_dim,
+                f"an integer in [1, data.dim={self.dim}]")
