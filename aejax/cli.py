@@ -101,7 +101,7 @@ def precheck(argv: list[str]) -> None:
         spec = parse_run(config)
         if foreign:  # composed above and at its default, so the check let it pass: it still sets nothing here
             raise ConfigError(f"{foreign} is not a setting of model.family={spec.model.family}"
-                              + (f" with model.{spec.model.declaration.variant_setting}={spec.model.objective.name}"
+                              + (f" with model.{spec.model.declaration.variant_setting}={spec.model.objective}"
                                  if spec.model.objective else "") + "; it belongs to another family or objective")
         check_spec(spec.data)  # data.name among the loaders, the datasets' own limits
         check_settings(spec)  # metrics.disentanglement=true on data without ground-truth factors

@@ -71,9 +71,14 @@ class ModelSpec:
         return FAMILIES[self.family]
 
     @property
-    def objective(self) -> Objective | None:
+    def objective(self) -> str | None:
+        """The name of the family's objective (`model.objective`), for a family that has them."""
         fam = self.declaration
-        return fam.objectives[getattr(self.family_settings, fam.variant_setting)] if fam.variant_setting else None
+        return getattr(self.family_settings, fam.variant_setting) if fam.variant_setting else None
+
+    @property
+    def objective_declaration(self) -> Objective | None:
+        return self.declaration.objectives[self.objective] if self.objective else None
 
     def get(self, name: str):
         """A model setting by name, wherever it is declared (network, family, objective)."""

@@ -90,14 +90,14 @@ def matmul(n: int = 2048) -> tuple[Callable, float]:
 def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds, per_member_data: bool,
           mask_divergence: bool = False, image_shape: tuple | None = None, learning_rate: float = 1e-3):
     """The compiled population program, its initial state, member keys and per-member hyperparameters."""
-    from aejax.config import MEMBER_HYPERPARAMETERS, ModelSpec, OptimSpec
+    from aejax.config import OptimSpec, member_hyperparameters, model_spec
     from aejax.models import init_params, model_graph
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
     from aejax.optim import make_optimizer
     from aejax.train import (compile_population, init_population, make_member_program, make_step, member_keys,
                              population_block)
 
-    spec = ModelSpec(**model_overrides)
+    spec = model_spec(**model_overrides)
     graph = model_graph(spec, data_dim, image_shape)
     optimizer = make_optimizer(OptimSpec(learning_rate=learning_rate), 10_000)
     # Norms every 100 steps, as `aejax-train` computes them for trainer.log_every=100.
@@ -107,8 +107,8 @@ def build(model_overrides: dict, data_dim: int, n_train: int, batch: int, seeds,
     keys = member_keys(seeds)
     state = init_population(lambda k: init_params(spec, data_dim, image_shape, k), optimizer, keys)
     # Every member hyperparameter at the spec's value (the learning rate: the optimiser's).
-    names = [key.split(".")[-1] for key in MEMBER_HYPERPARAMETERS]
-    hp = {name: jnp.full((len(seeds),), learning_rate if name == "learning_rate" else getattr(spec, name), jnp.float32)
+    names = [key.split(".")[-1] for key in member_hyperparameters(spec)]
+    hp = {name: jnp.full((len(seeds),), learning_rate if name == "learning_rate" else spec.get(name), jnp.float32)
           for name in names}
     return program, state, keys, hp
 

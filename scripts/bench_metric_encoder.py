@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from aejax.config import ModelSpec
+from aejax.config import model_spec
 from aejax.disentanglement import population_encoder
 from aejax.models import init_params, model_graph
 from bench import STUDY_VAE  # the study's conv VAE, as figure 5 trains it
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=12)
     parser.add_argument("--images", type=int, default=4096)
     args = parser.parse_args()
-    spec = ModelSpec(**STUDY_VAE)
+    spec = model_spec(**STUDY_VAE)
     graph = model_graph(spec, 64 * 64, (64, 64, 1))
     params = jax.vmap(lambda k: init_params(spec, 64 * 64, (64, 64, 1), k))(
         jax.random.split(jax.random.key(0), args.members))

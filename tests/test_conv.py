@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aejax.config import ModelSpec
+from aejax.config import model_spec
 from aejax.models import count_params, init_params, model_graph
 from aejax.models import conv
 from aejax.models.conv import conv2d, conv_transpose2d
@@ -118,7 +118,7 @@ def test_the_decoder_is_a_stack_of_xla_transposed_convolutions(kernels, strides,
     assert any(blocks is not None for blocks in read_blocks)  # the last layer read its input from blocks
 
 
-STUDY = ModelSpec(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2),
+STUDY = model_spec(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2),
                   strides=(2,), dense=(256,), decoder_kernel_sizes=(4,), code_size=10, init="glorot_uniform")
 
 
@@ -147,9 +147,9 @@ def test_the_study_architecture_has_the_parameters_its_definition_implies():
 def test_conv_programs_have_no_convolution_left_in_their_hlo():
     """The engine's scanned step runs conv models as dots: no `convolution` op reaches XLA (a convolution
     in a loop body is XLA:CPU's slow path), forward and backward, single model and vmapped population."""
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
 
-    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
+    spec = model_spec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
                      code_size=3)
     graph = model_graph(spec, 256, (16, 16, 1))
     params = jax.vmap(lambda k: init_params(spec, 256, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 2))
@@ -164,9 +164,9 @@ def test_conv_programs_have_no_convolution_left_in_their_hlo():
 
 def test_every_conv_layer_names_its_compiled_ops_forward_and_backward():
     """scripts/profile_conv_step.py charges each compiled op to a layer by these name scopes."""
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
 
-    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
+    spec = model_spec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), dense=(16,),
                      code_size=3)
     graph = model_graph(spec, 256, (16, 16, 1))
     params = init_params(spec, 256, (16, 16, 1), jax.random.key(0))
@@ -192,7 +192,7 @@ def test_the_metrics_encoder_gives_each_members_own_codes(unroll, monkeypatch):
     calls = []
     xla_conv = jax.lax.conv_general_dilated
     monkeypatch.setattr(jax.lax, "conv_general_dilated", lambda *a, **k: calls.append(1) or xla_conv(*a, **k))
-    spec = ModelSpec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), strides=(2,),
+    spec = model_spec(family="vae", architecture="conv", channels=(4, 8), kernel_sizes=(4, 2), strides=(2,),
                      dense=(16,), code_size=3)
     graph = model_graph(spec, 16 * 16, (16, 16, 1))
     params = jax.vmap(lambda k: init_params(spec, 16 * 16, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 3))

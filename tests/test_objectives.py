@@ -102,32 +102,32 @@ def test_gaussian_corruption_has_requested_std():
 
 
 def test_binarize_batches_draws_a_fresh_binary_target_every_step():
-    from aejax.config import ModelSpec
-    from aejax.models import model_graph, init_params
+    from aejax.config import model_spec
+    from aejax.models import init_params, make_loss, model_graph
 
-    spec = ModelSpec(family="vae", hidden=(8,), code_size=2)
+    spec = model_spec(family="vae", hidden=(8,), code_size=2)
     graph = model_graph(spec, 6)
     params = init_params(spec, 6, None, jax.random.key(0))
-    loss = jax.jit(O.make_loss(spec, graph, binarize_batches=True))
+    loss = jax.jit(make_loss(spec, graph, binarize_batches=True))
     hp = {"beta": 1.0, "noise_level": 0.0, "sparsity_weight": 0.0, "contractive_weight": 0.0}
     x = jnp.full((500, 6), 0.5)
     nll = [float(loss(params, x, jax.random.key(i), hp)[1]["nll"]) for i in range(3)]
     assert len(set(nll)) == 3        # each key: another draw of the targets
-    grey = float(jax.jit(O.make_loss(spec, graph))(params, x, jax.random.key(0), hp)[1]["nll"])
+    grey = float(jax.jit(make_loss(spec, graph))(params, x, jax.random.key(0), hp)[1]["nll"])
     assert grey not in nll
 
 
 def test_cross_entropy_reconstruction_loss_against_numpy():
-    from aejax.config import ModelSpec
-    from aejax.models import model_graph, init_params
+    from aejax.config import model_spec
+    from aejax.models import init_params, make_loss, model_graph
     from flax import nnx
 
-    spec = ModelSpec(hidden=(5,), code_size=3, reconstruction_loss="cross_entropy")
+    spec = model_spec(hidden=(5,), code_size=3, reconstruction_loss="cross_entropy")
     graph = model_graph(spec, 6)
     params = init_params(spec, 6, None, jax.random.key(0))
     x = np.random.default_rng(0).uniform(size=(4, 6)).astype(np.float32)
     hp = {"beta": 1.0, "noise_level": 0.0, "sparsity_weight": 0.0, "contractive_weight": 0.0}
-    total, terms = jax.jit(O.make_loss(spec, graph))(params, x, jax.random.key(0), hp)
+    total, terms = jax.jit(make_loss(spec, graph))(params, x, jax.random.key(0), hp)
     r = np.asarray(nnx.merge(graph, params)(jnp.asarray(x))[0], np.float64)
     expected = -np.mean(np.sum(x * np.log(r) + (1 - x) * np.log(1 - r), axis=1))
     np.testing.assert_allclose(float(total), expected, rtol=1e-4)

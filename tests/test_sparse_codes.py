@@ -9,7 +9,7 @@ import pytest
 
 from aejax.config import parse_run
 from aejax.models import build_model
-from aejax.models.autoencoder import keep_top_k
+from aejax.families.autoencoder import keep_top_k
 from aejax.studies.sparse_codes import copying_tests, jacobian_diagonal_share
 from aejax.tasks import load_task
 from conftest import TINY, compose

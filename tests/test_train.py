@@ -39,7 +39,7 @@ def compiled_population(seeds: int):
 
     from aejax.data import load_dataset
     from aejax.models import init_params, model_graph
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
     from aejax.optim import make_optimizer
     from aejax.population import hyperparameter_arrays, members
     from aejax.train import compile_population, init_population, make_member_program, make_step, member_keys

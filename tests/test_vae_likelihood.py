@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aejax.config import ModelSpec
+from aejax.config import model_spec
 from aejax.models import init_params, model_graph
 from aejax.studies.vae_likelihood import iwae_nll
 
 
 def tiny_vae(seed=0):
-    spec = ModelSpec(family="vae", hidden=(8,), code_size=1, activation="tanh")
+    spec = model_spec(family="vae", hidden=(8,), code_size=1, activation="tanh")
     return nnx.merge(model_graph(spec, 6), init_params(spec, 6, None, jax.random.key(seed)))
 
 

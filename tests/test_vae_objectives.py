@@ -1,4 +1,4 @@
-"""The VAE objectives (aejax/vae_objectives.py) against NumPy computations of the papers' formulas,
+"""The VAE objectives (aejax/families/vae.py and disentangling.py) against NumPy computations of the papers' formulas,
 called through jax.jit; FactorVAE's critic; per-member weights under vmap."""
 
 import functools
@@ -8,8 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aejax import vae_objectives as V
-from aejax.config import VAE_OBJECTIVES, ModelSpec
+from aejax.config import model_spec as ModelSpec
+from aejax.families import disentangling as V
+from aejax.families import family
+from aejax.families.vae import objective_for
+from aejax.models import critic_for
+
+OBJECTIVES = {name: objective.fn for name, objective in family("vae").objectives.items()}
+VAE_OBJECTIVES = tuple(OBJECTIVES)
 
 rng = np.random.default_rng(0)
 B, K = 7, 3
@@ -26,11 +32,14 @@ def np_kl(mean, logvar):
 
 def call(objective, hp, **settings):
     """The objective through jax.jit on the fixed arrays."""
-    return jax.jit(lambda *a: V.OBJECTIVES[objective](*a, hp, **settings))(NLL, MEAN, LOGVAR, Z)
+    return jax.jit(lambda *a: OBJECTIVES[objective](*a, hp, **settings))(NLL, MEAN, LOGVAR, Z)
 
 
-def test_the_registry_is_the_configs_list():
-    assert tuple(V.OBJECTIVES) == VAE_OBJECTIVES
+def test_the_registry_holds_the_studys_six_objectives_each_with_its_preset():
+    from conftest import REPO
+
+    assert set(VAE_OBJECTIVES) == {"beta_vae", "beta_tc_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "annealed_vae"}
+    assert all((REPO / "conf" / "model" / f"{name}.yaml").exists() for name in VAE_OBJECTIVES if name != "beta_vae")
 
 
 def test_beta_vae_is_nll_plus_beta_kl():
@@ -152,9 +161,9 @@ def test_permute_dims_shuffles_each_dimension_on_its_own():
 
 
 def test_critic_for_is_the_study_discriminator_and_none_elsewhere():
-    assert V.critic_for(ModelSpec(family="vae")) is None
-    assert V.critic_for(ModelSpec(family="vae", objective="dip_vae_i")) is None
-    critic = V.critic_for(ModelSpec(family="vae", objective="factor_vae", code_size=10))
+    assert critic_for(ModelSpec(family="vae")) is None
+    assert critic_for(ModelSpec(family="vae", objective="dip_vae_i")) is None
+    critic = critic_for(ModelSpec(family="vae", objective="factor_vae", code_size=10))
     params = critic.init(jax.random.key(0))
     sizes = [params[f"dense_{i}"]["kernel"].shape for i in range(len(params))]
     assert sizes == [(10, 1000)] + [(1000, 1000)] * 5 + [(1000, 2)]
@@ -168,7 +177,7 @@ def test_critic_for_is_the_study_discriminator_and_none_elsewhere():
 def test_critic_update_learns_to_tell_codes_from_permuted_codes():
     """Two perfectly correlated latents: their permuted copies break the correlation, which
     the study's discriminator learns to see within a few dozen Adam steps (lr 1e-4)."""
-    critic = V.critic_for(ModelSpec(family="vae", objective="factor_vae", code_size=2))
+    critic = critic_for(ModelSpec(family="vae", objective="factor_vae", code_size=2))
     params = critic.init(jax.random.key(0))
     opt_state = critic.optimizer.init(params)
 
@@ -197,7 +206,8 @@ WEIGHTS = {"beta_vae": "beta", "beta_tc_vae": "beta", "factor_vae": "gamma", "di
 def tiny(objective):
     from aejax.models import init_params, model_graph
 
-    spec = ModelSpec(family="vae", hidden=(8,), code_size=3, objective=objective, iteration_threshold=10)
+    extra = {"iteration_threshold": 10} if objective == "annealed_vae" else {}
+    spec = ModelSpec(family="vae", hidden=(8,), code_size=3, objective=objective, **extra)
     return spec, model_graph(spec, D), init_params(spec, D, None, jax.random.key(0))
 
 
@@ -205,7 +215,7 @@ def tiny(objective):
 def test_a_population_hp_array_reaches_each_objective(objective):
     """Two members, identical but for their weight, in one vmapped call: different losses, each
     the loss of a single call with that member's scalar."""
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
 
     spec, graph, params = tiny(objective)
     loss = make_loss(spec, graph)
@@ -214,7 +224,7 @@ def test_a_population_hp_array_reaches_each_objective(objective):
           "c_max": jnp.array([5.0, 5.0]), "noise_level": jnp.zeros(2), "sparsity_weight": jnp.zeros(2),
           "contractive_weight": jnp.zeros(2), "step": jnp.array([4, 4], jnp.int32)}
     hp[WEIGHTS[objective]] = jnp.array([1.5, 40.0])
-    critic = V.critic_for(spec)
+    critic = critic_for(spec)
     extra = (jax.tree.map(lambda a: jnp.stack([a, a]), critic.init(jax.random.key(5))),) if critic else ()
     batched = jax.jit(jax.vmap(loss, in_axes=(None, None, None, 0) + (0,) * len(extra)))
     total, aux = batched(params, x, jax.random.key(1), hp, *extra)
@@ -229,11 +239,11 @@ def test_a_population_hp_array_reaches_each_objective(objective):
 
 
 def test_factor_vae_loss_hands_out_codes_and_stops_the_critics_gradient():
-    from aejax.objectives import make_loss
+    from aejax.models import make_loss
 
     spec, graph, params = tiny("factor_vae")
     loss = make_loss(spec, graph)
-    critic_params = V.critic_for(spec).init(jax.random.key(5))
+    critic_params = critic_for(spec).init(jax.random.key(5))
     x = jnp.asarray(rng.uniform(size=(16, D)), jnp.float32)
     hp = {"gamma": 10.0, "noise_level": 0.0}
     (_, (terms, z)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 4), has_aux=True))(
@@ -245,11 +255,11 @@ def test_factor_vae_loss_hands_out_codes_and_stops_the_critics_gradient():
 
 def test_objective_for_binds_the_static_settings():
     spec = ModelSpec(family="vae", objective="annealed_vae", iteration_threshold=10)
-    loss, terms = V.objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"gamma": 1.0, "c_max": 4.0, "step": 5})
+    loss, terms = objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"gamma": 1.0, "c_max": 4.0, "step": 5})
     assert float(terms["capacity"]) == pytest.approx(2.0)
     spec = ModelSpec(family="vae", objective="dip_vae_ii", lambda_d_factor=0.0)
-    _, terms = V.objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"lambda_od": 1.0})
-    loss, _ = V.objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"lambda_od": 1.0})
+    _, terms = objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"lambda_od": 1.0})
+    loss, _ = objective_for(spec)(NLL, MEAN, LOGVAR, Z, {"lambda_od": 1.0})
     np.testing.assert_allclose(float(loss), float(terms["neg_elbo"] + terms["dip_od"]), rtol=1e-6)
 
 
