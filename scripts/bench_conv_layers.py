@@ -3,10 +3,10 @@
     uv run --locked python scripts/bench_conv_layers.py
 
 Each layer of Locatello et al.'s conv VAE (batch 64) is differentiated in a 4-step `lax.scan`, as the
-engine runs steps: by `aejax.models.conv` (`auto`, the form `valid_conv` picks), by each of its two
+engine runs steps: by `aejax.nets.conv` (`auto`, the form `valid_conv` picks), by each of its two
 matmul forms forced (`gather`: im2col; `scatter`: a matmul per input pixel, then shifted sums), and by
 XLA's own convolution (`xla`, `lax.conv_general_dilated` / `lax.conv_transpose`). Milliseconds per
-step, the best of 3 calls. The per-layer figures quoted in aejax/models/conv.py come from this script.
+step, the best of 3 calls. The per-layer figures quoted in aejax/nets/conv.py come from this script.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from aejax.models import conv
+from aejax.nets import conv
 
 BATCH, STEPS, REPEATS = 64, 4, 3
 DN = ("NHWC", "HWIO", "NHWC")

@@ -5,7 +5,7 @@ library kernels (matmuls) against XLA's own loop fusions (pads, slices, reshuffl
 
 Trains figure 5's model (the study's conv VAE, scripts/bench.py) for one compiled call of `--steps`
 steps under `jax.profiler`, sums each compiled op's time from the trace, and attributes an op to a
-layer by the op's name scope (`aejax.models.conv` names each layer `encoder_conv<i>` and
+layer by the op's name scope (`aejax.nets.conv` names each layer `encoder_conv<i>` and
 `decoder_deconv<i>`; the backward pass is the `transpose(...)` of it). Ops outside the conv layers
 (dense layers, loss, Adam) are grouped by their last primitive. Times are per step of the whole
 population. The table in README Speed ("where a step's time goes") comes from this script.

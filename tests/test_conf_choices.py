@@ -2,9 +2,9 @@
 fixed | dynamic | threshold`) lists exactly the values the config checks accept, no fewer, no more.
 
 What the code accepts is read from the code itself: each setting is given a value no check can
-accept, and the one-line refusal (`aejax.config.one_of`: "expected one of a, b, c") names them.
-So a setting someone adds to a spec, with its `one_of` check and its conf comment, is covered
-with no change here.
+accept, and the one-line refusal of the one checker (`aejax.settings.check_declared`: "expected one
+of a, b, c") names the values its declaration allows. So a setting someone declares (in a config
+section or in a family's or objective's settings), with its conf comment, is covered with no change here.
 
 The convention for comments: the values are one run of names separated by ` | ` (a label before
 and a note after are fine: `# VAE decoder: bernoulli | gaussian (...)`); a comment on its own line
@@ -18,13 +18,12 @@ import re
 
 import pytest
 
-from aejax.config import DataSpec, LoggerSpec, MetricsSpec, ModelSpec, OptimSpec, TrainerSpec
+from aejax.config import SPECS, ModelSpec, model_declarations
 from aejax.errors import ConfigError
+from aejax.settings import check_declared, declared
 from conftest import REPO
 
 CONF = REPO / "conf"
-SPECS = {"model": ModelSpec, "data": DataSpec, "optim": OptimSpec, "trainer": TrainerSpec, "logger": LoggerSpec,
-         "metrics": MetricsSpec}
 VALUES = re.compile(r"(?<![\w.|])\w+(?:[ \t]\|[ \t]\w+)+(?![\w|])")   # "none | fixed | threshold"
 NAMED = re.compile(r"(\w+(?:\.\w+)+) \(([^()]*)\)")                    # "data.binarize (none | fixed)"
 KEY = re.compile(r"^(\s*)([\w/+~-]+):(?:\s|$)")
@@ -65,15 +64,19 @@ def documented() -> list[tuple[str, str | None, list[str]]]:
 def accepted(setting: str) -> list[str]:
     """The values the config checks accept for `setting`, as their refusal of a bad value names them."""
     section, _, attr = setting.partition(".")
-    fields = {f.name: f for f in dataclasses.fields(SPECS[section])} if section in SPECS else {}
-    assert attr in fields, f"{setting}: no spec in aejax.config has this setting"
-    bad = ("__nope__",) if "tuple" in str(fields[attr].type) else "__nope__"
+    classes = [SPECS[section]] if section in SPECS else []
+    if section == "model":
+        classes += [cls for _, _, cls in model_declarations()]
+    owner = next((cls for cls in classes if attr in {f.name for f in declared(cls)}), None)
+    assert owner is not None, f"{setting}: no declaration (config section, family or objective) has this setting"
+    field = next(f for f in declared(owner) if f.name == attr)
+    bad = ("__nope__",) if "tuple" in str(field.type) else "__nope__"
     try:
-        dataclasses.replace(SPECS[section](), **{attr: bad}).check()
+        check_declared(section, dataclasses.replace(owner(), **{attr: bad}))
     except ConfigError as err:
         said = re.fullmatch(rf"{re.escape(setting)}=.* is not allowed; expected (?:one of|a non-empty list of) (.+)",
                             str(err))
-        assert said, f"{setting}: its refusal does not list the values (use aejax.config.one_of): {err}"
+        assert said, f"{setting}: its refusal does not list the values (declare them: setting(..., choices=...)): {err}"
         return said.group(1).split(", ")
     raise AssertionError(f"{setting}={bad!r} is accepted: the code checks no fixed list of values")
 

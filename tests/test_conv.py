@@ -11,8 +11,8 @@ from flax import nnx
 
 from aejax.config import model_spec
 from aejax.models import count_params, init_params, model_graph
-from aejax.models import conv
-from aejax.models.conv import conv2d, conv_transpose2d
+from aejax.nets import conv
+from aejax.nets.conv import conv2d, conv_transpose2d
 
 DN = ("NHWC", "HWIO", "NHWC")
 

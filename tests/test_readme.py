@@ -40,7 +40,12 @@ BARE = {"aejax-train", "aejax-collect", "aejax-metrics", "python", "wandb", "pyt
 # Commands that cannot run here, each with the reason. Exact texts, as the READMEs write them.
 SLURM = "starts a SLURM cluster as root: .ci/run does it for tests/test_slurm.py"
 BENCH = "a benchmark (minutes of both cores), in the Speed section; never run by the tests"
+EXTENDING = "needs the README's my_objective.py and my_conf/: tests/test_extending.py writes them and runs it"
 NOT_HERE = {
+    'uv run --locked aejax-train -cd my_conf model=mean_penalty_vae "+population.grid.model.mean_weight=[0,1]" '
+    'trainer.epochs=1': EXTENDING,
+    "uv run --locked aejax-train -cd my_conf model=mean_penalty_vae --cfg job": EXTENDING,
+    "uv run --locked aejax-train -cd my_conf model=mean_penalty_vae model.mean_weight=-1": EXTENDING,
     "python3 -m pip install uv==0.13.9": "installs uv into the reader's Python; this suite already runs under uv",
     "uv run --locked --group test pytest": "the whole suite, which this test is part of",
     "pip install .": "installs into the Python at hand; tests/test_install.py builds the wheel and installs it "

@@ -205,7 +205,7 @@ class AnnealedSettings:
 
 
 for _objective in (
-        Objective("beta_tc_vae", BetaSettings, beta_tc_vae, "beta-TCVAE", "beta", citation="Chen et al. 2018, NeurIPS"),
+        Objective("beta_tc_vae", BetaSettings, beta_tc_vae, "β-TCVAE", "beta", citation="Chen et al. 2018, NeurIPS"),
         Objective("factor_vae", FactorSettings, factor_vae, "FactorVAE", "gamma", extra=factor_vae_critic,
                   citation="Kim & Mnih 2018, ICML"),
         Objective("dip_vae_i", DipSettings, dip_vae_i, "DIP-VAE-I", "lambda_od", citation="Kumar et al. 2018, ICLR"),

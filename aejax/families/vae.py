@@ -76,7 +76,8 @@ class VAE(nnx.Module):
 @dataclass(frozen=True)
 class VAESettings:
     likelihood: str = setting("bernoulli", "the decoder's distribution p(x|z)", choices=LIKELIHOODS)
-    objective: str = setting("beta_vae", "the training objective (each declares its own settings)")
+    objective: str = setting("beta_vae", "the training objective (each declares its own settings)",
+                             choices=lambda: tuple(VAE_FAMILY.objectives))
 
 
 def nll_of(likelihood: str, decoder_out, x, params):
@@ -148,5 +149,5 @@ def beta_vae(nll, mean, logvar, z, hp, **_):
     return terms["nll"] + hp["beta"] * terms["kl"], terms
 
 
-register_objective("vae", Objective(name="beta_vae", settings=BetaSettings, fn=beta_vae, label="beta-VAE",
+register_objective("vae", Objective(name="beta_vae", settings=BetaSettings, fn=beta_vae, label="β-VAE",
                                     strength="beta", citation="Higgins et al. 2017, ICLR"))

@@ -15,15 +15,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-# Objective -> (the column of its regulariser weight, the paper's name), in disentanglement_lib's method order.
-OBJECTIVES = {
-    "beta_vae": ("model.beta", "β-VAE"),
-    "factor_vae": ("model.gamma", "FactorVAE"),
-    "dip_vae_i": ("model.lambda_od", "DIP-VAE-I"),
-    "dip_vae_ii": ("model.lambda_od", "DIP-VAE-II"),
-    "beta_tc_vae": ("model.beta", "β-TCVAE"),
-    "annealed_vae": ("model.c_max", "AnnealedVAE"),
-}
+from aejax.families import family
+
+# The study's objectives in disentanglement_lib's method order -> (the column of its regulariser weight, its
+# name), both from the objective's declaration (aejax/families).
+STUDY_OBJECTIVES = ("beta_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae", "annealed_vae")
+OBJECTIVES = {name: (f"model.{family('vae').objectives[name].strength}", family("vae").objectives[name].label)
+              for name in STUDY_OBJECTIVES}
 # The paper's six scores (its figures), then the others aejax computes.
 PAPER_METRICS = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement", "modularity", "sap")
 MORE_METRICS = ("dci_completeness", "dci_informativeness", "explicitness")
