@@ -1,14 +1,14 @@
 """Denoising studies on small data: the denoising autoencoder must beat the plain one on noisy input."""
 
-from aejax.studies.denoising import curve, field
+from aejax.studies.denoising import field, run
 from conftest import compose
 
 
 def test_denoising_autoencoder_beats_plain_on_corrupted_digits(tmp_path):
-    config = compose(["experiment=mnist_denoising", "data=digits", "model.corruption=mask", "model.hidden=[128]",
+    config = compose(["experiment=denoising", "data=digits", "model.corruption=mask", "model.hidden=[128]",
                       "model.code_size=64", "population.grid.model.noise_level=[0.0,0.4]", "trainer.epochs=40",
                       "trainer.batch_size=64", "logger=none", "trainer.progress=off"])
-    (level,) = curve(config, tmp_path)["denoising_curve"]["levels"]
+    (level,) = run(config, tmp_path)["denoising_curve"]["levels"]
     assert level["level"] == 0.4
     assert level["denoising_ae_mse"] < 0.8 * level["plain_ae_mse"]
     assert level["denoising_ae_mse"] < level["corrupted_input_mse"]
@@ -16,7 +16,7 @@ def test_denoising_autoencoder_beats_plain_on_corrupted_digits(tmp_path):
 
 
 def test_vector_field_points_back_to_the_curve(tmp_path):
-    config = compose(["experiment=toy_denoising_field", "trainer.epochs=60", "logger=none", "trainer.progress=off"])
+    config = compose(["experiment=denoising_field", "trainer.epochs=60", "logger=none", "trainer.progress=off"])
     result = field(config, tmp_path)["vector_field"]
     assert result["fraction_closer"] > 0.9
     assert result["mean_distance_after"] < 0.3 * result["mean_distance_before"]

@@ -14,7 +14,7 @@ SHRINK = ["trainer.epochs=1", "data.train_size=64", "data.test_size=50", "traine
 STUDIES = {"single_vector_similarity"}  # not aejax-train runs: tested in their own files
 # Experiments with more to shrink: the disentanglement study's first objective at 2 members (conv VAEs) and
 # metric sizes of a few hundred points (its six jobs are listed in tests/test_disentanglement_runs.py).
-MORE_SHRINK = {"disentanglement_study": ["population.seeds=1", "population.grid.model.beta=[1,16]", "metrics.mode=fast",
+MORE_SHRINK = {"disentanglement": ["population.seeds=1", "population.grid.model.beta=[1,16]", "metrics.mode=fast",
                                          "++metrics.sizes={num_train:100,num_test:50,num_eval:10,batch_size:8,"
                                          "num_variance_estimate:100,beta_vae:{num_train:20},factor_vae:{num_train:20}}"]}
 

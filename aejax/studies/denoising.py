@@ -1,13 +1,16 @@
 """Denoising (Vincent et al. 2008): error against the clean input as a function of noise level.
+Report: experiments/denoising.
 
-Task `denoising_curve`: trains a population whose grid is `model.noise_level` (level 0 is the
-plain autoencoder, each other level a denoising autoencoder trained at that level), then measures,
-at every level, the MSE against the clean test images of (1) the corrupted input itself, (2) the
-plain autoencoder applied to the corrupted input, (3) the denoising autoencoder trained at that
-level. Writes denoising_curve.json and figures/denoising_curve.png.
+Task `denoising` (`run`, conf/experiment/denoising.yaml): trains a population whose grid is
+`model.noise_level` (level 0 is the plain autoencoder, each other level a denoising autoencoder
+trained at that level), then measures, at every level, the MSE against the clean test images of
+(1) the corrupted input itself, (2) the plain autoencoder applied to the corrupted input, (3) the
+denoising autoencoder trained at that level. Writes denoising_curve.json and
+figures/denoising_curve.png.
 
-Task `denoising_field`: a 2-D toy: points near a curve in the plane; draws the trained denoising
-autoencoder's vector field r(x) - x over a grid (figures/vector_field.png).
+Task `denoising_field` (`field`, conf/experiment/denoising_field.yaml): a 2-D toy: points near a
+curve in the plane; draws the trained denoising autoencoder's vector field r(x) - x over a grid
+(figures/vector_field.png).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from aejax.objectives import corrupt
 from aejax.run import train_and_evaluate
 
 
-def curve(config: dict, workdir: Path) -> dict:
+def run(config: dict, workdir: Path) -> dict:
     workdir = Path(workdir)
     spec = parse_run(config)
     summary, params = train_and_evaluate({**config, "task": "train"}, workdir, return_params=True)

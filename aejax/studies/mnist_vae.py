@@ -1,4 +1,4 @@
-"""VAE test likelihood (task `vae_likelihood`): negative ELBO and the importance-sampled
+"""VAE test likelihood (task `mnist_vae`): negative ELBO and the importance-sampled
 negative log-likelihood (Burda et al. 2016) with K samples per test image, computed in-graph.
 
     log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)

@@ -1,4 +1,4 @@
-"""Autoencoder against PCA on the same data and metric (task `pca_comparison`).
+"""Autoencoder against PCA on the same data and metric (tasks `linear_pca` and `mnist_deep_autoencoder`).
 
 Trains the configured autoencoder with `train_and_evaluate`, fits scikit-learn's PCA with
 k = model.code_size on the same training split, and compares the test squared error summed over

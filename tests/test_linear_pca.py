@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aejax.studies.pca_comparison import principal_angles_deg, run
+from aejax.studies.linear_pca import principal_angles_deg, run
 from conftest import compose
 
 

@@ -1,7 +1,8 @@
 """Sparse and overcomplete codes: what does an overcomplete autoencoder learn?
 
-Task `sparse_codes` trains one population (typically one regulariser swept over its weight:
-`conf/regulariser/`), then, for every member, measures on the test set
+Task `sparse_codes` (conf/experiment/sparse_codes.yaml, report experiments/sparse_codes) trains
+one population (typically one regulariser swept over its weight: `conf/regulariser/`), then, for
+every member, measures on the test set
 
 - reconstruction MSE, mean L0 of the codes and the fraction of dead units (from the run's
   summary, `aejax.evaluate`), and `effective_l0`, the mean over images of the participation
@@ -19,7 +20,7 @@ Task `sparse_codes` trains one population (typically one regulariser swept over 
     map has 1; a map whose output pixels depend on many input pixels has a share near 0.
 - the learned encoder filters (first-layer weights), drawn for every member.
 
-Writes `sparse_codes.json`, `figures/filters.png` and `figures/mse_vs_l0.png`;
+Writes `sparse_codes.json`, `figures/filters.png` and `figures/mse_vs_l0.png` (drawn by `figures`);
 `experiments/sparse_codes/make_report.py` gathers the jobs of a multirun into one table.
 """
 
@@ -129,7 +130,7 @@ def run(config: dict, workdir: Path) -> dict:
 
 def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: Path):
     """The study's per-member metrics and figures (the hook of `train_and_evaluate`)."""
-    from aejax.studies.sparse_codes_figures import filter_panels, mse_vs_l0
+    from aejax.studies.sparse_codes.figures import filter_panels, mse_vs_l0
 
     rows = members(spec)
     label = regulariser(spec, rows)
