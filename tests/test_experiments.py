@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from aejax.rundir import RUN_FILES
 from aejax.tasks import load_task
 from conftest import REPO, compose
 
@@ -21,13 +22,36 @@ MORE_SHRINK = {"disentanglement": ["population.seeds=1", "population.grid.model.
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in STUDIES])
 def test_experiment_runs(name, tmp_path):
+    """A study's results are in summary.json ("study", and each member's test metrics), the last
+    result file it writes (after it only the run directory's own files change)."""
     config = compose([f"experiment={name}", *SHRINK, *MORE_SHRINK.get(name, [])])
     assert config["name"] == name
     summary = load_task(config["task"])(config, tmp_path)
     assert (tmp_path / "summary.json").exists()
     for member in summary["members"]:
         assert member["test"]["mse"] > 0
-    assert json.loads((tmp_path / "summary.json").read_text())["num_members"] == summary["num_members"]
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["num_members"] == summary["num_members"]
+    assert ("study" in written) == (config["task"] != "train") and written.get("study") == summary.get("study")
+    last = (tmp_path / "summary.json").stat().st_mtime_ns
+    later = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")
+             if p.is_file() and p.name not in (*RUN_FILES, ".lock") and p.stat().st_mtime_ns > last]
+    assert not later, f"written after summary.json: {later}"
+
+
+def test_a_study_has_one_name():
+    """conf/experiment/<name>.yaml with a study's task names the task after itself, and the study's
+    report is experiments/<name>/ (denoising_field is the denoising study's second experiment)."""
+    import yaml
+
+    from aejax.tasks import FORMER_NAMES, TASKS
+
+    second = {"denoising_field": "denoising"}
+    for name in EXPERIMENTS:
+        task = yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text()).get("task", "train")
+        assert task in ("train", name), f"conf/experiment/{name}.yaml: task {task}, expected {name}"
+        assert task == "train" or (REPO / "experiments" / second.get(name, name) / "README.md").exists(), name
+    assert not set(FORMER_NAMES) & set(EXPERIMENTS) and set(FORMER_NAMES.values()) <= set(TASKS)
 
 
 def test_there_are_experiments():

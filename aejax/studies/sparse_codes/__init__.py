@@ -20,7 +20,9 @@ every member, measures on the test set
     map has 1; a map whose output pixels depend on many input pixels has a share near 0.
 - the learned encoder filters (first-layer weights), drawn for every member.
 
-Writes `sparse_codes.json`, `figures/filters.png` and `figures/mse_vs_l0.png` (drawn by `figures`);
+The metrics join each member's test metrics in summary.json, the regulariser and the sizes are its
+"study"; writes `sparse_codes.json` (the same, a row per member with its settings),
+`figures/filters.png` and `figures/mse_vs_l0.png` (drawn by `figures`) before summary.json;
 `experiments/sparse_codes/make_report.py` gathers the jobs of a multirun into one table.
 """
 
@@ -129,7 +131,8 @@ def run(config: dict, workdir: Path) -> dict:
 
 
 def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: Path):
-    """The study's per-member metrics and figures (the hook of `train_and_evaluate`)."""
+    """The study's per-member metrics, figures and what describes the population (the hook of
+    `train_and_evaluate`); `sparse_codes.json` has the same, with each member's settings and metrics."""
     from aejax.studies.sparse_codes.figures import filter_panels, mse_vs_l0
 
     rows = members(spec)
@@ -150,7 +153,7 @@ def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: 
     titles = [_title(r, varied) for r in results]
     figures = {"filters": filter_panels(filters, data.image_shape, titles, workdir / "figures" / "filters.png"),
                "mse_vs_l0": mse_vs_l0({label: results}, workdir / "figures" / "mse_vs_l0.png")}
-    return extra, figures
+    return extra, figures, {k: v for k, v in out.items() if k != "members"}
 
 
 def _title(result: dict, varied: list[str]) -> str:
