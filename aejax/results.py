@@ -5,7 +5,7 @@ disentanglement.json from `aejax-metrics`; README "Outputs of a run"), never W&B
 copy, or while jobs still run. One row per (run, member); a run without summary.json yet gets
 one row per member of its population, with its state. No JAX import: collecting stays fast.
 
-    aejax-collect multirun/mnist_denoising/2026-01-01_00-00-00-3f2a --group-by model.noise_level
+    aejax-collect multirun/denoising/2026-01-01_00-00-00-3f2a --group-by model.noise_level
 
 A group never pools rows that differ in another setting (a 10-epoch run and 2-epoch seeds): that
 is refused in one line naming the settings, to be added to the groups or filtered with --where.

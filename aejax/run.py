@@ -66,8 +66,10 @@ def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = 
     The run directory follows `aejax.rundir`: it is locked for the run's life, a directory
     that holds another run is refused, and `trainer.resume=true` continues the run saved
     there (same config). `analyse(spec, data, graph, params, summaries, workdir) ->
-    (per_member, figures)` lets a study add its own test metrics (one dict per member,
-    merged into each member's "test") and figures before summary.json, the last file, is written."""
+    (per_member, figures)` or `(per_member, figures, study)` lets a study add its own test
+    metrics (one dict per member, merged into each member's "test"), figures, and results about
+    the run as a whole (`study`, a dict: summary.json's "study") before summary.json, the last
+    file, is written."""
     spec = parse_run(config)
     data = load_dataset(spec.data)  # data errors stop the run before its directory is touched
     check_data_fits(spec, data)
@@ -207,8 +209,10 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
         # Data with ground-truth factors: each member's disentanglement metrics join its test metrics.
         metrics_record = disentanglement.add_to_summaries(spec, data, graph, params, hp, diverged_at == 0, summaries)
         figure_paths = make_figures(spec, data, graph, params, workdir, diverged_at)
+        study = None
         if analyse is not None:
-            extra, extra_figures = analyse(spec, data, graph, params, summaries, workdir)
+            extra, extra_figures, *rest = analyse(spec, data, graph, params, summaries, workdir)
+            study = rest[0] if rest else None
             for member, metrics_of_member in zip(summaries, extra):
                 if member["status"] == "finished":
                     member["test"].update(metrics_of_member)
@@ -217,6 +221,8 @@ def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, row
                    "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
                    "steps": total_steps, "train_seconds": train_seconds, "compile_seconds": compile_seconds,
                    "diverged_members": int((diverged_at > 0).sum()), "members": summaries, **metrics_record}
+        if study is not None:
+            summary["study"] = study
         logger.summarize(summaries, figure_paths)
         write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
         logger.finish(0)

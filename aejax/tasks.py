@@ -1,18 +1,25 @@
 """What `aejax-train` runs, by `task` in the config: a training run, or a study.
 
 Each entry is `module:function` with the signature `(config: dict, workdir: Path) -> dict`,
-imported only when chosen (studies pull in their own dependencies).
+imported only when chosen (studies pull in their own dependencies). A study's task has the study's
+name, which is also that of its config (`conf/experiment/<name>.yaml`), its report
+(`experiments/<name>/`) and its code (`aejax/studies/<name>`).
 """
 
 TASKS = {
     "train": "aejax.run:train_and_evaluate",
-    "single_vector_similarity": "aejax.studies.single_vector_run:run",
-    "pca_comparison": "aejax.studies.pca_comparison:run",
-    "denoising_curve": "aejax.studies.denoising:curve",
+    "single_vector_similarity": "aejax.studies.single_vector_similarity:run",
+    "linear_pca": "aejax.studies.linear_pca:run",
+    "mnist_deep_autoencoder": "aejax.studies.linear_pca:run",  # the same comparison with PCA, for a deep autoencoder
+    "denoising": "aejax.studies.denoising:run",
     "denoising_field": "aejax.studies.denoising:field",
-    "vae_likelihood": "aejax.studies.vae_likelihood:run",
+    "mnist_vae": "aejax.studies.mnist_vae:run",
     "sparse_codes": "aejax.studies.sparse_codes:run",
 }
+# Former task names: the config.yaml of a run directory written under one still loads
+# (`aejax.trained.load_run`, a resume) and runs the same study.
+FORMER_NAMES = {"pca_comparison": "linear_pca", "denoising_curve": "denoising", "vae_likelihood": "mnist_vae"}
+TASKS.update({old: TASKS[new] for old, new in FORMER_NAMES.items()})
 
 
 def load_task(name: str):

@@ -166,7 +166,7 @@ BAD_INPUTS = {
     "metrics.sizes={num_train:0}": "metrics.sizes.num_train=0 is not allowed; expected an integer > 0",
     "metrics.sizes={dci:{num_eval:5}}": "metrics.sizes key='dci.num_eval' is not allowed",
     "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, mode, seed, sizes",
-    "experiment=disentanglement_study metrics.sizes={dci:{num_train:5}}":
+    "experiment=disentanglement metrics.sizes={dci:{num_train:5}}":
         "metrics.sizes has no such key to set in this config; expected ++metrics.sizes=...",
     # Run directories Hydra could not create.
     "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
@@ -202,11 +202,11 @@ def test_a_run_dir_under_a_regular_file_is_one_line(tmp_path, capsys):
 # Bad inputs found only when the run loads its data: same rules, through the console script.
 TASK_BAD_INPUTS = {
     "trainer.batch_size=5000": "trainer.batch_size=5000",
-    "experiment=mnist_sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
+    "experiment=sparse_codes data=synthetic": "data.name='synthetic' is not allowed with task=sparse_codes",
     # The studies' own settings (study.*), checked when the task starts, before it trains.
     "experiment=single_vector_similarity study.mnist_perturbation=-0.1":
         "study.mnist_perturbation=-0.1 is not allowed; expected a number >= 0",
-    "task=vae_likelihood model=vae +study.samples=100": "study.samples=100 is not allowed; expected a positive multiple of 250",
+    "task=mnist_vae model=vae +study.samples=100": "study.samples=100 is not allowed; expected a positive multiple of 250",
     "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
 }
 

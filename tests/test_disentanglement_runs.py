@@ -140,7 +140,7 @@ def test_the_study_is_six_jobs_of_one_command(capsys):
     from aejax.cli import dry_run
 
     with pytest.raises(SystemExit) as exit_:
-        dry_run(["-m", "experiment=disentanglement_study"])
+        dry_run(["-m", "experiment=disentanglement"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0, out
     jobs = [line for line in out.splitlines() if line.startswith("job ")]
@@ -148,12 +148,12 @@ def test_the_study_is_six_jobs_of_one_command(capsys):
     assert [line.split("study_objective=")[1].split()[0] for line in jobs] == list(STUDY)
     assert "6 job(s)" in out
     for objective, (weight, values) in STUDY.items():
-        config = compose(["experiment=disentanglement_study", f"study_objective={objective}"])
+        config = compose(["experiment=disentanglement", f"study_objective={objective}"])
         assert config["model"]["objective"] == objective and config["data"]["name"] == "dsprites"
         assert config["population"]["grid"] == {"model": {weight: values}}
         assert (config["optim"]["learning_rate"], config["trainer"]["batch_size"]) == (5e-4, 64)
         assert config["model"]["channels"] == [32, 32, 64, 64] and config["model"]["code_size"] == 10
-    assert compose(["experiment=disentanglement_study", "study_objective=annealed_vae"])["model"]["gamma"] == 1000
+    assert compose(["experiment=disentanglement", "study_objective=annealed_vae"])["model"]["gamma"] == 1000
 
 
 def test_the_batched_scores_equal_the_packages_on_all_codes():

@@ -66,7 +66,7 @@ NOT_HERE = {
     "scancel --signal=USR2 <job>": "needs a SLURM job: tests/test_slurm.py preempts one so",
     "uv run python scripts/bench.py --data-root ../shared/data/mnist": BENCH,
     "uv run python scripts/bench.py --figures 4": BENCH,
-    "uv run --locked aejax-collect multirun/disentanglement_study/<date>_<time>-<4 hex> --group-by model.objective,"
+    "uv run --locked aejax-collect multirun/disentanglement/<date>_<time>-<4 hex> --group-by model.objective,"
     "model.beta,model.gamma,model.lambda_od,model.c_max --markdown table.md":
         "needs the disentanglement study's six jobs (hours of CPU); tests/test_disentanglement_runs.py groups runs "
         "with the metrics by their weight",
@@ -78,7 +78,7 @@ NOT_HERE = {
 RUN_FOR_REAL = "uv run --locked aejax-train population.seeds=3 +population.grid.model.noise_level=[0,0.1,0.3]"
 LOAD_DATA = "uv run --locked aejax-train data=array data.path=mydata.npz"
 SHRINK = ["data.train_size=128", "data.test_size=64", "trainer.batch_size=64", "logger=none", "trainer.progress=off"]
-SWEEP = "multirun/mnist_denoising/2026-01-01_00-00-00-3f2a"  # the README's example folder, made of the run above
+SWEEP = "multirun/denoising/2026-01-01_00-00-00-3f2a"  # the README's example folder, made of the run above
 
 
 @dataclass

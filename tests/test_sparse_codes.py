@@ -54,7 +54,7 @@ def test_copying_tests_tell_the_identity_from_a_smoothing_map():
 
 
 def test_population_over_top_k_gives_each_member_its_own_k(tmp_path):
-    overrides = ["experiment=mnist_sparse_codes", "regulariser=topk", *TINY, "model.code_size=48",
+    overrides = ["experiment=sparse_codes", "regulariser=topk", *TINY, "model.code_size=48",
                  "population.grid.model.top_k=[3,12]"]
     summary = load_task("sparse_codes")(compose(overrides), tmp_path / "population")
     study = json.loads((tmp_path / "population" / "sparse_codes.json").read_text())
@@ -73,7 +73,7 @@ def test_population_over_top_k_gives_each_member_its_own_k(tmp_path):
 
 
 def test_study_labels_the_regulariser(tmp_path):
-    config = compose(["experiment=mnist_sparse_codes", "regulariser=denoising", *TINY, "model.code_size=20",
+    config = compose(["experiment=sparse_codes", "regulariser=denoising", *TINY, "model.code_size=20",
                       "population.grid.model.noise_level=[0.5]"])
     load_task("sparse_codes")(config, tmp_path)
     study = json.loads((tmp_path / "sparse_codes.json").read_text())

@@ -45,7 +45,7 @@ def study_table(members: pd.DataFrame) -> pd.DataFrame:
     """The finished members with `objective`, `strength` (their objective's weight) and `seed` columns."""
     rows = members[members["status"] == "finished"].copy()
     if rows.empty:
-        raise ValueError("no finished member; expected the run dirs of experiment=disentanglement_study")
+        raise ValueError("no finished member; expected the run dirs of experiment=disentanglement")
     if "model.objective" not in rows:  # the same in every row (one job): read it where the run wrote it
         rows["model.objective"] = [_setting(r, "model.objective") for r in rows["run_dir"]]
     unknown = sorted(set(rows["model.objective"]) - set(OBJECTIVES))

@@ -1,6 +1,6 @@
-"""The report of experiments/disentanglement/README.md from one `experiment=disentanglement_study` multirun.
+"""The report of experiments/disentanglement/README.md from one `experiment=disentanglement` multirun.
 
-    uv run --locked python experiments/disentanglement/make_report.py multirun/disentanglement_study/<date>_<time>-<4 hex> [--out experiments/disentanglement]
+    uv run --locked python experiments/disentanglement/make_report.py multirun/disentanglement/<date>_<time>-<4 hex> [--out experiments/disentanglement]
 
 Reads every member with `aejax.results.collect` (the same rows `aejax-collect` prints), runs the
 analyses of aejax.studies.disentanglement, prints the README's tables as Markdown, draws its figures

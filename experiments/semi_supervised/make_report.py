@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from aejax.studies.probe import probe_accuracy
+from aejax.studies.semi_supervised import probe_accuracy
 from aejax.trained import codes_and_baselines, open_run_for_report, report_parser
 
 PER_CLASS = (1, 10, 100, 1000)

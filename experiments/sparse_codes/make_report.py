@@ -1,6 +1,6 @@
-"""Gather the jobs of one `experiment=mnist_sparse_codes` multirun into the report's table and figures.
+"""Gather the jobs of one `experiment=sparse_codes` multirun into the report's table and figures.
 
-    python experiments/sparse_codes/make_report.py multirun/mnist_sparse_codes/<date>_<time>-<4 hex> [--out experiments/sparse_codes]
+    python experiments/sparse_codes/make_report.py multirun/sparse_codes/<date>_<time>-<4 hex> [--out experiments/sparse_codes]
 
 Reads every `<job>/sparse_codes.json`, prints a markdown table (one row per member), draws the
 combined MSE-against-L0 figure and copies each job's filter figure as `filters_<regulariser>.png`.
@@ -16,7 +16,7 @@ import yaml
 from aejax.config import parse_run
 from aejax.data import load_dataset
 from aejax.studies.sparse_codes import pca_reference
-from aejax.studies.sparse_codes_figures import mse_vs_l0
+from aejax.studies.sparse_codes.figures import mse_vs_l0
 
 
 def knob(member: dict, varied: list[str]) -> str:

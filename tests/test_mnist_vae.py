@@ -8,7 +8,7 @@ from flax import nnx
 
 from aejax.config import model_spec
 from aejax.models import init_params, model_graph
-from aejax.studies.vae_likelihood import iwae_nll
+from aejax.studies.mnist_vae import iwae_nll
 
 
 def tiny_vae(seed=0):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aejax.studies.probe import labelled_subset, probe_accuracy
+from aejax.studies.semi_supervised import labelled_subset, probe_accuracy
 
 
 def test_subset_is_balanced_distinct_and_seeded():

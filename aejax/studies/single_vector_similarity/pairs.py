@@ -1,4 +1,5 @@
-"""The single-vector study: do autoencoders trained on similar single vectors learn similar codes?
+"""The single-vector study's pairs and their autoencoders: do autoencoders trained on similar
+single vectors learn similar codes?
 
 For each pair (V1, V2) with input cosine s, autoencoder A1 trains on V1 only and A2 (same
 architecture) on V2 only. Every A of every pair is a member of one population with its own data
@@ -28,7 +29,7 @@ from aejax.data import cosine_pairs
 from aejax.models import init_params, make_loss, model_graph
 from aejax.settings import parse_section
 from aejax.optim import make_optimizer
-from aejax.studies.similarity import cosine, linear_cka
+from aejax.studies.single_vector_similarity.similarity import cosine, linear_cka
 from aejax.train import compile_population, init_population, make_member_program, make_step, member_keys
 
 

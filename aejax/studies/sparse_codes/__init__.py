@@ -1,7 +1,8 @@
 """Sparse and overcomplete codes: what does an overcomplete autoencoder learn?
 
-Task `sparse_codes` trains one population (typically one regulariser swept over its weight:
-`conf/regulariser/`), then, for every member, measures on the test set
+Task `sparse_codes` (conf/experiment/sparse_codes.yaml, report experiments/sparse_codes) trains
+one population (typically one regulariser swept over its weight: `conf/regulariser/`), then, for
+every member, measures on the test set
 
 - reconstruction MSE, mean L0 of the codes and the fraction of dead units (from the run's
   summary, `aejax.evaluate`), and `effective_l0`, the mean over images of the participation
@@ -19,7 +20,9 @@ Task `sparse_codes` trains one population (typically one regulariser swept over 
     map has 1; a map whose output pixels depend on many input pixels has a share near 0.
 - the learned encoder filters (first-layer weights), drawn for every member.
 
-Writes `sparse_codes.json`, `figures/filters.png` and `figures/mse_vs_l0.png`;
+The metrics join each member's test metrics in summary.json, the regulariser and the sizes are its
+"study"; writes `sparse_codes.json` (the same, a row per member with its settings),
+`figures/filters.png` and `figures/mse_vs_l0.png` (drawn by `figures`) before summary.json;
 `experiments/sparse_codes/make_report.py` gathers the jobs of a multirun into one table.
 """
 
@@ -46,8 +49,8 @@ PERMUTATION_SEED = 0
 
 def regulariser(spec: RunSpec, rows: list[dict]) -> str:
     """A short label for what makes this population's code sparse or robust."""
-    if spec.model.sparsity != "none":
-        return spec.model.sparsity
+    if spec.model.family_settings.sparsity != "none":
+        return spec.model.family_settings.sparsity
     if any(r["model.noise_level"] > 0 for r in rows):
         return f"denoising ({spec.model.corruption})"
     if any(r["model.contractive_weight"] > 0 for r in rows):
@@ -128,15 +131,16 @@ def run(config: dict, workdir: Path) -> dict:
 
 
 def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: Path):
-    """The study's per-member metrics and figures (the hook of `train_and_evaluate`)."""
-    from aejax.studies.sparse_codes_figures import filter_panels, mse_vs_l0
+    """The study's per-member metrics, figures and what describes the population (the hook of
+    `train_and_evaluate`); `sparse_codes.json` has the same, with each member's settings and metrics."""
+    from aejax.studies.sparse_codes.figures import filter_panels, mse_vs_l0
 
     rows = members(spec)
     label = regulariser(spec, rows)
     varied = [v for v in varied_settings(rows) if v != "seed"]
     extra, results, filters = [], [], []
     for i, (row, member_summary) in enumerate(zip(rows, summaries)):
-        model = member_model(graph, params, i, row["model.top_k"])
+        model = member_model(graph, params, i, row.get("model.top_k"))
         codes = np.asarray(jax.jit(model.encode)(jnp.asarray(data.test)))
         extra.append({"effective_l0": effective_l0(codes), **copying_tests(model, data.test)})
         test = member_summary["test"]
@@ -149,7 +153,7 @@ def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: 
     titles = [_title(r, varied) for r in results]
     figures = {"filters": filter_panels(filters, data.image_shape, titles, workdir / "figures" / "filters.png"),
                "mse_vs_l0": mse_vs_l0({label: results}, workdir / "figures" / "mse_vs_l0.png")}
-    return extra, figures
+    return extra, figures, {k: v for k, v in out.items() if k != "members"}
 
 
 def _title(result: dict, varied: list[str]) -> str:

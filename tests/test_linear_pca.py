@@ -1,9 +1,11 @@
 """Autoencoder against PCA: principal angles, and a linear autoencoder reaching PCA on digits."""
 
+import json
+
 import numpy as np
 import pytest
 
-from aejax.studies.pca_comparison import principal_angles_deg, run
+from aejax.studies.linear_pca import principal_angles_deg, run
 from conftest import compose
 
 
@@ -21,8 +23,10 @@ def test_principal_angles_known_cases():
 def test_linear_autoencoder_reaches_pca_on_digits(tmp_path):
     config = compose(["experiment=linear_pca", "data=digits", "model.code_size=5", "trainer.epochs=300", "optim.learning_rate=0.03",
                       "trainer.batch_size=64", "logger=none", "trainer.progress=off"])
-    result = run(config, tmp_path)["pca_comparison"]
-    member = result["members"][0]
+    summary = run(config, tmp_path)
+    member = summary["members"][0]["test"]
     assert member["ratio_to_pca"] == pytest.approx(1.0, abs=0.01)
     assert member["largest_principal_angle_deg"] < 3.0
-    assert (tmp_path / "pca_comparison.json").exists()
+    assert member["sse_per_image"] / member["ratio_to_pca"] == pytest.approx(summary["study"]["pca_sse_per_image"])
+    assert json.loads((tmp_path / "summary.json").read_text())["study"] == summary["study"] == {
+        "code_size": 5, "pca_sse_per_image": summary["study"]["pca_sse_per_image"]}

@@ -1,16 +1,18 @@
-"""VAE test likelihood (task `vae_likelihood`): negative ELBO and the importance-sampled
-negative log-likelihood (Burda et al. 2016) with K samples per test image, computed in-graph.
+"""VAE test likelihood (task `mnist_vae`, report experiments/mnist_vae): negative ELBO and the
+importance-sampled negative log-likelihood (Burda et al. 2016) with K samples per test image,
+computed in-graph.
 
     log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)
 
-Also draws the 2-D latent manifold (when model.code_size=2) and latent traversals.
-Writes vae_likelihood.json and figures/ in the run directory.
+Each member's NLL joins its test metrics in summary.json (`iwae_nll`, nats, beside `neg_elbo`);
+K, the test images and the binarisation are summary.json's "study". Also draws the first
+member's latent traversals and, when model.code_size=2, its 2-D latent manifold (figures/).
 """
 
 from __future__ import annotations
 
-import json
 import math
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -18,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aejax.config import parse_run, require
-from aejax.data import load_dataset
+from aejax.config import require
 from aejax.errors import ConfigError
+from aejax.models import member_model
 from aejax.objectives import bernoulli_nll, gaussian_nll
 from aejax.run import train_and_evaluate
 
@@ -63,8 +65,6 @@ def iwae_nll(model, x: jax.Array, key: jax.Array, samples: int, image_chunk: int
 
 
 def run(config: dict, workdir: Path) -> dict:
-    workdir = Path(workdir)
-    spec = parse_run(config)
     study = {"samples": 5000, **(config.get("study") or {})}
     if set(study) != {"samples"}:
         raise ConfigError(f"study.{min(set(study) - {'samples'})} is not a setting; allowed study.* keys: samples")
@@ -72,23 +72,25 @@ def run(config: dict, workdir: Path) -> dict:
     samples = study["samples"]
     require(isinstance(samples, int) and not isinstance(samples, bool) and samples > 0 and samples % 250 == 0,
             "study.samples", samples, "a positive multiple of 250 (importance samples per test image)")
-    summary, params = train_and_evaluate({**config, "task": "train"}, workdir, return_params=True)
-    data = load_dataset(spec.data)
-    from aejax.models import member_model, model_graph
+    return train_and_evaluate({**config, "task": "train"}, workdir, analyse=partial(analyse, samples=samples))
 
-    graph = model_graph(spec.model, data.dim, data.image_shape)
-    model = member_model(graph, params)
+
+def analyse(spec, data, graph, params, summaries: list[dict], workdir: Path, samples: int = 5000):
+    """Each member's importance-sampled test NLL, and the figures (the hook of `train_and_evaluate`)."""
     nll_fn = jax.jit(lambda p, x, k: iwae_nll(nnx.merge(graph, p), x, k, samples))
-    nll = np.asarray(nll_fn(jax.tree.map(lambda a: a[0], params), jnp.asarray(data.test), jax.random.key(7)))
-    result = {"importance_samples": samples, "test_images": len(data.test), "binarize": spec.data.binarize,
-              "test_nll_nats": float(nll.mean()),
-              "test_neg_elbo_nats": summary["members"][0]["test"]["neg_elbo"]}
-    (workdir / "vae_likelihood.json").write_text(json.dumps(result, indent=1))
-    _figures(model, data, spec, workdir / "figures")
-    return {**summary, "vae_likelihood": result}
+    extra = []
+    for member, summary in enumerate(summaries):
+        if summary["status"] != "finished":
+            extra.append({})
+            continue
+        nll = nll_fn(jax.tree.map(lambda a: a[member], params), jnp.asarray(data.test), jax.random.key(7))
+        extra.append({"iwae_nll": float(np.mean(np.asarray(nll)))})
+    figures = _figures(member_model(graph, params), data, spec, workdir / "figures")
+    study = {"importance_samples": samples, "test_images": len(data.test), "binarize": spec.data.binarize}
+    return extra, figures, study
 
 
-def _figures(model, data, spec, out: Path) -> None:
+def _figures(model, data, spec, out: Path) -> dict:
     from aejax.figures import image_grid
 
     shape = data.image_shape
@@ -100,9 +102,11 @@ def _figures(model, data, spec, out: Path) -> None:
         zs = np.repeat(z0[None], 9, 0)
         zs[:, u] = np.linspace(-3, 3, 9)
         rows.append(np.asarray(model.generate(jnp.asarray(zs))))
-    image_grid(rows, shape, out / "latent_traversals.png", [f"unit {u}" for u in units])
+    paths = {"latent_traversals": image_grid(rows, shape, out / "latent_traversals.png", [f"unit {u}" for u in units])}
     if spec.model.code_size == 2:
         grid = np.linspace(-2.5, 2.5, 15)
         zs = np.array([[a, b] for b in grid[::-1] for a in grid], np.float32)
         images = np.asarray(model.generate(jnp.asarray(zs)))
-        image_grid([images[i * 15:(i + 1) * 15] for i in range(15)], shape, out / "latent_manifold.png")
+        paths["latent_manifold"] = image_grid([images[i * 15:(i + 1) * 15] for i in range(15)], shape,
+                                              out / "latent_manifold.png")
+    return paths

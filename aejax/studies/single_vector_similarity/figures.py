@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from aejax.figures import save
-from aejax.studies.single_vector import CONDITIONS
+from aejax.studies.single_vector_similarity.pairs import CONDITIONS
 
 TITLES = {"a_independent": "(a) independent init: cos(h1, h2)", "b_shared_init": "(b) shared init: cos(h1, h2)",
           "c_dataset_ae": "(c) one AE on the set", "d_cross_encoding": "(d) A1 on V2 vs A1 on V1",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from aejax.data.mnist import load_mnist
-from aejax.studies.similarity import cosine, linear_cka, spearman_with_ci
-from aejax.studies.single_vector import mnist_pairs
-from aejax.studies.single_vector_run import run
+from aejax.studies.single_vector_similarity import run
+from aejax.studies.single_vector_similarity.pairs import mnist_pairs
+from aejax.studies.single_vector_similarity.similarity import cosine, linear_cka, spearman_with_ci
 from conftest import compose
 
 TINY_STUDY = ["experiment=single_vector_similarity", "logger=none", "study.pairs_per_level=12",

@@ -1,11 +1,16 @@
-"""Run the single-vector study from a config and write its results, table and figure.
+"""The single-vector similarity study (task `single_vector_similarity`, report
+experiments/single_vector_similarity): do autoencoders trained on similar single vectors learn
+similar codes? `run` runs it from a config and writes its results, table and figure.
 
     aejax-train experiment=single_vector_similarity            # the default study
     aejax-train -m experiment=single_vector_similarity model.code_size=8,128   # a sweep axis
 
-Outputs in the run directory: results.json (Spearman rho with bootstrap intervals per condition,
-per replicate and pooled; mean code similarity per level; reconstruction errors), pairs.npz (every
-per-pair measure) and figures/code_vs_input.png.
+Its parts: `pairs` (the pairs of vectors, their autoencoders trained as one population, the
+measures of each pair), `similarity` (similarity measures and their statistics), `figures`.
+The study trains outside `aejax.run.train_and_evaluate` (no summary.json). Outputs in the run
+directory: results.json (Spearman rho with bootstrap intervals per condition, per replicate and
+pooled; mean code similarity per level; reconstruction errors), pairs.npz (every per-pair measure)
+and figures/code_vs_input.png.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import numpy as np
 
 from aejax.config import DataSpec, LoggerSpec, OptimSpec, parse_model
 from aejax.settings import parse_section
-from aejax.studies.similarity import spearman, spearman_with_ci
-from aejax.studies.single_vector import CONDITIONS, Trainer, measure, mnist_pairs, parse_study, synthetic_pairs
+from aejax.studies.single_vector_similarity.similarity import spearman, spearman_with_ci
+from aejax.studies.single_vector_similarity.pairs import (CONDITIONS, Trainer, measure, mnist_pairs, parse_study,
+                                                         synthetic_pairs)
 
 
 UNFIT = 0.01  # an autoencoder "did not fit" its vector when MSE / mean square of the vector > 1%
@@ -116,7 +122,7 @@ def _run(config: dict, workdir: Path, study) -> dict:
         arrays["mnist/kind"] = np.concatenate(kinds)
     results["seconds"] = time.perf_counter() - tic
 
-    from aejax.studies.single_vector_figures import code_vs_input
+    from aejax.studies.single_vector_similarity.figures import code_vs_input
 
     workdir.mkdir(parents=True, exist_ok=True)
     figures = {"code_vs_input": code_vs_input(arrays, workdir / "figures" / "code_vs_input.png")}
