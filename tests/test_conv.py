@@ -11,8 +11,8 @@ from flax import nnx
 
 from aejax.config import ModelSpec
 from aejax.models import count_params, init_params, model_graph
-from aejax.models import conv
-from aejax.models.conv import conv2d, conv_transpose2d
+from aejax.models import conv, conv_matmul
+from aejax.models.conv_matmul import conv2d, conv_transpose2d
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -32,7 +32,7 @@ def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_
     """Forced either way, with few and with many channels in, forward and gradients."""
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, c_in))
     w = jax.random.normal(jax.random.key(1), (3, 2, c_in, c_out))
-    ours = lambda x, w: conv.valid_conv(x, w, form)
+    ours = lambda x, w: conv_matmul.valid_conv(x, w, form)
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=DN)
     np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
     loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
@@ -44,7 +44,7 @@ def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_
 def test_transposed_blocks_read_the_narrowest_window(kernel, stride, span):
     """Sub-pixel blocks aligned so each reads ceil(k/s) input pixels a side: for 4x4 stride 2, a 2x2 window
     that every one of the 16 taps fills (an unaligned grid would read 3x3, 2.25x the FLOPs)."""
-    _, _, taps = conv._output_blocks(kernel, stride)
+    _, _, taps = conv_matmul._output_blocks(kernel, stride)
     assert len(taps) == stride and all(len(row) == span for row in taps)
     assert sorted(t for row in taps for t in row if t >= 0) == list(range(kernel))
 
@@ -87,8 +87,8 @@ def test_the_decoder_is_a_stack_of_xla_transposed_convolutions(kernels, strides,
     for i, layer in enumerate(decoder.deconvs):  # biases start at zero: random ones test their placement too
         layer.bias[...] = jax.random.normal(jax.random.key(10 + i), layer.bias.shape)
     read_blocks = []
-    padded_blocks = conv.SubPixel.padded_blocks
-    monkeypatch.setattr(conv.SubPixel, "padded_blocks",
+    padded_blocks = conv_matmul.SubPixel.padded_blocks
+    monkeypatch.setattr(conv_matmul.SubPixel, "padded_blocks",
                         lambda self, pads: read_blocks.append(padded_blocks(self, pads)) or read_blocks[-1])
 
     def reference(params, h):
