@@ -5,13 +5,17 @@ layers, a linear head. Decoder, mirrored: dense layers, a dense layer to the las
 transposed conv layers back to the image (its last layer has the image's channels, no
 activation). Inputs are `(..., H*W*C)`; image sides must be divisible by the product of the strides.
 
-The convolutions are written as matmuls (`aejax.models.conv_matmul`, whose docstring gives the reasons),
-except for the strided convolutions of functions traced inside `xla_convolutions()`.
+The conv layers' implementation is a static attribute of the modules, `impl`, chosen when they are built:
+- `"matmul"`: the convolutions written as matmuls (`aejax.models.conv_matmul`, whose docstring gives the
+  reasons): XLA:CPU's own convolutions take slow paths inside a loop body and under `vmap`;
+- `"xla"`: XLA's own convolutions, `lax.conv_general_dilated` and `lax.conv_transpose` (SAME padding),
+  for a GPU or TPU, and on a CPU for a forward pass outside any loop (the disentanglement metrics' encoder).
+Both have the same parameters (`kernel` in HWIO, `bias`) and compute the same function (tests/test_conv.py).
+A setting `auto | matmul | xla` becomes an `impl` by `resolve_conv_impl`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Callable, Sequence
 
@@ -23,40 +27,45 @@ from jax import lax
 from aejax.models import conv_matmul
 
 LECUN = nnx.initializers.lecun_normal()  # flax's default; the study preset uses glorot_uniform (TensorFlow's)
+CONV_IMPLS = ("auto", "matmul", "xla")  # the settings `resolve_conv_impl` takes
+DN = ("NHWC", "HWIO", "NHWC")           # XLA's dimension numbers for the layers' images and kernels
 
 
-_XLA_CONVOLUTIONS = [False]  # read when a function is traced: see xla_convolutions()
+def resolve_conv_impl(setting: str, backend: str | None = None) -> str:
+    """The conv layers' `impl` for a setting in `CONV_IMPLS`: "matmul" and "xla" are themselves; "auto" is
+    "matmul" on a CPU (where the matmul lowering's reasons were measured) and "xla" on any other backend
+    (`backend`, by default `jax.default_backend()`: "gpu", "tpu", ...)."""
+    if setting not in CONV_IMPLS:
+        raise ValueError(f"conv implementation {setting!r}: expected one of {', '.join(CONV_IMPLS)}")
+    if setting != "auto":
+        return setting
+    return "matmul" if (jax.default_backend() if backend is None else backend) == "cpu" else "xla"
 
 
-@contextlib.contextmanager
-def xla_convolutions():
-    """Functions traced inside this block use XLA's own forward convolution in the encoder's layers: the
-    fast path for a forward pass that is neither in a loop body nor under `vmap` (aejax.disentanglement's
-    metrics encoder). Tracing is what reads the flag, and `jax.jit` traces at a call, not when it
-    wraps: call the jitted function inside the block every time (a retrace for new shapes then
-    reads it too), and never call it outside (its cached trace keeps XLA's convolutions)."""
-    _XLA_CONVOLUTIONS.append(True)
-    try:
-        yield
-    finally:
-        _XLA_CONVOLUTIONS.pop()
+def _check_impl(impl: str) -> str:
+    if impl not in ("matmul", "xla"):
+        raise ValueError(f"conv layers' impl {impl!r}: expected 'matmul' or 'xla' (resolve_conv_impl turns "
+                         f"a setting such as 'auto' into one)")
+    return impl
 
 
 class _ConvLayer(nnx.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, transpose: bool, init: Callable, *,
-                 rngs: nnx.Rngs):
+                 impl: str = "matmul", rngs: nnx.Rngs):
         self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, c_in, c_out)))
         self.bias = nnx.Param(jnp.zeros((c_out,)))
         self.stride = stride
         self.transpose = transpose
+        self.impl = _check_impl(impl)
 
     def __call__(self, x):
         kernel, bias, s = self.kernel[...], self.bias[...], self.stride
+        if self.impl == "xla":
+            if self.transpose:
+                return lax.conv_transpose(x, kernel, (s, s), "SAME", dimension_numbers=DN) + bias
+            return lax.conv_general_dilated(x, kernel, (s, s), "SAME", dimension_numbers=DN) + bias
         if self.transpose:  # a SubPixel: the next layer reads it as an image or, where cheaper, as blocks
             return conv_matmul.sub_pixel_conv(x, kernel, bias, s)
-        if _XLA_CONVOLUTIONS[-1]:
-            return lax.conv_general_dilated(x, kernel, (s, s), "SAME",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
         return conv_matmul.conv2d(x, kernel, s) + bias
 
 
@@ -73,10 +82,11 @@ def feature_shape(image_shape: Sequence[int], channels: Sequence[int], strides: 
 class ConvEncoder(nnx.Module):
     def __init__(self, image_shape: Sequence[int], channels: Sequence[int], kernel_sizes: Sequence[int],
                  strides: Sequence[int], dense: Sequence[int], out_dim: int, activation: Callable,
-                 init: Callable = LECUN, *, rngs: nnx.Rngs):
+                 init: Callable = LECUN, *, impl: str = "matmul", rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
+        self.impl = _check_impl(impl)
         ins = [self.image_shape[-1], *channels[:-1]]
-        self.convs = nnx.List(_ConvLayer(a, b, k, s, False, init, rngs=rngs)
+        self.convs = nnx.List(_ConvLayer(a, b, k, s, False, init, impl=impl, rngs=rngs)
                               for a, b, k, s in zip(ins, channels, kernel_sizes, strides))
         sizes = [math.prod(feature_shape(self.image_shape, channels, strides)), *dense]
         self.dense = nnx.List(_dense(a, b, init, rngs) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -99,14 +109,15 @@ class ConvEncoder(nnx.Module):
 class ConvDecoder(nnx.Module):
     def __init__(self, in_dim: int, image_shape: Sequence[int], channels: Sequence[int],
                  kernel_sizes: Sequence[int], strides: Sequence[int], dense: Sequence[int],
-                 activation: Callable, init: Callable = LECUN, *, rngs: nnx.Rngs):
+                 activation: Callable, init: Callable = LECUN, *, impl: str = "matmul", rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
+        self.impl = _check_impl(impl)
         self.feature_shape = feature_shape(self.image_shape, channels, strides)
         sizes = [in_dim, *reversed(dense), math.prod(self.feature_shape)]
         self.dense = nnx.List(_dense(a, b, init, rngs) for a, b in zip(sizes[:-1], sizes[1:]))
         rev = list(reversed(channels))
         outs = [*rev[1:], self.image_shape[-1]]
-        self.deconvs = nnx.List(_ConvLayer(a, b, k, s, True, init, rngs=rngs)
+        self.deconvs = nnx.List(_ConvLayer(a, b, k, s, True, init, impl=impl, rngs=rngs)
                                 for a, b, k, s in zip(rev, outs, kernel_sizes, reversed(strides)))
         self.activation = activation
 
@@ -117,10 +128,13 @@ class ConvDecoder(nnx.Module):
             y = self.activation(layer(y))
         y = y.reshape((-1, *self.feature_shape))
         for i, deconv in enumerate(self.deconvs):
+            last = i == len(self.deconvs) - 1
             with jax.named_scope(f"decoder_deconv{i}"):
                 y = deconv(y)
-                if i < len(self.deconvs) - 1:
-                    y = y._replace(activation=self.activation)
-                else:
-                    y = y.image()
-        return conv_matmul.materialized(y).reshape(*lead, -1)
+                if self.impl == "xla":
+                    y = y if last else self.activation(y)
+                else:  # a SubPixel: its activation applied in whichever layout the next layer reads
+                    y = y.image() if last else y._replace(activation=self.activation)
+        if self.impl == "matmul":
+            y = conv_matmul.materialized(y)
+        return y.reshape(*lead, -1)

@@ -1,10 +1,11 @@
-"""Convolutions written as matmuls: the CPU lowering of `aejax.models.conv`'s layers.
+"""Convolutions written as matmuls: the CPU lowering of `aejax.models.conv`'s layers (`impl="matmul"`).
 
 The functions take and return NHWC images and HWIO kernels with the usual parameters: `conv2d` equals
 `lax.conv_general_dilated(..., padding="SAME")` and `conv_transpose2d` equals
 `lax.conv_transpose(..., padding="SAME")` (flax's `nnx.ConvTranspose`) with the same kernel
 (tests/test_conv.py). The reasons below are CPU measurements; their figures, and the commands that
 measured them, are in the README (Speed, "Why the CPU lowers convolutions to matmuls (measured)").
+On a GPU or TPU the layers use XLA's own convolutions (`aejax.models.conv.resolve_conv_impl`).
 
 Why convolutions are written as matmuls on a CPU:
 - XLA's CPU backend runs a convolution's gradients inside a loop body (the engine's `lax.scan` over
@@ -18,8 +19,8 @@ Why convolutions are written as matmuls on a CPU:
   a matmul becomes a batched matmul. (On a CPU, conv populations loop over their members instead:
   `aejax.train.population_block`.)
 - Outside a loop and outside `vmap`, XLA's own forward convolution (oneDNN) is fast: the
-  disentanglement metrics' encoder uses it (`aejax.models.conv.xla_convolutions()`; faster than the
-  vmapped matmul form below, scripts/bench_metric_encoder.py). Training never does.
+  disentanglement metrics' encoder builds its model with `impl="xla"` (faster than the vmapped matmul
+  form below, scripts/bench_metric_encoder.py). Training on a CPU never does.
 So every layer is a VALID stride-1 convolution written as matmuls (`valid_conv`: im2col, or one
 matmul per input pixel followed by a sum of shifted outputs, whichever moves less memory):
 - a strided convolution is padded and reshaped space-to-depth by its stride (an s x s block of
