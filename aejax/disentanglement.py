@@ -22,7 +22,9 @@ finished run, or no ground-truth factors.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import logging
 import sys
 import time
@@ -92,7 +94,7 @@ def metrics_provenance(model_spec, metrics: MetricsSpec) -> dict:
     return {**provenance(metrics.seed, metrics.mode, metrics.size_overrides()), "metrics_representation": what}
 
 
-def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET):
+def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET, image_shape=None):
     """`encode(x (n, D)) -> (mean (M, n, K), logvar (M, n, K) or None)`, numpy, for the M members of
     `params` (leading member axis) with their hyperparameters `hp` ({name: (M,)}).
 
@@ -102,13 +104,17 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
     aejax's matmul form. One call holds up to UNROLL members' encoders side by side. Measured for the
     study's encoder: scripts/bench_metric_encoder.py. Rows a call: MLPs `budget // M`; conv members
     CONV_ROWS_CPU on CPU (`budget` is ignored there), else `budget // min(UNROLL, M)`; a smaller `x`
-    takes the next power of two (padded), so the encoder compiles a few times at most."""
+    takes the next power of two (padded), so the encoder compiles a few times at most. `image_shape`
+    (conv members): the images' (H, W, C), to build the encoder with `conv_impl="xla"`."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    from aejax.models.conv import xla_convolutions
-    from aejax.models import member_call
+    from aejax.models import member_call, model_graph
+
+    if model_spec.architecture == "conv":  # the same model with XLA's own convolutions (model.conv_impl=xla)
+        model_spec = dataclasses.replace(model_spec, conv_impl="xla")
+        graph = model_graph(model_spec, math.prod(image_shape), image_shape)
 
     def one(p, x, h):
         model = nnx.merge(graph, p)
@@ -134,8 +140,7 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET)
                   for g in range(0, members, UNROLL)]
 
         def call(x):
-            with xla_convolutions():
-                outs = [fn(p, x, h) for p, h in groups]
+            outs = [fn(p, x, h) for p, h in groups]
             return (np.concatenate([np.asarray(m) for m, _ in outs]),
                     None if outs[0][1] is None else np.concatenate([np.asarray(v) for _, v in outs]))
     else:
@@ -236,7 +241,7 @@ def score_members(model_spec, graph, params, hp, truth, healthy, metrics: Metric
     if not len(index):
         return out
     encode = population_encoder(model_spec, graph, jax.tree.map(lambda a: a[index], params),
-                                {k: v[index] for k, v in hp.items()})
+                                {k: v[index] for k, v in hp.items()}, image_shape=truth.image_shape)
     scores = score_population(encode, truth, names, metrics.seed, metrics.mode, metrics.size_overrides())
     for j, i in enumerate(index):
         out[i] = {n: float(scores[n][j]) if np.isfinite(scores[n][j]) else None for n in names}

@@ -3,10 +3,11 @@
     uv run --locked python scripts/bench_conv_layers.py
 
 Each layer of Locatello et al.'s conv VAE (batch 64) is differentiated in a 4-step `lax.scan`, as the
-engine runs steps: by `aejax.nets.conv` (`auto`, the form `valid_conv` picks), by each of its two
+engine runs steps: by `aejax.nets.conv_matmul` (`auto`, the form `valid_conv` picks), by each of its two
 matmul forms forced (`gather`: im2col; `scatter`: a matmul per input pixel, then shifted sums), and by
 XLA's own convolution (`xla`, `lax.conv_general_dilated` / `lax.conv_transpose`). Milliseconds per
-step, the best of 3 calls. The per-layer figures quoted in aejax/nets/conv.py come from this script.
+step, the best of 3 calls. The per-layer table in README Speed ("Why the convolutions are matmuls") comes from
+this script.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from aejax.nets import conv
+from aejax.nets import conv_matmul
 
 BATCH, STEPS, REPEATS = 64, 4, 3
 DN = ("NHWC", "HWIO", "NHWC")
-VALID_CONV = conv.valid_conv
+VALID_CONV = conv_matmul.valid_conv
 ENCODER = [(64, 1, 32, 4), (32, 32, 32, 4), (16, 32, 64, 2), (8, 64, 64, 2)]  # input side, C_in, C_out, kernel
 DECODER = [(4, 64, 64, 4), (8, 64, 32, 4), (16, 32, 32, 4), (32, 32, 1, 4)]
 
@@ -55,13 +56,13 @@ def best_ms_per_step(steps, n_steps: int, repeats: int, *args) -> float:
 
 
 def lowerings(transpose: bool) -> dict:
-    ours = conv.conv_transpose2d if transpose else conv.conv2d
+    ours = conv_matmul.conv_transpose2d if transpose else conv_matmul.conv2d
     xla = ((lambda x, w: lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=DN)) if transpose else
            (lambda x, w: lax.conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=DN)))
 
     def forced(form):
         def layer(x, w):
-            with mock.patch.object(conv, "valid_conv", functools.partial(VALID_CONV, form=form)):
+            with mock.patch.object(conv_matmul, "valid_conv", functools.partial(VALID_CONV, form=form)):
                 return ours(x, w, 2)
         return layer
 

@@ -5,7 +5,7 @@ steps), batch 64; milliseconds per step, best of 5 calls of 8 steps. README Spee
 
 1. The gradient of the scatter form's shifted sum (the encoder's second layer: 17x17 blocks, 2x2 taps,
    32 channels): the taps sliced out of one array (autodiff pads every tap to the size of all of them and
-   adds) against the taps split apart first (`aejax.nets.conv.valid_conv`: each padded alone, concatenated);
+   adds) against the taps split apart first (`aejax.nets.conv_matmul.valid_conv`: each padded alone, concatenated);
    each followed by the weight-gradient-sized matmul (18,496 x 128 x 128), the same in both.
 2. Space-to-depth of that layer's input, fused with the padding and the previous layer's bias and ReLU (as
    XLA fuses it in the step), against the same shuffle of an input already padded; each followed by the
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from aejax.nets.conv import space_to_depth
+from aejax.nets.conv_matmul import space_to_depth
 from bench_conv_layers import best_ms_per_step
 
 BATCH, STEPS, REPEATS = 64, 8, 5

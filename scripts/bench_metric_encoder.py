@@ -46,7 +46,8 @@ def main() -> None:
         jax.random.split(jax.random.key(0), args.members))
     x = (np.random.default_rng(0).random((args.images, 64 * 64)) < 0.1).astype(np.float32)
     sides = {"vmapped matmul convs (baseline)": matmul_vmapped(spec, graph, params, 8192 // args.members),
-             "population_encoder": (lambda encode: lambda x: encode(x)[0])(population_encoder(spec, graph, params, {}))}
+             "population_encoder": (lambda encode: lambda x: encode(x)[0])(
+                 population_encoder(spec, graph, params, {}, image_shape=(64, 64, 1)))}
     encoders = {name: (fn, fn(x[:1024])) for name, fn in sides.items()}  # compile, outside the timings
     a, b = (out for _, out in encoders.values())
     assert np.allclose(a, b, atol=1e-3), "the two encoders disagree"

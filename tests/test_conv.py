@@ -1,5 +1,6 @@
-"""The conv layers written as matmuls compute XLA's convolutions; the study's architecture has the
-parameter count and shapes its definition implies; conv programs run under the engine's scan."""
+"""The conv layers written as matmuls compute XLA's convolutions; the modules' two implementations
+(`impl="matmul"` and `impl="xla"`) compute the same function and gradients; the study's architecture has
+the parameter count and shapes its definition implies; conv programs run under the engine's scan."""
 
 import re
 
@@ -11,8 +12,8 @@ from flax import nnx
 
 from aejax.config import model_spec
 from aejax.models import count_params, init_params, model_graph
-from aejax.nets import conv
-from aejax.nets.conv import conv2d, conv_transpose2d
+from aejax.nets import conv, conv_matmul
+from aejax.nets.conv_matmul import conv2d, conv_transpose2d
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -32,7 +33,7 @@ def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_
     """Forced either way, with few and with many channels in, forward and gradients."""
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, c_in))
     w = jax.random.normal(jax.random.key(1), (3, 2, c_in, c_out))
-    ours = lambda x, w: conv.valid_conv(x, w, form)
+    ours = lambda x, w: conv_matmul.valid_conv(x, w, form)
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=DN)
     np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
     loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
@@ -44,7 +45,7 @@ def test_both_forms_of_the_valid_convolution_are_xla_convolutions(form, c_in, c_
 def test_transposed_blocks_read_the_narrowest_window(kernel, stride, span):
     """Sub-pixel blocks aligned so each reads ceil(k/s) input pixels a side: for 4x4 stride 2, a 2x2 window
     that every one of the 16 taps fills (an unaligned grid would read 3x3, 2.25x the FLOPs)."""
-    _, _, taps = conv._output_blocks(kernel, stride)
+    _, _, taps = conv_matmul._output_blocks(kernel, stride)
     assert len(taps) == stride and all(len(row) == span for row in taps)
     assert sorted(t for row in taps for t in row if t >= 0) == list(range(kernel))
 
@@ -87,8 +88,8 @@ def test_the_decoder_is_a_stack_of_xla_transposed_convolutions(kernels, strides,
     for i, layer in enumerate(decoder.deconvs):  # biases start at zero: random ones test their placement too
         layer.bias[...] = jax.random.normal(jax.random.key(10 + i), layer.bias.shape)
     read_blocks = []
-    padded_blocks = conv.SubPixel.padded_blocks
-    monkeypatch.setattr(conv.SubPixel, "padded_blocks",
+    padded_blocks = conv_matmul.SubPixel.padded_blocks
+    monkeypatch.setattr(conv_matmul.SubPixel, "padded_blocks",
                         lambda self, pads: read_blocks.append(padded_blocks(self, pads)) or read_blocks[-1])
 
     def reference(params, h):
@@ -116,6 +117,100 @@ def test_the_decoder_is_a_stack_of_xla_transposed_convolutions(kernels, strides,
         for name in ("kernel", "bias"):
             np.testing.assert_allclose(ours["deconvs"][i][name], want[0]["deconvs"][i][name], rtol=1e-4, atol=1e-5)
     assert any(blocks is not None for blocks in read_blocks)  # the last layer read its input from blocks
+
+
+# The modules' two implementations. (image, channels, encoder kernels, strides, dense, decoder kernels)
+IMPL_CASES = {
+    "study": ((64, 64, 1), (32, 32, 64, 64), (4, 4, 2, 2), (2, 2, 2, 2), (256,), (4, 4, 4, 4)),  # Locatello et al.
+    "3x3": ((28, 28, 1), (16, 32), (3, 3), (2, 2), (), (3, 3)),  # model=conv
+    "mixed": ((12, 18, 2), (4, 6), (3, 4), (3, 2), (8,), (5, 2)),  # odd kernels, stride 3, a non-square image
+}
+
+
+def _outputs_and_gradients(model, x):
+    """model(x), and the gradients of sum(sin(model(x))) with respect to the parameters and to x."""
+    graph, params = nnx.split(model)
+
+    def loss(p, x):
+        y = nnx.merge(graph, p)(x)
+        return jnp.sum(jnp.sin(y)), y
+
+    (_, y), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(params, x)
+    return y, nnx.to_pure_dict(grads[0]), grads[1]
+
+
+@pytest.mark.parametrize("case", IMPL_CASES)
+def test_both_conv_impls_give_the_same_outputs_and_gradients(case):
+    """ConvEncoder and ConvDecoder with impl="xla" (XLA's convolutions) compute, on the same parameters,
+    the outputs and gradients (parameters and inputs) of impl="matmul" (aejax.nets.conv_matmul)."""
+    image, channels, kernels, strides, dense, decoder_kernels = IMPL_CASES[case]
+    code, pixels = 5, int(np.prod(image))
+    builders = {
+        "encoder": lambda impl, seed: conv.ConvEncoder(image, channels, kernels, strides, dense, 2 * code, jax.nn.elu,
+                                                       impl=impl, rngs=nnx.Rngs(seed)),
+        "decoder": lambda impl, seed: conv.ConvDecoder(code, image, channels, decoder_kernels, strides, dense,
+                                                       jax.nn.elu, impl=impl, rngs=nnx.Rngs(seed)),
+    }
+    inputs = {"encoder": jax.random.uniform(jax.random.key(1), (3, pixels)),
+              "decoder": jax.random.normal(jax.random.key(2), (3, code))}
+    for part, build in builders.items():
+        matmul = build("matmul", 0)
+        layers = matmul.convs if part == "encoder" else matmul.deconvs
+        for i, layer in enumerate(layers):  # biases start at zero: random ones test their placement too
+            layer.bias[...] = 0.1 * jax.random.normal(jax.random.key(10 + i), layer.bias.shape)
+        xla = build("xla", 1)  # other parameters, then the matmul model's copied in
+        nnx.update(xla, nnx.state(matmul))
+        assert nnx.graphdef(matmul) != nnx.graphdef(xla)  # the impl is static, in the graph
+        assert [layer.impl for layer in (xla.convs if part == "encoder" else xla.deconvs)] == ["xla"] * len(layers)
+        ours, want = _outputs_and_gradients(xla, inputs[part]), _outputs_and_gradients(matmul, inputs[part])
+        assert ours[0].shape == want[0].shape == (3, 2 * code if part == "encoder" else pixels)
+        np.testing.assert_allclose(ours[0], want[0], rtol=1e-4, atol=1e-4, err_msg=f"{part} output")
+        np.testing.assert_allclose(ours[2], want[2], rtol=1e-4, atol=1e-4, err_msg=f"{part} input gradient")
+        got, expected = jax.tree.leaves_with_path(ours[1]), jax.tree.leaves_with_path(want[1])
+        assert [path for path, _ in got] == [path for path, _ in expected]
+        for (path, a), (_, b) in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{part} gradient {jax.tree_util.keystr(path)}")
+
+
+def test_the_impl_is_the_modules_own_choice_not_a_global():
+    """Each module lowers as its own `impl` says, forward and backward, whatever was traced before: the xla
+    encoder and decoder to XLA's convolutions, the matmul ones to no `convolution` op at all; "auto" is a
+    setting for `resolve_conv_impl`, not an impl."""
+    image, channels, kernels, strides = (8, 8, 1), (2, 3), (4, 3), (2, 2)
+    models = {impl: (conv.ConvEncoder(image, channels, kernels, strides, (), 4, jnp.tanh, impl=impl, rngs=nnx.Rngs(0)),
+                     conv.ConvDecoder(2, image, channels, kernels, strides, (), jnp.tanh, impl=impl, rngs=nnx.Rngs(0)))
+              for impl in ("matmul", "xla")}
+
+    def hlo(impl):  # the gradient of a round trip, lowered
+        graph, params = nnx.split(models[impl])
+
+        def loss(p, x):
+            encoder, decoder = nnx.merge(graph, p)
+            return jnp.sum(decoder(encoder(x)[:, :2]) ** 2)
+
+        return jax.jit(jax.grad(loss, (0, 1))).lower(params, jnp.ones((2, 64))).as_text()
+
+    assert "convolution" not in hlo("matmul")
+    assert hlo("xla").count("convolution(") >= 4  # forward convs and transposed convs, and their gradients
+    assert "stablehlo.case" in hlo("matmul") and "stablehlo.case" not in hlo("xla")  # `materialized`: matmul only
+    assert "convolution" not in hlo("matmul")  # after an xla model was traced
+    with pytest.raises(ValueError, match="resolve_conv_impl"):
+        conv.ConvEncoder(image, channels, kernels, strides, (), 4, jnp.tanh, impl="auto", rngs=nnx.Rngs(0))
+
+
+def test_resolve_conv_impl():
+    """`auto` is the matmul lowering on a CPU and XLA's convolutions on a GPU or TPU; the others are themselves."""
+    assert conv.CONV_IMPLS == ("auto", "matmul", "xla")
+    assert conv.resolve_conv_impl("auto", "cpu") == "matmul"
+    assert conv.resolve_conv_impl("auto", "gpu") == "xla"
+    assert conv.resolve_conv_impl("auto", "tpu") == "xla"
+    assert conv.resolve_conv_impl("auto") == ("matmul" if jax.default_backend() == "cpu" else "xla")
+    for backend in ("cpu", "gpu", "tpu", None):
+        assert conv.resolve_conv_impl("matmul", backend) == "matmul"
+        assert conv.resolve_conv_impl("xla", backend) == "xla"
+    with pytest.raises(ValueError, match="auto, matmul, xla"):
+        conv.resolve_conv_impl("cudnn", "gpu")
 
 
 STUDY = model_spec(family="vae", architecture="conv", channels=(32, 32, 64, 64), kernel_sizes=(4, 4, 2, 2),
@@ -197,10 +292,9 @@ def test_the_metrics_encoder_gives_each_members_own_codes(unroll, monkeypatch):
     graph = model_graph(spec, 16 * 16, (16, 16, 1))
     params = jax.vmap(lambda k: init_params(spec, 16 * 16, (16, 16, 1), k))(jax.random.split(jax.random.key(0), 3))
     x = np.asarray(jax.random.uniform(jax.random.key(1), (37, 16 * 16)))  # not a whole number of calls
-    mean, logvar = disentanglement.population_encoder(spec, graph, params, {})(x)
+    mean, logvar = disentanglement.population_encoder(spec, graph, params, {}, image_shape=(16, 16, 1))(x)
     assert mean.shape == logvar.shape == (3, 37, 3)
     assert calls, "the metrics encoder did not use XLA's convolutions"
-    assert conv._XLA_CONVOLUTIONS == [False]  # the flag is off again
     calls.clear()
     for i in range(3):
         own = nnx.merge(graph, jax.tree.map(lambda a: a[i], params)).posterior(jnp.asarray(x))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aejax.errors import ConfigError
-from aejax.nets.conv import ConvDecoder, ConvEncoder
+from aejax.nets.conv import CONV_IMPLS, ConvDecoder, ConvEncoder, resolve_conv_impl
 from aejax.nets.mlp import MLPDecoder, MLPEncoder
 
 ACTIVATIONS = {
@@ -26,7 +26,6 @@ ACTIVATIONS = {
 # model.init: kernel initialisers by name (biases start at 0 either way)
 INITS = {"lecun_normal": nnx.initializers.lecun_normal(), "glorot_uniform": nnx.initializers.glorot_uniform()}
 ARCHITECTURES = ("mlp", "conv")
-CONV_IMPLS = ("auto", "matmul", "xla")   # model.conv_impl
 
 
 def backbone(spec, input_dim: int, image_shape, encoder_out: int, rngs: nnx.Rngs, tied: bool = False):
@@ -48,8 +47,9 @@ def backbone(spec, input_dim: int, image_shape, encoder_out: int, rngs: nnx.Rngs
                           f"{list(strides)}")
     if tied:
         raise ConfigError("model.tied_weights=True is not allowed; expected False with model.architecture=conv")
+    impl = resolve_conv_impl(spec.conv_impl)  # auto: the matmul lowering on a CPU, XLA's convolutions elsewhere
     encoder = ConvEncoder(image_shape, spec.channels, kernels, strides, spec.dense, encoder_out, act, INITS[spec.init],
-                          rngs=rngs)
+                          impl=impl, rngs=rngs)
     decoder = ConvDecoder(spec.code_size, image_shape, spec.channels, decoder_kernels, strides, spec.dense, act,
-                          INITS[spec.init], rngs=rngs)
+                          INITS[spec.init], impl=impl, rngs=rngs)
     return encoder, decoder
