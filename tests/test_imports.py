@@ -73,3 +73,41 @@ def test_no_import_cycle():
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# The layers of the README's "The tree", lowest first: a module imports only from its own layer or below.
+LAYERS = {
+    "settings": ["aejax.errors", "aejax.settings", "aejax.paths", "aejax.tasks"],
+    "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives"],
+    "families": ["aejax.families"],
+    "config and builders": ["aejax.config", "aejax.models", "aejax.population", "aejax.optim", "aejax.schedule"],
+    "engine": ["aejax.train", "aejax.evaluate", "aejax.checkpoint"],
+    "running": ["aejax.rundir", "aejax.resume", "aejax.provenance", "aejax.loggers", "aejax.progress",
+                "aejax.figures", "aejax.latents", "aejax.metrics", "aejax.disentanglement", "aejax.restore",
+                "aejax.run", "aejax.cli"],
+    "after training": ["aejax.trained", "aejax.results", "aejax.wandb_records"],
+    "studies": ["aejax.studies"],
+}
+
+
+def layer_of(module: str) -> int | None:
+    for depth, prefixes in enumerate(LAYERS.values()):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return depth
+    return None
+
+
+def test_every_module_has_a_layer_and_imports_point_down():
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if m != "aejax" and layer_of(m) is None)
+    assert not unplaced, f"modules in no layer of tests/test_imports.py (and the README's tree): {unplaced}"
+    upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
+              if m != "aejax" and layer_of(t) is not None and layer_of(t) > layer_of(m)]
+    assert not upward, f"imports from a lower layer to a higher one: {upward}"
+
+
+def test_the_readme_tree_names_every_layer():
+    readme = (REPO / "README.md").read_text()
+    tree = readme[readme.index("## The tree"):readme.index("\n## ", readme.index("## The tree") + 1)]
+    for name in LAYERS:
+        assert f"| {name} |" in tree, f"the README's tree has no row for the layer {name!r}"
