@@ -75,5 +75,9 @@ class PopulationCheckpointer:
         return target
 
     def close(self) -> None:
+        """Wait for the saves in flight and release the manager; a second call does nothing."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.manager.wait_until_finished()
         self.manager.close()

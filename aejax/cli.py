@@ -207,7 +207,7 @@ def _task(cfg: DictConfig) -> None:
             run_dir = RunDirectory.open(workdir, config, list(hc.overrides.task))
             status, message = "failed", None
             try:
-                summary = load_task(config.get("task", "train"))(run_dir.config, workdir)
+                summary = load_task(config.get("task", "train"))(run_dir.config, run_dir)  # it writes, we close
                 run_dir.start()  # a study that trains nothing through train_and_evaluate starts here
                 everyone_diverged = summary.get("diverged_members", 0) == summary.get("num_members", -1)
                 status = "diverged" if everyone_diverged else "finished"

@@ -27,7 +27,7 @@ from aejax.families import FAMILIES
 from aejax.families.registry import Family, Objective
 from aejax.nets import ACTIVATIONS, ARCHITECTURES, CONV_IMPLS, INITS
 from aejax.tasks import TASKS
-from aejax.settings import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SECONDS, Rule, check_declared,
+from aejax.settings import (NON_NEGATIVE, annotation, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SECONDS, Rule, check_declared,
                             coerce, declared, flatten, is_int, is_number, member_settings, one_of, parse_section,
                             positive_ints, require, setting, shard_range, yaml_word)
 
@@ -323,7 +323,7 @@ def refuse_foreign(name: str, value, fam: Family, objective: Objective | None, o
     if not owners:
         allowed = [n for names in owned.values() for n in names]
         raise ConfigError(f"model.{name} is not a setting; allowed model.* keys: {', '.join(allowed)}")
-    value = coerce(f"model.{name}", value, str(owners[0][2].type))
+    value = coerce(f"model.{name}", value, annotation(owners[0][2]))
     if not in_grid and any(value == f.default for _, _, f in owners):
         return
     same_family = [o for f, o, _ in owners if f == fam.name and o is not None]
@@ -412,7 +412,7 @@ def check_grid(spec: RunSpec) -> None:
         candidates = [spec.optim] if section == "optim" else [spec.model, spec.model.family_settings,
                                                                 spec.model.objective_settings]
         owners[key] = next(o for o in candidates if o is not None and name in {f.name for f in declared(type(o))})
-        integer = "int" in str(next(f for f in declared(type(owners[key])) if f.name == name).type)
+        integer = annotation(next(f for f in declared(type(owners[key])) if f.name == name)).startswith("int")
         for v in values:
             if integer:
                 require(is_int(v), f"population.grid.{key}", v, "integers")

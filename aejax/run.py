@@ -3,44 +3,279 @@
 Outputs in `workdir`: config.yaml (resolved), metrics.jsonl, summary.json, figures/*.png,
 checkpoints/ (Orbax). summary.json is written last and atomically, so its presence means
 the run finished.
+
+    spec = parse_run(config)
+    setup = prepare(spec)                 # data, members, the compiled program: nothing written yet
+    run_dir, owner = hold(workdir, config)  # lock the run directory (or use the caller's: aejax-train's)
+    start(run_dir, setup)                 # provenance, data checksums, status "running"
+    state = train(run_dir, setup, out)    # compiled calls until the last step (or a stop), checkpoints
+    summary = finish(run_dir, setup, ...) # test metrics, disentanglement, figures, a study's analysis, summary.json
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
 
-from aejax import disentanglement, figures, provenance
+from aejax import disentanglement, provenance, schedule
 from aejax.checkpoint import PopulationCheckpointer
 from aejax.config import ConfigError, RunSpec, parse_run
-from aejax.data import Dataset, load_dataset
+from aejax.data import Dataset, check_unit_interval, load_dataset
+from aejax.data.mnist import FILES, resolve_root
 from aejax.errors import Diverged
 from aejax.evaluate import population_evaluator
-from aejax.latents import TRAVERSAL_VALUES, kl_per_latent, latent_order, traverse
 from aejax.loggers import MetricsFile, make_logger
-from aejax.models import count_params, critic_for, init_params, make_loss, member_model, model_graph
-from aejax import schedule
+from aejax.models import count_params, critic_for, init_params, make_loss, model_graph
 from aejax.optim import make_optimizer
-from aejax.population import hyperparameter_arrays, member_label, members, varied_settings
+from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
-from aejax.rundir import Interrupted, RunDirectory, catch_signals, write_atomic
+from aejax.run_figures import make_figures
+from aejax.rundir import Interrupted, RunDirectory, catch_signals, hold, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
                          make_step, member_keys, population_block)
 
 log = logging.getLogger(__name__)
-SHOWN = 4  # members side by side in the reconstruction and sample figures
 
 
-def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,
-              batch: int, numbers: list[int]) -> list[list[dict]]:
+def train_and_evaluate(config: dict, workdir: str | Path | RunDirectory, analyse=None) -> dict:
+    """Train, evaluate and write every output; returns the summary.
+
+    The run directory follows `aejax.rundir`: it is locked for the run's life, a directory that holds
+    another run is refused, and `trainer.resume=true` continues the run saved there (same config).
+    `workdir` is a path (this call opens and closes the run directory) or a `RunDirectory` its caller
+    holds (aejax-train's, a study's), which the caller closes. `analyse(spec, data, graph, params,
+    summaries, workdir) -> (per_member, figures)` or `(per_member, figures, study)` lets a study add its
+    own test metrics (one dict per member, merged into each member's "test"), figures, and results about
+    the run as a whole (`study`, a dict: summary.json's "study") before summary.json, the last file, is
+    written."""
+    spec = parse_run(config)
+    setup = prepare(spec)  # data errors stop the run before its directory is touched
+    run_dir, owner = hold(workdir, config)
+    status, epoch, message = "failed", None, None
+    with catch_signals() as stops:
+        try:
+            start(run_dir, setup)
+            with RunOutputs(run_dir, setup) as out:
+                state, seconds = train(run_dir, setup, out, stops)
+                summary = finish(run_dir, setup, out, state, seconds, analyse)
+            status = "finished" if summary["diverged_members"] < len(setup.rows) else "diverged"
+            epoch = spec.trainer.epochs
+        except (Diverged, Interrupted) as err:
+            status, message = ("diverged" if isinstance(err, Diverged) else "interrupted"), str(err)
+            raise
+        except BaseException as err:
+            message = one_line(err)
+            raise
+        finally:
+            if owner:
+                run_dir.close(status, epoch, message=message)
+    return summary
+
+
+@dataclass
+class Setup:
+    """Everything a run needs before its directory is touched."""
+    spec: RunSpec
+    data: Dataset
+    rows: list[dict]          # the members: member number, seed, every hyperparameter
+    keys: jax.Array
+    hp: dict                  # per-member hyperparameters, arrays (E,)
+    graph: object             # the model's static structure
+    program: object           # the compiled population program (aejax.train.compile_population)
+    state: dict               # the initial training state
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.spec.trainer.epochs
+
+
+def prepare(spec: RunSpec) -> Setup:
+    """Load the data, expand the population and build its program and initial state."""
+    data = load_dataset(spec.data)
+    check_data_fits(spec, data)
+    disentanglement.wanted(spec, data)  # metrics.disentanglement=true on data without factors: one line now
+    rows = members(spec)
+    keys = member_keys([r["seed"] for r in rows])
+    steps_per_epoch = len(data.train) // spec.trainer.batch_size
+    total_steps = steps_per_epoch * spec.trainer.epochs
+    graph = model_graph(spec.model, data.dim, data.image_shape)
+    loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
+                     use_corruption=max(r["model.noise_level"] for r in rows) > 0,
+                     binarize_batches=spec.data.binarize == "dynamic", dataset_size=len(data.train))
+    optimizer = make_optimizer(spec.optim, total_steps)
+    critic = critic_for(spec.model)
+    program = compile_population(
+        make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
+                            norms_every=spec.trainer.log_every, last_step=total_steps,
+                            mask_divergence=divergence_policy(spec, len(rows)) == "mask", decode=data.train_decode),
+        shared_data=True, block=population_block(spec.model.architecture))
+    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
+    return Setup(spec, data, rows, keys, hyperparameter_arrays(rows), graph, program, state, steps_per_epoch)
+
+
+def start(run_dir: RunDirectory, setup: Setup) -> None:
+    """The run begins: same data as the run it resumes, provenance, status "running"."""
+    checksums = provenance.data_checksums(data_files(setup.spec.data))
+    run_dir.check_same_data(checksums)
+    run_dir.start()
+    devices = jax.devices()
+    log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(setup.rows), len(devices),
+             devices[0].platform, devices[0].device_kind, run_dir.path)
+    run_dir.record(seeds=[r["seed"] for r in setup.rows], data_files=checksums)
+
+
+class RunOutputs:
+    """What a run writes while it trains: checkpoints, metrics.jsonl, the logger (W&B) and progress.
+    Closed whatever happens; the logger is told whether the run succeeded."""
+
+    def __init__(self, run_dir: RunDirectory, setup: Setup):
+        spec = setup.spec
+        self.checkpoints = PopulationCheckpointer(run_dir.path / "checkpoints")  # numbered by the steps done
+        self.first_step = 0
+        if run_dir.resumed:
+            run_dir.check_checkpoint_numbering(setup.steps_per_epoch)
+            self.first_step, restored = self.checkpoints.restore_newest_readable(setup.state)
+            setup.state = restored if restored is not None else setup.state
+        self.metrics = MetricsFile(run_dir.path / "metrics.jsonl", self.first_step if run_dir.resumed else None)
+        self.logger = make_logger(spec.logger, run_dir.path, run_dir.config, setup.rows, spec.name,
+                                  run_id=run_dir.run_id, provenance=run_dir.provenance)
+        self.progress = Progress(setup.total_steps, spec.trainer.progress, spec.trainer.progress_interval_s,
+                                 spec.trainer.epochs, first_step=self.first_step)
+        self.evaluate = population_evaluator(spec.model, setup.graph)  # compiled once: validation reuses it
+
+    def write(self, rows: list[dict]) -> None:
+        self.metrics.write(rows)
+        self.logger.log(rows)
+
+    def save_unless_saved(self, step: int, state: dict) -> None:
+        if self.checkpoints.latest_step() != step:
+            self.checkpoints.save(step, state)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.progress.close()
+        self.metrics.close()
+        self.checkpoints.close()
+        self.logger.finish(0 if kind is None else 1)
+
+
+def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[dict, dict]:
+    """Compiled calls from the first step not yet done to the last. After each call (about
+    trainer.call_seconds, measured on the first: `aejax.schedule`): its terms logged, validation and
+    checkpoints at their epochs, status and progress, and a stop request honoured. Returns the final
+    state and the seconds spent training and compiling."""
+    spec, state, keys, hp = setup.spec, setup.state, setup.keys, setup.hp
+    x_train = jnp.asarray(setup.data.train)
+    intervals = (spec.trainer.checkpoint_every, spec.trainer.eval_every)
+    started, compiled, seconds = time.perf_counter(), {}, {"compile": 0.0}
+
+    def compiled_for(call: schedule.Call):  # each call shape compiled once, ahead of its first call
+        if call.shape not in compiled:
+            tic = time.perf_counter()
+            compiled[call.shape] = setup.program.lower(state, keys, x_train, hp, call.first_step, *call.shape).compile()
+            seconds["compile"] += time.perf_counter() - tic
+        return compiled[call.shape]
+
+    total = setup.total_steps
+    calls = [schedule.probe_call(out.first_step, total, setup.steps_per_epoch, *intervals)] if out.first_step < total else []
+    while calls:
+        call = calls.pop(0)
+        run_call = compiled_for(call)
+        tic = time.perf_counter()
+        new_state, terms = run_call(state, keys, x_train, hp, call.first_step)
+        terms = {k: np.asarray(v).reshape(len(setup.rows), -1) for k, v in terms.items()}  # the one host sync
+        seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
+        if not calls and call.end < total:  # after the probe: size the rest by time
+            calls = schedule.plan(call.end, total, setup.steps_per_epoch,
+                                  schedule.steps_for(seconds_per_step, spec.trainer.call_seconds), *intervals)
+        try:
+            check_finite(terms["loss"], call.first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
+        except Diverged:
+            out.save_unless_saved(call.first_step, state)  # the last good state
+            raise
+        state = new_state
+        after_call(run_dir, setup, out, call, state, terms, seconds_per_step)
+        if stops.requested is not None and call.end < total:
+            out.save_unless_saved(call.end, state)
+            done, within = divmod(call.end, setup.steps_per_epoch)
+            where = f"epoch {done}" + (f" (+{within} of its {setup.steps_per_epoch} steps)" if within else "")
+            raise Interrupted(stops.requested, f"stopped at {where} of {spec.trainer.epochs} (checkpoint saved); "
+                              f"resume with: uv run --locked aejax-train hydra.run.dir={run_dir.path} "
+                              f"trainer.resume=true")
+    out.progress.close()
+    seconds["train"] = time.perf_counter() - started  # includes compilation
+    out.save_unless_saved(total, state)
+    out.checkpoints.close()  # the final checkpoint is on disk before any result is written
+    return state, seconds
+
+
+def after_call(run_dir: RunDirectory, setup: Setup, out: RunOutputs, call: schedule.Call, state: dict, terms: dict,
+               seconds_per_step: float) -> None:
+    """One call's outputs: its terms, validation and a checkpoint at the epochs asked for, status, progress."""
+    spec, rows = setup.spec, setup.rows
+    diverged_at = np.asarray(state["diverged_at"])
+    for step_rows in log_rows(terms, call.first_step, spec.trainer.log_every, setup.total_steps, seconds_per_step,
+                              spec.trainer.batch_size * len(rows), [r["member"] for r in rows]):
+        out.write([r for i, r in enumerate(step_rows) if not 0 < diverged_at[i] <= r["step"]])
+    done, within = divmod(call.end, setup.steps_per_epoch)  # epochs done, steps into the next
+    eval_every = spec.trainer.eval_every if len(setup.data.val) else 0
+    if not within and eval_every and (done % eval_every == 0 or done == spec.trainer.epochs):
+        val = out.evaluate(state["params"], setup.data.val, setup.keys, setup.hp)
+        out.write([{"step": call.end, "member": r["member"], "epoch": done,
+                    **{f"val/{k}": float(v[i]) for k, v in val.items()}}
+                   for i, r in enumerate(rows) if diverged_at[i] == 0])
+    if not within and spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
+        out.checkpoints.save(call.end, state)
+    run_dir.set_status("running", done, step=call.end, steps_per_epoch=setup.steps_per_epoch)
+    healthy = diverged_at == 0
+    out.progress.update(call.end, done, float(terms["loss"][healthy, -1].mean()) if healthy.any() else float("nan"),
+                        spec.trainer.batch_size * len(rows) / seconds_per_step)
+
+
+def finish(run_dir: RunDirectory, setup: Setup, out: RunOutputs, state: dict, seconds: dict, analyse) -> dict:
+    """Test and validation metrics of every member, disentanglement scores, figures, a study's analysis,
+    then summary.json, the last file."""
+    spec, data, rows, params = setup.spec, setup.data, setup.rows, state["params"]
+    diverged_at = np.asarray(state["diverged_at"])
+    out.metrics.close()
+    test = out.evaluate(params, data.test, setup.keys, setup.hp)
+    val = out.evaluate(params, data.val, setup.keys, setup.hp) if len(data.val) else {}
+    summaries = [member_summary(r, i, test, val, int(diverged_at[i])) for i, r in enumerate(rows)]
+    # Data with ground-truth factors: each member's disentanglement metrics join its test metrics.
+    metrics_record = disentanglement.add_to_summaries(spec, data, setup.graph, params, setup.hp, diverged_at == 0,
+                                                      summaries)
+    figure_paths = make_figures(spec, data, setup.graph, params, run_dir.path, diverged_at)
+    study = None
+    if analyse is not None:
+        extra, extra_figures, *rest = analyse(spec, data, setup.graph, params, summaries, run_dir.path)
+        study = rest[0] if rest else None
+        for member, metrics_of_member in zip(summaries, extra):
+            if member["status"] == "finished":
+                member["test"].update(metrics_of_member)
+        figure_paths.update(extra_figures)
+    summary = {"name": spec.name, "status": "finished", "num_members": len(rows), "varied": varied_settings(rows),
+               "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
+               "steps": setup.total_steps, "train_seconds": seconds["train"], "compile_seconds": seconds["compile"],
+               "diverged_members": int((diverged_at > 0).sum()), "members": summaries, **metrics_record}
+    if study is not None:
+        summary["study"] = study
+    out.logger.summarize(summaries, figure_paths)
+    write_atomic(run_dir.path / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,
+             batch: int, numbers: list[int]) -> list[list[dict]]:
     """Average the `(E, T)` terms over windows ending at multiples of `log_every` (and the last step).
     Rows carry each member's number in the whole population (`numbers`: a shard's are not 0..E-1)."""
     n_steps = next(iter(terms.values())).shape[1]
@@ -59,182 +294,6 @@ def _log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seco
     return out
 
 
-def train_and_evaluate(config: dict, workdir: str | Path, return_params: bool = False, analyse=None):
-    """Train, evaluate and write every output; returns the summary (and the final
-    population parameters, leading axis = member, when `return_params`).
-
-    The run directory follows `aejax.rundir`: it is locked for the run's life, a directory
-    that holds another run is refused, and `trainer.resume=true` continues the run saved
-    there (same config). `analyse(spec, data, graph, params, summaries, workdir) ->
-    (per_member, figures)` or `(per_member, figures, study)` lets a study add its own test
-    metrics (one dict per member, merged into each member's "test"), figures, and results about
-    the run as a whole (`study`, a dict: summary.json's "study") before summary.json, the last
-    file, is written."""
-    spec = parse_run(config)
-    data = load_dataset(spec.data)  # data errors stop the run before its directory is touched
-    check_data_fits(spec, data)
-    disentanglement.wanted(spec, data)  # metrics.disentanglement=true on data without factors: one line now
-    rows = members(spec)
-    mask = divergence_policy(spec, len(rows)) == "mask"
-    keys = member_keys([r["seed"] for r in rows])
-    steps_per_epoch = len(data.train) // spec.trainer.batch_size
-    total_steps = steps_per_epoch * spec.trainer.epochs
-    graph = model_graph(spec.model, data.dim, data.image_shape)
-    loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
-                     use_corruption=max(r["model.noise_level"] for r in rows) > 0,
-                     binarize_batches=spec.data.binarize == "dynamic", dataset_size=len(data.train))
-    optimizer = make_optimizer(spec.optim, total_steps)
-    critic = critic_for(spec.model)
-    program = compile_population(
-        make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
-                            norms_every=spec.trainer.log_every, last_step=total_steps, mask_divergence=mask,
-                            decode=data.train_decode),
-        shared_data=True, block=population_block(spec.model.architecture))
-    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
-
-    run_dir = RunDirectory.open(workdir, config)
-    with catch_signals() as stops:
-        try:
-            checksums = provenance.data_checksums(data_files(spec.data))
-            run_dir.check_same_data(checksums)
-            run_dir.start()
-            devices = jax.devices()
-            log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(rows), len(devices),
-                     devices[0].platform, devices[0].device_kind, run_dir.path)
-            run_dir.record(seeds=[r["seed"] for r in rows], data_files=checksums)
-            summary, state = _train_and_evaluate(spec, run_dir, data, rows, keys, program, state, steps_per_epoch,
-                                                 stops, graph, analyse)
-        except Diverged as err:
-            run_dir.close("diverged", message=str(err))
-            raise
-        except Interrupted as err:
-            run_dir.close("interrupted", message=str(err))
-            raise
-        except BaseException as err:
-            run_dir.close("failed", message=one_line(err))
-            raise
-    run_dir.close("finished" if summary["diverged_members"] < len(rows) else "diverged", spec.trainer.epochs)
-    return (summary, state["params"]) if return_params else summary
-
-
-def _train_and_evaluate(spec: RunSpec, run_dir: RunDirectory, data: Dataset, rows, keys, program, state,
-                        steps_per_epoch: int, stops, graph, analyse):
-    workdir = run_dir.path
-    total_steps = steps_per_epoch * spec.trainer.epochs
-    hp = hyperparameter_arrays(rows)
-    checkpoints = PopulationCheckpointer(workdir / "checkpoints")  # numbered by the steps done
-    start_step = 0
-    if run_dir.resumed:
-        run_dir.check_checkpoint_numbering(steps_per_epoch)
-        start_step, restored = checkpoints.restore_newest_readable(state)
-        state = restored if restored is not None else state
-    metrics = MetricsFile(workdir / "metrics.jsonl", start_step if run_dir.resumed else None)
-    logger = make_logger(spec.logger, workdir, run_dir.config, rows, spec.name, run_id=run_dir.run_id,
-                         provenance=run_dir.provenance)
-    x_train = jnp.asarray(data.train)
-    intervals = (spec.trainer.checkpoint_every, spec.trainer.eval_every)
-    numbers = [r["member"] for r in rows]
-    evaluate = population_evaluator(spec.model, graph)  # compiled once: validation during training reuses it
-    eval_every = spec.trainer.eval_every if len(data.val) else 0
-    progress = Progress(total_steps, spec.trainer.progress, spec.trainer.progress_interval_s, spec.trainer.epochs,
-                        first_step=start_step)
-    started, compile_seconds = time.perf_counter(), 0.0
-    compiled = {}  # (n_epochs, n_steps) -> the program compiled ahead of its first call
-
-    def compiled_for(call: schedule.Call):
-        nonlocal compile_seconds
-        if call.shape not in compiled:
-            tic = time.perf_counter()
-            compiled[call.shape] = program.lower(state, keys, x_train, hp, call.first_step, *call.shape).compile()
-            compile_seconds += time.perf_counter() - tic
-        return compiled[call.shape]
-
-    diverged_at = np.asarray(state["diverged_at"])
-    calls = [schedule.probe_call(start_step, total_steps, steps_per_epoch, *intervals)] if start_step < total_steps else []
-    try:
-        # The loop honours stop requests (signals) after each compiled call; calls last about
-        # trainer.call_seconds, measured on the first one (aejax.schedule).
-        while calls:
-            call = calls.pop(0)
-            run_call = compiled_for(call)
-            tic = time.perf_counter()
-            new_state, terms = run_call(state, keys, x_train, hp, call.first_step)
-            # Host copy: the one device-host sync per call.
-            terms = {k: np.asarray(v).reshape(len(rows), -1) for k, v in terms.items()}
-            seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
-            if not calls and call.end < total_steps:  # after the probe: size the rest by time
-                calls = schedule.plan(call.end, total_steps, steps_per_epoch,
-                                      schedule.steps_for(seconds_per_step, spec.trainer.call_seconds), *intervals)
-            try:
-                check_finite(terms["loss"], call.first_step, ignore=np.asarray(new_state["diverged_at"]) > 0)
-            except Diverged:
-                save_unless_saved(checkpoints, call.first_step, state)  # the last good state
-                raise
-            state, diverged_at = new_state, np.asarray(new_state["diverged_at"])
-            for step_rows in _log_rows(terms, call.first_step, spec.trainer.log_every, total_steps, seconds_per_step,
-                                       spec.trainer.batch_size * len(rows), numbers):
-                step_rows = [r for i, r in enumerate(step_rows) if not 0 < diverged_at[i] <= r["step"]]
-                metrics.write(step_rows)
-                logger.log(step_rows)
-            done, within = divmod(call.end, steps_per_epoch)  # epochs done, steps into the next
-            if not within and eval_every and (done % eval_every == 0 or done == spec.trainer.epochs):
-                val = evaluate(state["params"], data.val, keys, hp)
-                val_rows = [{"step": call.end, "member": r["member"], "epoch": done,
-                             **{f"val/{k}": float(v[i]) for k, v in val.items()}}
-                            for i, r in enumerate(rows) if diverged_at[i] == 0]
-                metrics.write(val_rows)
-                logger.log(val_rows)
-            if not within and spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
-                checkpoints.save(call.end, state)
-            run_dir.set_status("running", done, step=call.end, steps_per_epoch=steps_per_epoch)
-            healthy = diverged_at == 0
-            progress.update(call.end, done, float(terms["loss"][healthy, -1].mean())
-                            if healthy.any() else float("nan"),
-                            spec.trainer.batch_size * len(rows) / seconds_per_step)
-            if stops.requested is not None and call.end < total_steps:
-                save_unless_saved(checkpoints, call.end, state)
-                where = f"epoch {done}" + (f" (+{within} of its {steps_per_epoch} steps)" if within else "")
-                raise Interrupted(stops.requested, f"stopped at {where} of {spec.trainer.epochs} "
-                                  f"(checkpoint saved); resume with: uv run --locked aejax-train "
-                                  f"hydra.run.dir={workdir} trainer.resume=true")
-        progress.close()
-        metrics.close()
-        train_seconds = time.perf_counter() - started  # includes compilation (compile_seconds of it)
-        save_unless_saved(checkpoints, total_steps, state)
-        checkpoints.close()
-        params = state["params"]
-        results = evaluate(params, data.test, keys, hp)
-        val = evaluate(params, data.val, keys, hp) if len(data.val) else {}
-        summaries = [member_summary(r, i, results, val, int(diverged_at[i])) for i, r in enumerate(rows)]
-        # Data with ground-truth factors: each member's disentanglement metrics join its test metrics.
-        metrics_record = disentanglement.add_to_summaries(spec, data, graph, params, hp, diverged_at == 0, summaries)
-        figure_paths = make_figures(spec, data, graph, params, workdir, diverged_at)
-        study = None
-        if analyse is not None:
-            extra, extra_figures, *rest = analyse(spec, data, graph, params, summaries, workdir)
-            study = rest[0] if rest else None
-            for member, metrics_of_member in zip(summaries, extra):
-                if member["status"] == "finished":
-                    member["test"].update(metrics_of_member)
-            figure_paths.update(extra_figures)
-        summary = {"name": spec.name, "status": "finished", "num_members": len(rows), "varied": varied_settings(rows),
-                   "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
-                   "steps": total_steps, "train_seconds": train_seconds, "compile_seconds": compile_seconds,
-                   "diverged_members": int((diverged_at > 0).sum()), "members": summaries, **metrics_record}
-        if study is not None:
-            summary["study"] = study
-        logger.summarize(summaries, figure_paths)
-        write_atomic(workdir / "summary.json", json.dumps(summary, indent=1))
-        logger.finish(0)
-        return summary, state
-    except BaseException:
-        progress.close()
-        metrics.close()
-        checkpoints.close()
-        logger.finish(1)
-        raise
-
-
 def divergence_policy(spec: RunSpec, population: int) -> str:
     """`trainer.on_divergence`: auto means mask for populations, stop for one member."""
     policy = spec.trainer.on_divergence
@@ -251,11 +310,6 @@ def member_summary(row: dict, i: int, test: dict, val: dict, diverged_at: int) -
             "test": {k: value(v) for k, v in test.items()}, "val": {k: value(v) for k, v in val.items()}}
 
 
-def save_unless_saved(checkpoints: PopulationCheckpointer, step: int, state: dict) -> None:
-    if checkpoints.latest_step() != step:
-        checkpoints.save(step, state)
-
-
 def one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
@@ -263,8 +317,6 @@ def one_line(err: BaseException) -> str:
 
 def data_files(spec) -> dict:
     """Files whose SHA-256 provenance records (MNIST's IDX files; user files when they exist)."""
-    from aejax.data.mnist import FILES, resolve_root
-
     if spec.name == "mnist":
         root = resolve_root(spec.root)
         return {name: str(root / name) for name, _ in FILES.values() if (root / name).exists()}
@@ -273,54 +325,9 @@ def data_files(spec) -> dict:
 
 
 def check_data_fits(spec: RunSpec, data: Dataset) -> None:
-    from aejax.data import check_unit_interval
-
     needs = spec.model.declaration.needs_unit_interval(spec.model.family_settings)
     if needs:
         check_unit_interval(data, needs)
     if spec.trainer.batch_size > len(data.train):
         raise ConfigError(f"trainer.batch_size={spec.trainer.batch_size} is not allowed; expected at most "
                           f"the {len(data.train)} training examples of data.name={spec.data.name}")
-
-
-def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, diverged_at) -> dict:
-    """Training curves (train and validation, the variant's terms, a line per member labelled
-    by its values), and reconstructions (VAE: samples, latent traversals, KL per latent) of up to
-    SHOWN healthy members side by side."""
-    out_dir = workdir / "figures"
-    out_dir.mkdir(exist_ok=True)
-    figures.FORMATS[:] = list(spec.trainer.figure_formats)
-    rows = members(spec)
-    varied = varied_settings(rows)
-    labels = {r["member"]: member_label(r, varied) for r in rows}
-    shown = [i for i in range(len(rows)) if diverged_at[i] == 0][:SHOWN]
-    paths = {"training_curves": figures.training_curves(workdir / "metrics.jsonl", out_dir / "training_curves.png",
-                                                        labels)}
-    if not shown:
-        return paths
-    models = [member_model(graph, params, i, rows[i].get("model.top_k")) for i in shown]
-    titles = [labels[rows[i]["member"]] for i in shown]
-    x = data.test[:10]
-    recons = [np.asarray(m.decode(m.encode(jnp.asarray(x)))) for m in models]
-    if data.image_shape:
-        paths["reconstructions"] = figures.image_grid([x, *recons], data.image_shape, out_dir / "reconstructions.png",
-                                                      ["test input", *(f"reconstruction: {t}" for t in titles)])
-    else:
-        paths["reconstructions"] = figures.vectors_plot([x[:4], *(r[:4] for r in recons)],
-                                                        out_dir / "reconstructions.png", ["input", *titles])
-    if spec.model.code_size == 2:
-        codes = np.asarray(models[0].encode(jnp.asarray(data.test)))
-        paths["latent_scatter"] = figures.latent_scatter(codes, data.test_labels, out_dir / "latent_scatter.png")
-    if spec.model.declaration.gaussian_latent and data.image_shape:
-        samples = [np.asarray(m.sample(jax.random.key(0), 10)) for m in models]
-        paths["samples"] = figures.image_grid(samples, data.image_shape, out_dir / "samples.png",
-                                              [f"samples: {t}" for t in titles])
-    if spec.model.declaration.gaussian_latent:
-        kls = [kl_per_latent(m, data.test) for m in models]
-        paths["kl_per_latent"] = figures.kl_per_latent(kls, out_dir / "kl_per_latent.png", titles)
-        if data.image_shape:
-            dims = [latent_order(kl)[:figures.TRAVERSAL_ROWS] for kl in kls]
-            grids = [traverse(m, x[:figures.TRAVERSAL_IMAGES], TRAVERSAL_VALUES, d) for m, d in zip(models, dims)]
-            paths["latent_traversal"] = figures.latent_traversal(grids, dims, kls, TRAVERSAL_VALUES, data.image_shape,
-                                                                 out_dir / "latent_traversal.png", titles)
-    return paths

@@ -40,7 +40,6 @@ NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figur
 RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
                "trainer.checkpoint_every", "trainer.eval_every", "trainer.call_seconds", "logger.", "data.root", "data.download",
                "metrics.")
-_HELD: dict[Path, "RunDirectory"] = {}  # directories this process holds: a study's nested train run reuses them
 
 
 def requeued_here(path: Path) -> bool:
@@ -149,7 +148,6 @@ class RunDirectory:
     def __init__(self, path: Path, lock_file, config: dict, resumed: bool, overrides):
         self.path, self._lock_file, self.config, self.resumed = path, lock_file, config, resumed
         self.overrides = overrides
-        self.nesting = 1
         self.started = False
         self.provenance = read_json(path / "provenance.json") if resumed else None
 
@@ -158,9 +156,6 @@ class RunDirectory:
         """Lock the directory and check that `config` may run there; writes nothing else yet
         (`start` does, once the data has loaded)."""
         path = Path(path).absolute()
-        if path in _HELD:  # a study's training run inside the study's own run: same run, same lock
-            _HELD[path].nesting += 1
-            return _HELD[path]
         try:
             path.mkdir(parents=True, exist_ok=True)
             lock_file = open(path / ".lock", "a+")
@@ -182,9 +177,7 @@ class RunDirectory:
         lock_file.truncate()
         lock_file.write(f"pid {os.getpid()} on {provenance.socket.gethostname()} since {provenance.now()}\n")
         lock_file.flush()
-        run = cls(path, lock_file, config, resumed, overrides)
-        _HELD[path] = run
-        return run
+        return cls(path, lock_file, config, resumed, overrides)
 
     @classmethod
     def check_only(cls, path, config: dict) -> None:
@@ -312,13 +305,9 @@ class RunDirectory:
 
     def close(self, status: str | None = None, epoch: int | None = None, message: str | None = None,
               record_failure: bool = False) -> None:
-        """Release the run; `status` (with the epoch reached) is written only by the outermost
-        holder. A run that never started writes nothing, unless `record_failure` (a multirun job
-        leaves its one-line reason in status.json for the sweep's report)."""
-        self.nesting -= 1
-        if self.nesting:
-            return
-        _HELD.pop(self.path, None)
+        """Release the run, writing its `status` (with the epoch reached). A run that never started
+        writes nothing, unless `record_failure` (a multirun job leaves its one-line reason in
+        status.json for the sweep's report)."""
         try:
             if self.started:
                 self.set_status(status or "failed", epoch_reached(self.path) if epoch is None else epoch, message)
@@ -333,6 +322,15 @@ class RunDirectory:
 
     def __fspath__(self) -> str:
         return str(self.path)
+
+
+def hold(workdir, config: dict) -> tuple[RunDirectory, bool]:
+    """The run directory a run writes in, and whether this caller owns it: `workdir` itself when the
+    caller's caller holds it already (aejax-train opens it and hands it to the task), else opened here,
+    and then this caller closes it. One owner a run: the one that opened the directory closes it."""
+    if isinstance(workdir, RunDirectory):
+        return workdir, False
+    return RunDirectory.open(workdir, config), True
 
 
 class Interrupted(BaseException):

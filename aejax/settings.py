@@ -96,12 +96,20 @@ def parse_section(section: str, cls, raw: dict | None, check: bool = True):
     for key in raw:
         if key not in fields:
             raise ConfigError(f"{section}.{key} is not a setting; allowed {section}.* keys: {', '.join(fields)}")
-    spec = cls(**{key: coerce(f"{section}.{key}", value, str(fields[key].type)) for key, value in raw.items()})
+    spec = cls(**{key: coerce(f"{section}.{key}", value, annotation(fields[key])) for key, value in raw.items()})
     if check:
         check_declared(section, spec)
         if hasattr(spec, "check"):
             spec.check()
     return spec
+
+
+def annotation(field_: dataclasses.Field) -> str:
+    """A field's type as text ("float | None"), whether its module postpones annotations or not."""
+    kind = field_.type
+    if isinstance(kind, str):
+        return kind
+    return kind.__name__ if isinstance(kind, type) else str(kind).replace("NoneType", "None")
 
 
 def is_int(value) -> bool:

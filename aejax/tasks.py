@@ -1,7 +1,8 @@
 """What `aejax-train` runs, by `task` in the config: a training run, or a study.
 
-Each entry is `module:function` with the signature `(config: dict, workdir: Path) -> dict`,
-imported only when chosen (studies pull in their own dependencies). A study's task has the study's
+Each entry is `module:function` with the signature `(config: dict, workdir) -> dict`, imported only
+when chosen (studies pull in their own dependencies). `workdir` is a path, or the run directory that
+aejax-train opened and will close (`aejax.rundir.hold`). A study's task has the study's
 name, which is also that of its config (`conf/experiment/<name>.yaml`), its report
 (`experiments/<name>/`) and its code (`aejax/studies/<name>`).
 """

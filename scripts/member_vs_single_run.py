@@ -17,6 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import TINY, compose  # noqa: E402
 
+from aejax.restore import restore_population  # noqa: E402
 from aejax.run import train_and_evaluate  # noqa: E402
 
 
@@ -26,8 +27,10 @@ def member_leaves(params, member):
 
 def main() -> None:
     out = Path(tempfile.mkdtemp())
-    runs = {name: train_and_evaluate(compose(TINY + [f"population.seeds={seeds}"]), out / name, return_params=True)
-            for name, seeds in (("alone", "[1]"), ("of_2", "[0,1]"), ("of_4", "[3,1,2,0]"))}
+    runs = {}
+    for name, seeds in (("alone", "[1]"), ("of_2", "[0,1]"), ("of_4", "[3,1,2,0]")):
+        summary = train_and_evaluate(compose(TINY + [f"population.seeds={seeds}"]), out / name)
+        runs[name] = summary, restore_population(out / name).params  # the final checkpoint's parameters
     leaves = {name: member_leaves(params, 0 if name == "alone" else 1) for name, (_, params) in runs.items()}
     same = all((a == b).all() for a, b in zip(leaves["of_2"], leaves["of_4"]))
     gap = max(float(np.abs(a - b).max()) for a, b in zip(leaves["alone"], leaves["of_2"]))

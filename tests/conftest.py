@@ -58,6 +58,16 @@ def compose(overrides: list[str]) -> dict:
     return OmegaConf.to_container(OmegaConf.create(config), resolve=True)
 
 
+def trained(config: dict, workdir: Path) -> tuple[dict, dict]:
+    """Train a run and read back what it left: its summary and its members' final parameters, from its
+    last checkpoint (leading axis = member), as a user's `load_run` would."""
+    from aejax.restore import restore_population
+    from aejax.run import train_and_evaluate
+
+    summary = train_and_evaluate(config, workdir)
+    return summary, restore_population(workdir).params
+
+
 def pretend_killed(run: Path, epoch: int) -> None:
     """Make a finished run directory look like one killed (kill -9) after its checkpoint at
     `epoch`: no summary, later checkpoints gone, status.json still "running"."""

@@ -15,6 +15,7 @@ import yaml
 
 from aejax.errors import ConfigError
 from aejax.run import train_and_evaluate
+from conftest import trained
 from conftest import TINY, compose, pretend_killed
 
 EXE = Path(sys.executable).parent / "aejax-train"
@@ -125,12 +126,10 @@ def test_default_run_dirs_differ_within_one_second():
 
 def test_a_diverging_member_is_masked_and_the_others_are_bitwise_unchanged(tmp_path):
     common = ["optim=sgd", "model.output_activation=linear", "trainer.epochs=4", "trainer.checkpoint_every=2"]
-    with_bad, bad_params = train_and_evaluate(
-        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,1.0e9,0.03]"]), tmp_path / "bad",
-        return_params=True)
-    without, good_params = train_and_evaluate(
-        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,0.03]"]), tmp_path / "good",
-        return_params=True)
+    with_bad, bad_params = trained(
+        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,1.0e9,0.03]"]), tmp_path / "bad")
+    without, good_params = trained(
+        compose(TINY + common + ["+population.grid.optim.learning_rate=[0.01,0.03]"]), tmp_path / "good")
     diverged = with_bad["members"][1]
     assert diverged["status"] == "diverged" and diverged["diverged_at_step"] >= 1
     assert all(v is None for v in diverged["test"].values())
@@ -174,7 +173,7 @@ def test_an_unreadable_checkpoint_is_named_and_resume_falls_back_to_the_one_befo
     from aejax.trained import load_run
 
     config = compose(TINY + ["trainer.epochs=4", "trainer.checkpoint_every=1"])
-    full, full_params = train_and_evaluate(config, tmp_path / "full", return_params=True)
+    full, full_params = trained(config, tmp_path / "full")
     run = tmp_path / "run"
     train_and_evaluate(config, run)
     pretend_killed(run, 4)
@@ -185,8 +184,7 @@ def test_an_unreadable_checkpoint_is_named_and_resume_falls_back_to_the_one_befo
     message = str(info.value)
     assert "\n" not in message and f"checkpoint {run / 'checkpoints' / last} cannot be read" in message
     assert "readable epochs: [2, 3]" in message
-    resumed, resumed_params = train_and_evaluate({**config, "trainer": {**config["trainer"], "resume": True}}, run,
-                                                 return_params=True)
+    resumed, resumed_params = trained({**config, "trainer": {**config["trainer"], "resume": True}}, run)
     assert any(f"checkpoints/{last} cannot be read" in r.getMessage() for r in caplog.records)
     assert resumed["members"][0]["test"] == full["members"][0]["test"]
     for a, b in zip(jax_leaves(full_params, 0), jax_leaves(resumed_params, 0)):
@@ -345,8 +343,8 @@ def test_training_longer_lands_on_the_epochs_asked_for(tmp_path):
     run = tmp_path / "run"
     train_and_evaluate(config, run)
     longer = {**config, "trainer": {**config["trainer"], "epochs": 6, "resume": True}}
-    summary, params = train_and_evaluate(longer, run, return_params=True)
-    fresh, fresh_params = train_and_evaluate(compose(TINY + ["trainer.epochs=6"]), tmp_path / "fresh", return_params=True)
+    summary, params = trained(longer, run)
+    fresh, fresh_params = trained(compose(TINY + ["trainer.epochs=6"]), tmp_path / "fresh")
     assert summary["steps"] == fresh["steps"] and summary["members"][0]["test"] == fresh["members"][0]["test"]
     for a, b in zip(jax_leaves(params, 0), jax_leaves(fresh_params, 0)):
         np.testing.assert_array_equal(a, b)

@@ -16,6 +16,7 @@ import pytest
 
 from aejax import schedule
 from aejax.run import train_and_evaluate
+from conftest import trained
 from conftest import TINY, compose
 
 EXE = Path(sys.executable).parent / "aejax-train"
@@ -48,9 +49,9 @@ def test_steps_per_call_follow_the_measured_step_time():
 def test_any_cut_of_the_steps_gives_bitwise_the_same_parameters(tmp_path):
     """Calls of one step each (call_seconds far below a step) against the default cut (whole epochs)."""
     config = compose(TINY + ["trainer.epochs=3", "population.seeds=2", "trainer.log_every=1"])
-    whole, whole_params = train_and_evaluate(config, tmp_path / "whole", return_params=True)
+    whole, whole_params = trained(config, tmp_path / "whole")
     cut = {**config, "trainer": {**config["trainer"], "call_seconds": 1e-9}}
-    single, single_params = train_and_evaluate(cut, tmp_path / "cut", return_params=True)
+    single, single_params = trained(cut, tmp_path / "cut")
     for a, b in zip(jax.tree.leaves(whole_params), jax.tree.leaves(single_params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert whole["members"] == single["members"]

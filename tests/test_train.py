@@ -8,6 +8,7 @@ import pytest
 
 from aejax.config import parse_run
 from aejax.run import train_and_evaluate
+from conftest import trained
 from aejax.train import Diverged
 from conftest import TINY, compose, pretend_killed
 
@@ -84,10 +85,8 @@ def test_a_conv_member_of_a_population_is_bitwise_its_run_alone(tmp_path):
 
     assert population_block("conv") == 1 and population_block("mlp") is None  # MLPs: each shard picks its block
     conv = ["model=conv", "model.channels=[4,8]", "data.train_size=128", "trainer.epochs=1"]
-    _, pair = train_and_evaluate(compose(TINY + conv + ["population.seeds=[0,1]"]), tmp_path / "pair",
-                                 return_params=True)
-    _, alone = train_and_evaluate(compose(TINY + conv + ["population.seeds=[1]"]), tmp_path / "alone",
-                                  return_params=True)
+    _, pair = trained(compose(TINY + conv + ["population.seeds=[0,1]"]), tmp_path / "pair")
+    _, alone = trained(compose(TINY + conv + ["population.seeds=[1]"]), tmp_path / "alone")
     for a, b in zip(jax.tree.leaves(pair), jax.tree.leaves(alone)):
         np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[0]))
 
@@ -120,11 +119,11 @@ def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
 
 def test_shards_together_are_bitwise_the_unsharded_population(tmp_path):
     grid = ["population.seeds=[0,1]", "+population.grid.optim.learning_rate=[0.001,0.003,0.01]"]  # 6 members
-    whole, whole_params = train_and_evaluate(compose(TINY + grid), tmp_path / "whole", return_params=True)
+    whole, whole_params = trained(compose(TINY + grid), tmp_path / "whole")
     members, leaves = [], []
     for shard in range(2):  # 3 members each
-        summary, params = train_and_evaluate(compose(TINY + grid + ["population.shards=2", f"population.shard={shard}"]),
-                                             tmp_path / f"shard{shard}", return_params=True)
+        summary, params = trained(compose(TINY + grid + ["population.shards=2", f"population.shard={shard}"]),
+                                             tmp_path / f"shard{shard}")
         members += summary["members"]
         leaves += [[np.asarray(a[i]) for a in jax.tree.leaves(params)] for i in range(summary["num_members"])]
     assert [m["member"] for m in members] == [0, 1, 2, 3, 4, 5]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from aejax.config import DataSpec, LoggerSpec, OptimSpec, parse_model
+from aejax.rundir import hold
 from aejax.settings import parse_section
 from aejax.studies.single_vector_similarity.similarity import spearman, spearman_with_ci
 from aejax.studies.single_vector_similarity.pairs import (CONDITIONS, Trainer, measure, mnist_pairs, parse_study,
@@ -68,20 +69,20 @@ def fit_report(pooled: dict) -> dict:
             "dataset_ae_mse": float(pooled["dataset_ae_mse"].mean())}
 
 
-def run(config: dict, workdir: Path) -> dict:
-    from aejax.rundir import RunDirectory
-
+def run(config: dict, workdir) -> dict:
+    """The study; `workdir` a path, or the run directory aejax-train holds (`aejax.rundir.hold`)."""
     study = parse_study(config.get("study"))
-    # The study trains outside train_and_evaluate: it starts its run directory itself (under the
-    # CLI the directory is already locked and this is the same, nested, open).
-    run_dir = RunDirectory.open(workdir, config)
+    # The study trains outside train_and_evaluate: it starts its run directory itself.
+    run_dir, owner = hold(workdir, config)
     try:
         run_dir.start()
-        result = _run(config, Path(workdir), study)
+        result = _run(config, run_dir.path, study)
     except BaseException as err:
-        run_dir.close("failed", message=f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        if owner:
+            run_dir.close("failed", message=f"{type(err).__name__}: {err}".splitlines()[0][:300])
         raise
-    run_dir.close("finished")
+    if owner:
+        run_dir.close("finished")
     return result
 
 
@@ -91,7 +92,7 @@ def _run(config: dict, workdir: Path, study) -> dict:
     data = parse_section("data", DataSpec, config.get("data"))
     logger_spec = parse_section("logger", LoggerSpec, config.get("logger"))
     tic = time.perf_counter()
-    results = {"settings": {"model.code_size": model.code_size, "model.code_activation": model.code_activation,
+    results = {"settings": {"model.code_size": model.code_size, "model.code_activation": model.get("code_activation"),
                             "model.init_scale": model.init_scale, "study.steps": study.steps,
                             "optim.learning_rate": optim.learning_rate, "seeds": list(study.seeds)}}
     n_syn = len(study.similarities) * study.pairs_per_level
