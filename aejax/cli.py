@@ -102,7 +102,8 @@ def precheck(argv: list[str]) -> None:
         if foreign:  # composed above and at its default, so the check let it pass: it still sets nothing here
             raise ConfigError(f"{foreign} is not a setting of model.family={spec.model.family}"
                               + (f" with model.{spec.model.declaration.variant_setting}={spec.model.objective}"
-                                 if spec.model.objective else "") + "; it belongs to another family or objective")
+                                 if spec.model.objective else "") + "; it belongs to another family or objective "
+                              f"(a sweep over them sets it at its default where it is foreign with ++{foreign}=...)")
         check_spec(spec.data)  # data.name among the loaders, the datasets' own limits
         check_settings(spec)  # metrics.disentanglement=true on data without ground-truth factors
         check_wandb_login(spec.logger)

@@ -27,7 +27,7 @@ from aejax.families import FAMILIES
 from aejax.families.registry import Family, Objective
 from aejax.nets import ACTIVATIONS, ARCHITECTURES, CONV_IMPLS, INITS
 from aejax.tasks import TASKS
-from aejax.settings import (NON_NEGATIVE, annotation, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SECONDS, Rule, check_declared,
+from aejax.settings import (NON_NEGATIVE, Settings, annotation, check_all, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SECONDS, Rule, check_declared,
                             coerce, declared, flatten, is_int, is_number, member_settings, one_of, parse_section,
                             positive_ints, require, setting, shard_range, yaml_word)
 
@@ -37,9 +37,10 @@ CORRUPTIONS = ("gaussian", "mask", "salt_pepper")
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Settings):
     """The network every family shares, the input corruption and contractive penalty every family can
     train with, and (derived while parsing) the family's and its objective's own settings."""
+    section = "model"
     family: str = setting("autoencoder", "the model family (aejax/families)", choices=lambda: tuple(FAMILIES))
     architecture: str = setting("mlp", "the encoder and decoder stacks", choices=ARCHITECTURES)
     hidden: tuple = setting((256,), "MLP hidden sizes, encoder order; the decoder mirrors them",
@@ -87,7 +88,7 @@ class ModelSpec:
                 return getattr(where, name)
         raise KeyError(name)
 
-    def check(self) -> None:
+    def check_rules(self) -> None:
         self.check_conv_layers()
         check_noise_level(self.corruption, self.noise_level)
 
@@ -124,7 +125,8 @@ def check_noise_level(corruption: str, level: float) -> None:
 
 
 @dataclass(frozen=True)
-class OptimSpec:
+class OptimSpec(Settings):
+    section = "optim"
     name: str = setting("adam", "the optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = setting(1e-3, "the step size", rule=POSITIVE, member=True, label="lr")
     schedule: str = setting("constant", "learning-rate schedule", choices=("constant", "cosine", "warmup_cosine"))
@@ -134,13 +136,14 @@ class OptimSpec:
     clip_norm: float | None = setting(None, "clip the global gradient norm (null: no clipping)",
                                       rule=Rule(lambda v: v > 0, "null or a number > 0"))
 
-    def check(self) -> None:
+    def check_rules(self) -> None:
         require(self.warmup_steps == 0 or self.schedule == "warmup_cosine", "optim.warmup_steps", self.warmup_steps,
                 "0 unless optim.schedule=warmup_cosine (the other schedules have no warmup)")
 
 
 @dataclass(frozen=True)
-class TrainerSpec:
+class TrainerSpec(Settings):
+    section = "trainer"
     epochs: int = setting(10, "passes over the training split", rule=POSITIVE_INT)
     batch_size: int = setting(128, "examples per step", rule=POSITIVE_INT)
     log_every: int = setting(10, "steps between metrics.jsonl lines", rule=POSITIVE_INT)
@@ -159,7 +162,8 @@ class TrainerSpec:
 
 
 @dataclass(frozen=True)
-class LoggerSpec:
+class LoggerSpec(Settings):
+    section = "logger"
     name: str = setting("wandb", "wandb | none", choices=("wandb", "none"))
     mode: str | None = setting(None, "offline | online | disabled; null: $WANDB_MODE or offline",
                                rule=Rule(lambda v: v in ("offline", "online", "disabled"),
@@ -172,13 +176,14 @@ class LoggerSpec:
 
 
 @dataclass(frozen=True)
-class PopulationSpec:
+class PopulationSpec(Settings):
+    section = "population"
     seeds: tuple = setting((0,), "a list of seeds, or an integer n meaning 0..n-1")
     grid: dict = setting({}, "per-member hyperparameters: flat {'model.beta': (0.5, 1.0), ...}")
     shards: int = setting(1, "split the members over this many jobs (a job array)")
     shard: int = setting(0, "which of them this job trains")
 
-    def check(self) -> None:
+    def check_rules(self) -> None:
         # At least 2 members a shard: XLA compiles a batch of one differently, and a shard's
         # members must stay bitwise those of the whole population.
         size = len(self.seeds) * math.prod(len(v) for v in self.grid.values())
@@ -198,7 +203,8 @@ METRIC_MODES = ("exact", "fast")  # aejax.metrics.MODES
 
 
 @dataclass(frozen=True)
-class MetricsSpec:
+class MetricsSpec(Settings):
+    section = "metrics"
     disentanglement: Any = setting("auto", "auto (on for data with ground-truth factors) | true | false",
                                    rule=Rule(lambda v: isinstance(v, bool) or v == "auto", "one of auto, true, false"))
     mode: str = setting("exact", "exact | fast (DCI's boosted trees on histograms)", choices=METRIC_MODES)
@@ -211,7 +217,7 @@ class MetricsSpec:
         {"num_train": 1000, "dci.num_train": 100}, as aejax.metrics.evaluate_all takes them."""
         return flatten(self.sizes or {})
 
-    def check(self) -> None:
+    def check_rules(self) -> None:
         names = sorted({k for keys in METRIC_FAMILY_SIZES.values() for k in keys})
         known = {*names, *(f"{fam}.{k}" for fam, keys in METRIC_FAMILY_SIZES.items() for k in keys)}
         for key, size in self.size_overrides().items():
@@ -308,7 +314,6 @@ def parse_model(raw: dict | None, grid: dict, check: bool = True, cross: bool = 
         objective_settings=parse_section("model", objective.settings, split["objective"], check=check)
         if objective else None)
     if check:
-        check_declared("model", spec)
         spec.check()
     if check and cross:
         fam.check(spec, spec.family_settings, grid)
@@ -423,8 +428,7 @@ def check_grid(spec: RunSpec) -> None:
         for v in values:
             changed = dataclasses.replace(owner, **{name: v if isinstance(getattr(owner, name), int) else float(v)})
             try:
-                check_declared(section, changed)
-                changed.check() if hasattr(changed, "check") else None
+                check_all(section, changed)
                 if owner is spec.model.family_settings:
                     spec.model.declaration.check(spec.model, changed, spec.population.grid)
             except ConfigError as err:

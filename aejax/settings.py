@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from aejax.errors import ConfigError
 
@@ -89,6 +89,30 @@ def check_declared(section: str, spec) -> None:
             require(rule.ok(value), f"{section}.{f.name}", shown, rule.expected)
 
 
+class Settings:
+    """Base of a config section's dataclass: `check()` applies every field's declaration, then
+    `check_rules()`, the section's rules between fields (written out, one `require` each)."""
+    section: ClassVar[str] = ""
+
+    def check(self) -> None:
+        check_declared(self.section, self)
+        self.check_rules()
+
+    def check_rules(self) -> None:
+        pass
+
+
+def check_all(section: str, spec) -> None:
+    """A section's, a family's or a study's settings checked: declarations, then the rules between fields
+    (`check_rules` of a `Settings`; a plain dataclass's own `check()`, if it has one)."""
+    if isinstance(spec, Settings):
+        spec.check()
+        return
+    check_declared(section, spec)
+    if hasattr(spec, "check"):
+        spec.check()
+
+
 def parse_section(section: str, cls, raw: dict | None, check: bool = True):
     """Build a settings dataclass from a plain dict, rejecting unknown keys and wrong types, then check it."""
     raw = dict(raw or {})
@@ -98,9 +122,7 @@ def parse_section(section: str, cls, raw: dict | None, check: bool = True):
             raise ConfigError(f"{section}.{key} is not a setting; allowed {section}.* keys: {', '.join(fields)}")
     spec = cls(**{key: coerce(f"{section}.{key}", value, annotation(fields[key])) for key, value in raw.items()})
     if check:
-        check_declared(section, spec)
-        if hasattr(spec, "check"):
-            spec.check()
+        check_all(section, spec)
     return spec
 
 

@@ -90,7 +90,7 @@ def test_lock_refuses_a_second_run_and_vanishes_with_kill_9(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys; from aejax.rundir import RunDirectory; from conftest import compose, TINY\n"
-        f"RunDirectory.open({str(run)!r}, compose(TINY)); print('held', flush=True); sys.stdin.read()")],
+        f"held = RunDirectory.open({str(run)!r}, compose(TINY)); print('held', flush=True); sys.stdin.read()")],
         cwd=Path(__file__).parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

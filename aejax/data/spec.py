@@ -1,5 +1,5 @@
 """`data.*`: the settings of every data source, declared once (`aejax.settings.setting`) and checked by
-the one checker; the rules between fields are `DataSpec.check`. Which names exist is the loaders'
+the one checker; the rules between fields are `DataSpec.check_rules`. Which names exist is the loaders'
 business (`aejax.data.check_spec`)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, OPEN_UNIT, POSITIVE_INT, Rule, require, setting
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, OPEN_UNIT, POSITIVE_INT, Rule, Settings, require, setting
 
 NULL_OR_POSITIVE = Rule(lambda v: v > 0, "null or an integer > 0")
 ARRAY_NAME = Rule(lambda v: v != "", "null or the name of an array in data.path")
@@ -23,7 +23,8 @@ def _image_size_ok(v) -> bool:
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Settings):
+    section = "data"
     name: str = setting("digits", "the dataset: synthetic | digits | mnist | array | images | dsprites | ...",
                         rule=Rule(lambda v: v != "", "a dataset name"))
     root: str | None = setting(None, "mnist: folder of IDX .gz files (null: the cache, aejax.data.cache.locate)")
@@ -67,7 +68,7 @@ class DataSpec:
                                  rule=Rule(lambda v: all(str(v).partition(":")[::2]) and ":" in v,
                                            "null or 'package.module:function'"))
 
-    def check(self) -> None:
+    def check_rules(self) -> None:
         if self.name in ("array", "images") and self.loader is None:
             kind = "a .npy or .npz file" if self.name == "array" else "a folder of image files"
             require(isinstance(self.path, str) and self.path != "", "data.path", self.path,
