@@ -8,9 +8,28 @@ with that learning rate, and lets one compiled program train members with differ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import optax
 
-from aejax.config import OptimSpec
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, Rule, Settings, require, setting
+
+
+@dataclass(frozen=True)
+class OptimSpec(Settings):
+    section = "optim"
+    name: str = setting("adam", "the optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
+    learning_rate: float = setting(1e-3, "the step size", rule=POSITIVE, member=True, label="lr")
+    schedule: str = setting("constant", "learning-rate schedule", choices=("constant", "cosine", "warmup_cosine"))
+    warmup_steps: int = setting(0, "warmup_cosine: steps of linear warmup", rule=NON_NEGATIVE_INT)
+    momentum: float = setting(0.9, "sgd", rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    weight_decay: float = setting(1e-4, "adamw", rule=NON_NEGATIVE)
+    clip_norm: float | None = setting(None, "clip the global gradient norm (null: no clipping)",
+                                      rule=Rule(lambda v: v > 0, "null or a number > 0"))
+
+    def check_rules(self) -> None:
+        require(self.warmup_steps == 0 or self.schedule == "warmup_cosine", "optim.warmup_steps", self.warmup_steps,
+                "0 unless optim.schedule=warmup_cosine (the other schedules have no warmup)")
 
 
 def make_schedule(spec: OptimSpec, total_steps: int) -> optax.Schedule:
