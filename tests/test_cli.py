@@ -104,6 +104,9 @@ BAD_INPUTS = {
     "model=sparse model.sparsity=topk model.sparsity_weight=0 model.top_k=1000":
         "model.top_k=1000 is not allowed; expected an integer in [1, model.code_size=512]",
     "model.channels=[]": "model.channels=[] is not allowed; expected a non-empty list of positive integers",
+    "model.conv_impl=cudnn": "model.conv_impl='cudnn' is not allowed; expected one of auto, matmul, xla",
+    "model.imports=[no_such_module_xyz]": "model.imports=['no_such_module_xyz'] is not allowed; expected importable modules",
+    "model.imports=5": "model.imports=5 is not allowed; expected a list of module names",
     "model.reconstruction_loss=cross_entropy model.output_activation=linear":
         "model.output_activation='linear' is not allowed; expected sigmoid",
     "model=conv model.kernel_sizes=[0]": "model.kernel_sizes=[0] is not allowed; expected positive integers, one per conv",
