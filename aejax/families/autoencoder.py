@@ -19,7 +19,7 @@ from aejax.errors import ConfigError
 from aejax.families.registry import Family, register
 from aejax.settings import NON_NEGATIVE, OPEN_UNIT, setting
 from aejax.nets import ACTIVATIONS, backbone
-from aejax.objectives import bernoulli_nll, kl_sparsity, l1_penalty
+from aejax.objectives import bernoulli_nll, kl_sparsity, l1_penalty, squared_error
 
 SPARSITY = ("none", "l1", "kl", "topk")
 
@@ -142,7 +142,7 @@ def loss(spec, s: AutoencoderSettings, dataset_size: int | None = None):
             out["cross_entropy"] = jnp.mean(bernoulli_nll(aux["decoder_out"], x))
             total = out["cross_entropy"]
         else:
-            total = jnp.mean(jnp.sum((recon - x) ** 2, axis=-1))
+            total = jnp.mean(squared_error(recon, x))
         if s.sparsity == "l1":
             out["l1"] = l1_penalty(aux["code"])
             total = total + hp["sparsity_weight"] * out["l1"]

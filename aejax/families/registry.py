@@ -101,13 +101,3 @@ def register_objective(family_name: str, objective: Objective) -> Objective:
 
 def family(name: str) -> Family:
     return FAMILIES[name]
-
-
-def declarations() -> list[tuple[str, str, type]]:
-    """(kind, name, settings class) of every registered family and objective: "family" or "objective"."""
-    out = []
-    for fam in FAMILIES.values():
-        out.append(("family", fam.name, fam.settings))
-        out += [("objective", o.name, o.settings) for o in fam.objectives.values()]
-    return out
-
