@@ -11,6 +11,7 @@ Every model has `encode(x)`, `decode(h)` and `__call__(x, key) -> (reconstructio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import jax
@@ -24,7 +25,7 @@ from aejax.families.vae import VAE
 from aejax.objectives import contractive_penalty, corrupt, squared_error
 
 __all__ = ["Autoencoder", "VAE", "build_model", "critic_for", "init_params", "keep_top_k", "make_loss",
-           "member_call", "member_model", "model_graph"]
+           "member_call", "member_model", "model_graph", "state_hooks", "StateHooks"]
 
 
 def build_model(spec: ModelSpec, input_dim: int, image_shape=None, *, key: jax.Array):
@@ -70,6 +71,21 @@ def critic_for(spec: ModelSpec) -> Critic | None:
     return spec.declaration.extra(spec, spec.family_settings)
 
 
+@dataclass(frozen=True)
+class StateHooks:
+    """A family's training state that the gradient does not set (`Family.member_init`, `adjust_grads`,
+    `after_update`), bound to its settings; the engine calls each one that is not None."""
+    member_init: Callable | None = None   # (params, hp) -> params
+    adjust_grads: Callable | None = None  # (grads, params) -> grads
+    after_update: Callable | None = None  # (new_params, old_params, aux, hp) -> params
+
+
+def state_hooks(spec: ModelSpec) -> StateHooks:
+    fam, s = spec.declaration, spec.family_settings
+    bind = lambda fn: None if fn is None else (lambda *args: fn(*args, s))
+    return StateHooks(bind(fam.member_init), bind(fam.adjust_grads), bind(fam.after_update))
+
+
 def member_call(spec: ModelSpec, hp: dict) -> dict:
     """Keyword arguments that hand a member its own value of a shape-preserving model setting (top-k's k)."""
     return spec.declaration.member_call(spec.family_settings, hp)
@@ -84,7 +100,8 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
     model's output; around it, every family gets the same input corruption (`model.noise_level`),
     contractive penalty, and the logged sse and mse. A family with extra state (FactorVAE's
     critic) gives `loss(params, x, key, hp, critic_params) -> (scalar, (terms, z))`: the critic's
-    parameters come in and the sampled codes go out, for the critic's own update (`aejax.train`).
+    parameters come in and the sampled codes go out, for the critic's own update (`aejax.train`). A family
+    with `after_update` (the SAE) gives `(scalar, (terms, aux))`: the model's outputs go to it.
     `dataset_size` completes beta-TCVAE's TC estimate with its constant. The Jacobian is only
     computed when `use_contractive`, and noise only drawn when `use_corruption` (defaults: the
     weight, the level is > 0); a population that varies them passes True. `binarize_batches`
@@ -97,6 +114,7 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
         use_corruption = spec.noise_level > 0
     family_terms = spec.declaration.loss(spec, spec.family_settings, dataset_size)
     with_critic = critic_for(spec) is not None
+    with_aux = spec.declaration.after_update is not None  # the step hands the batch's outputs to after_update
 
     def loss(params, x, key, hp, critic_params=None):
         model = nnx.merge(graph, params)
@@ -114,6 +132,8 @@ def make_loss(spec: ModelSpec, graph, use_contractive: bool | None = None,
             terms["contractive"] = contractive_penalty(model.encode, x_in)
             total = total + hp["contractive_weight"] * terms["contractive"]
         terms["loss"] = total
-        return (total, (terms, aux["z"])) if with_critic else (total, terms)
+        if with_critic:
+            return total, (terms, aux["z"])
+        return (total, (terms, aux)) if with_aux else (total, terms)
 
     return loss

@@ -32,7 +32,7 @@ from aejax.data.mnist import FILES, resolve_root
 from aejax.errors import Diverged
 from aejax.evaluate import population_evaluator
 from aejax.loggers import MetricsFile, make_logger
-from aejax.models import count_params, critic_for, init_params, make_loss, model_graph
+from aejax.models import count_params, critic_for, init_params, make_loss, model_graph, state_hooks
 from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
@@ -104,21 +104,39 @@ def prepare(spec: RunSpec) -> Setup:
     disentanglement.wanted(spec, data)  # metrics.disentanglement=true on data without factors: one line now
     rows = members(spec)
     keys = member_keys([r["seed"] for r in rows])
-    steps_per_epoch = len(data.train) // spec.trainer.batch_size
+    steps_per_epoch = train_rows(data) // spec.trainer.batch_size
     total_steps = steps_per_epoch * spec.trainer.epochs
     graph = model_graph(spec.model, data.dim, data.image_shape)
     loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
                      use_corruption=max(r["model.noise_level"] for r in rows) > 0,
                      binarize_batches=spec.data.binarize == "dynamic", dataset_size=len(data.train))
     optimizer = make_optimizer(spec.optim, total_steps)
-    critic = critic_for(spec.model)
+    critic, hooks, hp = critic_for(spec.model), state_hooks(spec.model), hyperparameter_arrays(rows)
     program = compile_population(
-        make_member_program(make_step(loss, optimizer, critic), len(data.train), spec.trainer.batch_size,
+        make_member_program(make_step(loss, optimizer, critic, hooks), train_rows(data), spec.trainer.batch_size,
                             norms_every=spec.trainer.log_every, last_step=total_steps,
-                            mask_divergence=divergence_policy(spec, len(rows)) == "mask", decode=data.train_decode),
+                            mask_divergence=divergence_policy(spec, len(rows)) == "mask", decode=data.train_decode,
+                            streamed=data.stream is not None),
         shared_data=True, block=population_block(spec.model.architecture))
-    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic)
-    return Setup(spec, data, rows, keys, hyperparameter_arrays(rows), graph, program, state, steps_per_epoch)
+    state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic,
+                            hp, hooks.member_init)
+    return Setup(spec, data, rows, keys, hp, graph, program, state, steps_per_epoch)
+
+
+def train_rows(data: Dataset) -> int:
+    """Training examples: in memory, or streamed from files (`data=activations`)."""
+    return data.stream.num_rows if data.stream is not None else len(data.train)
+
+
+def call_rows(setup: Setup, call: schedule.Call):
+    """The rows a compiled call trains on: the whole training split when it is in memory, or this call's
+    rows of a stream, in the order of their steps (each epoch's order is the stream's, aejax.data.activations)."""
+    stream, batch = setup.data.stream, setup.spec.trainer.batch_size
+    if stream is None:
+        return setup.data.train
+    epoch, offset = divmod(call.first_step, setup.steps_per_epoch)
+    return np.concatenate([stream.rows(epoch + j, (offset if j == 0 else 0) * batch, call.n_steps * batch)
+                           for j in range(call.n_epochs)])
 
 
 def start(run_dir: RunDirectory, setup: Setup) -> None:
@@ -175,14 +193,15 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
     checkpoints at their epochs, status and progress, and a stop request honoured. Returns the final
     state and the seconds spent training and compiling."""
     spec, state, keys, hp = setup.spec, setup.state, setup.keys, setup.hp
-    x_train = jnp.asarray(setup.data.train)
+    in_memory = jnp.asarray(setup.data.train) if setup.data.stream is None else None
+    rows_of = lambda call: in_memory if in_memory is not None else jnp.asarray(call_rows(setup, call))
     intervals = (spec.trainer.checkpoint_every, spec.trainer.eval_every)
     started, compiled, seconds = time.perf_counter(), {}, {"compile": 0.0}
 
-    def compiled_for(call: schedule.Call):  # each call shape compiled once, ahead of its first call
+    def compiled_for(call: schedule.Call, x_call):  # each call shape compiled once, ahead of its first call
         if call.shape not in compiled:
             tic = time.perf_counter()
-            compiled[call.shape] = setup.program.lower(state, keys, x_train, hp, call.first_step, *call.shape).compile()
+            compiled[call.shape] = setup.program.lower(state, keys, x_call, hp, call.first_step, *call.shape).compile()
             seconds["compile"] += time.perf_counter() - tic
         return compiled[call.shape]
 
@@ -190,9 +209,10 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
     calls = [schedule.probe_call(out.first_step, total, setup.steps_per_epoch, *intervals)] if out.first_step < total else []
     while calls:
         call = calls.pop(0)
-        run_call = compiled_for(call)
+        x_call = rows_of(call)
+        run_call = compiled_for(call, x_call)
         tic = time.perf_counter()
-        new_state, terms = run_call(state, keys, x_train, hp, call.first_step)
+        new_state, terms = run_call(state, keys, x_call, hp, call.first_step)
         terms = {k: np.asarray(v).reshape(len(setup.rows), -1) for k, v in terms.items()}  # the one host sync
         seconds_per_step = (time.perf_counter() - tic) / terms["loss"].shape[1]
         if not calls and call.end < total:  # after the probe: size the rest by time
@@ -255,6 +275,7 @@ def finish(run_dir: RunDirectory, setup: Setup, out: RunOutputs, state: dict, se
     metrics_record = disentanglement.add_to_summaries(spec, data, setup.graph, params, setup.hp, diverged_at == 0,
                                                       summaries)
     figure_paths = make_figures(spec, data, setup.graph, params, run_dir.path, diverged_at)
+    family_record = family_report(spec, setup, params, diverged_at, summaries, figure_paths, run_dir.path)
     study = None
     if analyse is not None:
         extra, extra_figures, *rest = analyse(spec, data, setup.graph, params, summaries, run_dir.path)
@@ -267,11 +288,28 @@ def finish(run_dir: RunDirectory, setup: Setup, out: RunOutputs, state: dict, se
                "num_params_per_member": count_params(jax.tree.map(lambda a: a[0], params)),
                "steps": setup.total_steps, "train_seconds": seconds["train"], "compile_seconds": seconds["compile"],
                "diverged_members": int((diverged_at > 0).sum()), "members": summaries, **metrics_record}
+    if family_record is not None:
+        summary[spec.model.family] = family_record
     if study is not None:
         summary["study"] = study
     out.logger.summarize(summaries, figure_paths)
     write_atomic(run_dir.path / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def family_report(spec: RunSpec, setup: Setup, params, diverged_at, summaries: list[dict], figure_paths: dict,
+                  workdir: Path) -> dict | None:
+    """The family's own test metrics (`Family.report`: an SAE's FVU, L0, dead latents, MCC), merged into
+    each healthy member's "test", and its figures; returns its record for summary.json (or None)."""
+    report = spec.model.declaration.report
+    if report is None:
+        return None
+    per_member, figures, record = report(spec, setup.data, setup.graph, params, setup.hp, diverged_at == 0, workdir)
+    for member, metrics_of_member in zip(summaries, per_member):
+        if member["status"] == "finished":
+            member["test"].update(metrics_of_member)
+    figure_paths.update(figures)
+    return record
 
 
 def log_rows(terms: dict, first_step: int, log_every: int, last_step: int, seconds_per_step: float,

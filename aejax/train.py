@@ -32,7 +32,7 @@ def member_keys(seeds) -> jax.Array:
     return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
 
 
-def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic=None) -> Callable:
+def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic=None, hooks=None) -> Callable:
     """`step(state, batch, key, hp, with_norms)` -> (state, terms) for one member.
 
     `state` holds "params" and "opt_state" (and, for objectives with a critic such as FactorVAE's
@@ -41,18 +41,29 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic
     Gradient, update and parameter norms cost a full pass over the parameters each, which
     doubles the time of a tiny model's step; they are computed only when `with_norms` (an
     unbatched traced bool: a real branch, even under vmap) and are 0 otherwise.
+    `hooks` (`aejax.models.StateHooks`) adjust the gradient before the optimiser and set, after it, the
+    parameters the gradient does not train (an SAE's unit decoder rows and firing counters).
     """
+    adjust = hooks.adjust_grads if hooks else None
+    after = hooks.after_update if hooks else None
 
     def step(state, batch, key, hp, with_norms=True):
         params, opt_state = state["params"], state["opt_state"]
-        if critic is None:
+        if after is not None:
+            (_, (terms, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
+        elif critic is None:
             (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key, hp)
         else:
             (_, (terms, codes)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, batch, key, hp, state["critic"]["params"])
+        if adjust is not None:
+            grads = adjust(grads, params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: hp["learning_rate"] * u, updates)
-        params = optax.apply_updates(params, updates)
+        new_params = optax.apply_updates(params, updates)
+        if after is not None:
+            new_params = after(new_params, params, aux, hp)
+        params = new_params
         new = dict(state, params=params, opt_state=opt_state)
         if critic is not None:
             # Both updates read the state from before the step (disentanglement_lib's order).
@@ -72,7 +83,8 @@ NORM_TERMS = ("grad_norm", "update_norm", "param_norm")  # only valid at steps w
 
 
 def make_member_program(step: Callable, n_train: int, batch_size: int, norms_every: int = 1,
-                        last_step: int = -1, mask_divergence: bool = False, decode: Callable | None = None) -> Callable:
+                        last_step: int = -1, mask_divergence: bool = False, decode: Callable | None = None,
+                        streamed: bool = False) -> Callable:
     """`run(state, key, x, hp, first_step, n_epochs, n_steps) -> (state, terms)` for ONE member.
 
     Trains `n_epochs` epochs' worth of `n_steps` steps each from step `first_step`: whole epochs
@@ -87,20 +99,27 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
     its last finite parameters for the rest of the run and `diverged_at` records the step.
     It is a select inside the compiled step (no host round trip), and a healthy member takes
     the new values bitwise unchanged.
+
+    `streamed`: `x` holds only this call's rows, already in their order (`aejax.data.activations`: data
+    larger than memory, fed one chunk per call): step j of the call takes rows [j*B, (j+1)*B). Every
+    member sees the same order; the training step is the same.
     """
     steps_per_epoch = n_train // batch_size
-    full_batch = steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant: skip shuffling
+    full_batch = not streamed and steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant
 
     def run(state, key, x, hp, first_step, n_epochs, n_steps):
         first_epoch, offset = first_step // steps_per_epoch, first_step % steps_per_epoch
 
         def one_epoch(carry, epoch):
-            perm = None if full_batch else jax.random.permutation(
+            perm = None if full_batch or streamed else jax.random.permutation(
                 jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), epoch), n_train)
 
             def one_step(carry, i):
                 trained, diverged_at = carry
-                if full_batch:
+                if streamed:  # a call of several epochs starts at an epoch's first step (aejax.schedule)
+                    j = (epoch - first_epoch) * n_steps + i - offset
+                    batch = jax.lax.dynamic_slice_in_dim(x, j * batch_size, batch_size)
+                elif full_batch:
                     batch = x
                 else:
                     batch = jnp.take(x, jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size), axis=0)
@@ -217,11 +236,15 @@ def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
 
 
 def init_population(init_one: Callable, optimizer: optax.GradientTransformation, keys: jax.Array,
-                    critic=None) -> dict:
+                    critic=None, hp: dict | None = None, member_init: Callable | None = None) -> dict:
     """The training state of every member (see the module docstring); `init_one(key) -> params`.
-    With a `critic` (FactorVAE's discriminator), each member also gets its own critic and optimiser state."""
+    With a `critic` (FactorVAE's discriminator), each member also gets its own critic and optimiser state.
+    `member_init(params, hp) -> params` gives each member its own initial values from its hyperparameters
+    `hp` (JumpReLU's threshold)."""
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, INIT))(keys)
     params = jax.jit(jax.vmap(init_one))(init_keys)
+    if member_init is not None:
+        params = jax.jit(jax.vmap(member_init))(params, hp)
     state = {"params": params, "opt_state": jax.jit(jax.vmap(optimizer.init))(params),
              "diverged_at": jnp.zeros(keys.shape[0], jnp.int32)}
     if critic is not None:

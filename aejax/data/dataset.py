@@ -33,6 +33,9 @@ class Dataset:
     train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
     val_factors: np.ndarray | None = None
     test_factors: np.ndarray | None = None
+    # Training rows read from files one compiled call at a time (data=activations): `num_rows`,
+    # `rows(epoch, start, count)`; `train` is then empty and `test` held in memory.
+    stream: object | None = None
 
     @property
     def dim(self) -> int:

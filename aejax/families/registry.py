@@ -15,7 +15,10 @@ A family (`model.family`) is one module that declares, in one `Family`:
   the evaluator (`{name: (B,)}`), and `member_call(settings, hp)`: keyword arguments that hand a member
   its own value of a shape-preserving model setting (top-k's k);
 - `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`), and
-  `needs_unit_interval(settings)`: the setting that needs data in [0, 1] ("model.likelihood=bernoulli").
+  `needs_unit_interval(settings)`: the setting that needs data in [0, 1] ("model.likelihood=bernoulli");
+- `member_init`, `adjust_grads`, `after_update`: the training state the gradient does not set (an SAE's
+  unit decoder rows, firing counters, BatchTopK's threshold); `report`: the family's own test metrics and
+  figures after training (an SAE's FVU, L0, dead latents, and MCC against true features).
 
 A family with `objectives` (the VAE) picks one by a setting (`variant_setting`, "objective"); each
 `Objective` declares its own `settings` the same way, its function and its extra state.
@@ -82,6 +85,13 @@ class Family:
     variant_setting: str | None = None               # the family's setting that picks one ("objective")
     gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar), prior N(0, I): samples,
                                                      # traversals, KL per latent, the metrics that read q(z|x)
+    # State the gradient does not train (an SAE's unit decoder rows, firing counters, learned threshold):
+    member_init: Callable | None = None   # (params, hp, settings) -> params: a member's own initial values
+    adjust_grads: Callable | None = None  # (grads, params, settings) -> grads, before the optimiser
+    after_update: Callable | None = None  # (new_params, old_params, aux, hp, settings) -> params, after it; aux:
+                                          # the model's outputs on the batch (its codes)
+    report: Callable | None = None        # (spec, data, graph, params, hp, healthy, workdir) -> (per-member test
+                                          # metrics, figures {name: path}, a record for summary.json or None)
 
 
 FAMILIES: dict[str, Family] = {}

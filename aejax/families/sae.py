@@ -1,0 +1,351 @@
+"""Sparse autoencoders for interpretability (`model=sae`, `model.sae=<architecture>`).
+
+One linear encoder and one linear decoder over a model's activations x (d values):
+
+    pre = (x - b_dec) W_enc + b_enc          (model.subtract_decoder_bias; SAELens's apply_b_dec_to_input)
+    f   = sigma(pre)                         (the architecture's sparsifying activation: the code, width W)
+    x^  = f W_dec + b_dec                    (W_dec rows are the dictionary: one direction per latent)
+
+The width W is `model.code_size`. The loss is the summed squared error sum_d (x^ - x)^2, averaged over
+the batch (SAELens's `mse_loss`; logged as train/sse), plus the architecture's own terms:
+
+| model.sae    | sigma, and its own loss terms                                             | source |
+|--------------|---------------------------------------------------------------------------|--------|
+| relu         | ReLU; lambda * sum_i f_i ||W_dec,i|| (L1 weighted by the decoder rows' norms) | Anthropic, "Circuits Updates - April 2024" |
+| topk         | keep the k largest pre-activations, ReLU; AuxK on dead latents            | Gao et al. 2024, arXiv 2406.04093 |
+| batchtopk    | keep the k*B largest ReLU(pre) across the batch; AuxK; inference: f > theta | Bussmann et al. 2024, arXiv 2412.06410 |
+| jumprelu     | pre * H(pre - theta), theta learned by a straight-through estimator; lambda * L0 | Rajamanoharan et al. 2024, arXiv 2407.14435 |
+| gated        | 1[pi_gate > 0] * ReLU(magnitude path); lambda * L1 of ReLU(pi_gate) weighted by norms + the gate's own reconstruction | Rajamanoharan et al. 2024, arXiv 2404.16014 |
+| matryoshka   | BatchTopK, plus the reconstruction of every prefix of model.matryoshka_widths | Bussmann et al. 2025, arXiv 2503.17547 |
+
+Conventions that change results, each a setting (SAELens's choice where it has one):
+- decoder rows: `model.decoder_norm=auto` is unit norm for topk, batchtopk, matryoshka and jumprelu (rows
+  renormalised after every step and the gradient's component along each row removed first, Gao et al.
+  A.2 / sparsify) and free for relu and gated, whose penalty multiplies each latent by its row's norm
+  (so shrinking a row cannot buy a smaller penalty);
+- initialisation: decoder rows drawn from a Gaussian and scaled to norm `model.decoder_init_norm` (0.1,
+  SAELens; 1 when rows are unit), the encoder the decoder's transpose, biases 0; JumpReLU's theta starts
+  at `model.threshold`;
+- dead latents: a latent is dead after `model.dead_window` steps without firing in a training batch
+  (SAELens's dead_feature_window, 1000 steps); AuxK (`model.aux_coefficient`, SAELens's 1.0, no variance
+  normalisation) lets the `model.aux_k` (0: d/2) largest dead pre-activations reconstruct the detached
+  residual, scaled by min(dead / aux_k, 1);
+- warm-up: `model.sparsity_warmup_steps` ramps lambda linearly from 0 (Anthropic: the first 5% of
+  training); the learning rate's warm-up and decay are `optim.schedule`'s (`warmup_decay`: Anthropic's
+  linear decay over the last `optim.decay_steps`).
+
+Per member (population.grid): model.sparsity_coefficient, model.k, model.threshold (JumpReLU's initial
+theta), model.bandwidth, model.aux_coefficient, optim.learning_rate and the seed. The width is a multirun
+axis (`-m model.code_size=256,512`): members of one program share array shapes, and masking every member
+up to the largest width would spend the larger members' cost on every smaller one.
+
+State trained beside the weights, not by gradient (stored with them, so checkpoints and resume keep it):
+`steps_since_fired` (W,) and BatchTopK's inference threshold `threshold` (an EMA of the smallest kept
+activation, SAELens's topk_threshold_lr=0.01). Their gradients are zero, and `after_update` sets them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from aejax.errors import ConfigError
+from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
+from aejax.families.registry import Family, register
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, setting
+
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
+WITH_K = ("topk", "batchtopk", "matryoshka")            # sparsity set by k
+WITH_COEFFICIENT = ("relu", "jumprelu", "gated")        # sparsity set by model.sparsity_coefficient
+BATCH_TOPK = ("batchtopk", "matryoshka")
+UNIT_BY_DEFAULT = ("topk", "batchtopk", "matryoshka", "jumprelu")
+
+
+@dataclass(frozen=True)
+class SAESettings:
+    sae: str = setting("topk", "the architecture (see aejax/families/sae.py for each one's source)",
+                       choices=ARCHITECTURES)
+    sparsity_coefficient: float = setting(1.0, "lambda: relu and gated: weight of the norm-weighted L1; jumprelu: of L0",
+                                          rule=NON_NEGATIVE, member=True, label="λ")
+    k: int = setting(32, "topk, batchtopk, matryoshka: active latents per row (batchtopk: on average)",
+                     rule=POSITIVE_INT, member=True, label="k")
+    threshold: float = setting(0.01, "jumprelu: initial theta of every latent", rule=POSITIVE, member=True,
+                               label="θ")
+    bandwidth: float = setting(0.05, "jumprelu: epsilon of the straight-through estimator's rectangle kernel",
+                               rule=POSITIVE, member=True, label="ε")
+    aux_coefficient: float = setting(1.0, "topk, batchtopk, matryoshka: weight of the AuxK loss (0: off)",
+                                     rule=NON_NEGATIVE, member=True, label="aux")
+    aux_k: int = setting(0, "AuxK: dead latents that reconstruct the residual (0: d // 2, SAELens)",
+                         rule=NON_NEGATIVE_INT)
+    dead_window: int = setting(1000, "steps without firing after which a latent counts as dead (AuxK, train/dead)",
+                               rule=POSITIVE_INT)
+    decoder_norm: str = setting("auto", "decoder rows: unit (renormalised each step) | free | auto (the "
+                                "architecture's convention)", choices=("auto", "unit", "free"))
+    decoder_init_norm: float = setting(0.1, "initial norm of free decoder rows (unit rows start at 1)", rule=POSITIVE)
+    subtract_decoder_bias: bool = setting(True, "encode x - b_dec rather than x (SAELens's apply_b_dec_to_input)")
+    matryoshka_widths: tuple = setting((), "matryoshka: nested widths, strictly increasing, the last = model.code_size",
+                                       rule=positive_ints("widths"))
+    threshold_lr: float = setting(0.01, "batchtopk, matryoshka: EMA rate of the inference threshold",
+                                  rule=Rule(lambda v: 0 < v <= 1, "a number in (0, 1]"))
+    sparsity_warmup_steps: int = setting(0, "steps over which lambda ramps linearly from 0", rule=NON_NEGATIVE_INT)
+
+
+def unit_rows(s: SAESettings) -> bool:
+    return s.decoder_norm == "unit" or (s.decoder_norm == "auto" and s.sae in UNIT_BY_DEFAULT)
+
+
+# ----------------------------------------------------------------------------- JumpReLU's estimators
+def _rectangle(u):
+    return ((u > -0.5) & (u < 0.5)).astype(u.dtype)
+
+
+@jax.custom_vjp
+def jumprelu(z, theta, bandwidth):
+    """z * H(z - theta). Gradients (Rajamanoharan et al. 2024, eq. 11): to z, H(z - theta) (no estimator
+    through the jump); to theta, -(theta / bandwidth) * rect((z - theta) / bandwidth)."""
+    return z * (z > theta)
+
+
+def _jumprelu_fwd(z, theta, bandwidth):
+    return jumprelu(z, theta, bandwidth), (z, theta, bandwidth)
+
+
+def _jumprelu_bwd(res, g):
+    z, theta, bandwidth = res
+    d_theta = -(theta / bandwidth) * _rectangle((z - theta) / bandwidth) * g
+    return (z > theta) * g, jnp.sum(d_theta.reshape(-1, theta.shape[-1]), axis=0), jnp.zeros_like(bandwidth)
+
+
+jumprelu.defvjp(_jumprelu_fwd, _jumprelu_bwd)
+
+
+@jax.custom_vjp
+def heaviside(z, theta, bandwidth):
+    """H(z - theta), counted by the L0 penalty; to theta the gradient -(1 / bandwidth) * rect(...), none to z."""
+    return (z > theta).astype(z.dtype)
+
+
+def _heaviside_fwd(z, theta, bandwidth):
+    return heaviside(z, theta, bandwidth), (z, theta, bandwidth)
+
+
+def _heaviside_bwd(res, g):
+    z, theta, bandwidth = res
+    d_theta = -(1.0 / bandwidth) * _rectangle((z - theta) / bandwidth) * g
+    return jnp.zeros_like(z), jnp.sum(d_theta.reshape(-1, theta.shape[-1]), axis=0), jnp.zeros_like(bandwidth)
+
+
+heaviside.defvjp(_heaviside_fwd, _heaviside_bwd)
+
+
+# ----------------------------------------------------------------------------- the model
+def batch_top_k(acts: jax.Array, k) -> jax.Array:
+    """Keep the k * B largest entries of a batch `(B, W)` of non-negative activations (BatchTopK)."""
+    flat = acts.reshape(1, -1)
+    keep = at_least_kth_largest(flat, jnp.asarray(k) * acts.shape[0]).reshape(acts.shape)
+    return jnp.where(keep & (acts > 0), acts, 0.0)
+
+
+class SparseAutoencoder(nnx.Module):
+    def __init__(self, dim: int, width: int, s: SAESettings, rngs: nnx.Rngs):
+        rows = jax.random.normal(rngs.params(), (width, dim))
+        rows = rows / jnp.linalg.norm(rows, axis=1, keepdims=True) * (1.0 if unit_rows(s) else s.decoder_init_norm)
+        self.W_dec = nnx.Param(rows)
+        self.W_enc = nnx.Param(rows.T)
+        self.b_enc = nnx.Param(jnp.zeros(width))
+        self.b_dec = nnx.Param(jnp.zeros(dim))
+        self.steps_since_fired = nnx.Param(jnp.zeros(width))   # set by after_update, never by gradient
+        if s.sae == "jumprelu":
+            self.log_threshold = nnx.Param(jnp.full(width, jnp.log(s.threshold)))
+        if s.sae in BATCH_TOPK:
+            self.threshold = nnx.Param(jnp.zeros(()))            # set by after_update: the inference threshold
+        if s.sae == "gated":
+            self.r_mag = nnx.Param(jnp.zeros(width))
+            self.b_mag = nnx.Param(jnp.zeros(width))
+        self.kind, self.k, self.bandwidth = s.sae, s.k, s.bandwidth
+        self.subtract_decoder_bias = s.subtract_decoder_bias
+
+    def _input(self, x):
+        return x - self.b_dec[...] if self.subtract_decoder_bias else x
+
+    def pre_activations(self, x):
+        return self._input(x) @ self.W_enc[...] + self.b_enc[...]
+
+    def _gated(self, x):
+        x_in = self._input(x)
+        gate = x_in @ self.W_enc[...] + self.b_enc[...]
+        magnitude = x_in @ (self.W_enc[...] * jnp.exp(self.r_mag[...])) + self.b_mag[...]
+        return gate, (gate > 0) * jax.nn.relu(magnitude)
+
+    def encode(self, x, k=None, bandwidth=None):
+        """The code used at inference and for every metric (BatchTopK: f > theta, the learned threshold)."""
+        if self.kind == "gated":
+            return self._gated(x)[1]
+        pre = self.pre_activations(x)
+        if self.kind == "topk":
+            return jax.nn.relu(keep_top_k(pre, self.k if k is None else k))
+        if self.kind in BATCH_TOPK:
+            acts = jax.nn.relu(pre)
+            return jnp.where(acts > jax.lax.stop_gradient(self.threshold[...]), acts, 0.0)
+        if self.kind == "jumprelu":
+            return pre * (pre > jnp.exp(self.log_threshold[...]))
+        return jax.nn.relu(pre)
+
+    def decode(self, f):
+        return f @ self.W_dec[...] + self.b_dec[...]
+
+    def __call__(self, x, key=None, k=None, bandwidth=None):
+        """Training forward: `(reconstruction, {"code": f, "pre": pre-activations[, "gate": pi_gate]})`.
+        BatchTopK selects across this batch here (its inference rule is `encode`'s); JumpReLU carries
+        its straight-through estimator."""
+        k = self.k if k is None else k
+        aux = {}
+        if self.kind == "gated":
+            pre, f = self._gated(x)
+            aux["gate"] = pre
+        else:
+            pre = self.pre_activations(x)
+            if self.kind in BATCH_TOPK:
+                f = batch_top_k(jax.nn.relu(pre), k)
+            elif self.kind == "jumprelu":
+                f = jumprelu(pre, jnp.exp(self.log_threshold[...]), self.bandwidth if bandwidth is None else bandwidth)
+            else:
+                f = self.encode(x, k)
+        return self.decode(f), dict(aux, code=f, pre=pre)
+
+
+def build(spec, s: SAESettings, input_dim: int, image_shape, rngs: nnx.Rngs) -> SparseAutoencoder:
+    return SparseAutoencoder(input_dim, spec.code_size, s, rngs)
+
+
+# ----------------------------------------------------------------------------- the loss
+def summed_squares(a):
+    """sum over the last axis of a^2, averaged over the batch."""
+    return jnp.mean(jnp.sum(jnp.square(a), axis=-1))
+
+
+def aux_k_loss(params, pre, residual, dead, k_aux: int):
+    """AuxK (Gao et al. 2024 A.2, SAELens's TopK): the k_aux largest pre-activations among dead latents
+    reconstruct the detached residual x - x^ (decoder without bias), scaled by min(dead / k_aux, 1)."""
+    masked = jnp.where(dead, pre, -jnp.inf)
+    kth = jax.lax.top_k(masked, k_aux)[0][..., -1:]
+    acts = jnp.where(dead & (masked >= kth), jax.nn.relu(pre), 0.0)
+    n_dead = jnp.sum(dead)
+    scale = jnp.minimum(n_dead / k_aux, 1.0)
+    loss = scale * summed_squares(acts @ params["W_dec"] - jax.lax.stop_gradient(residual))
+    return jnp.where(n_dead > 0, loss, 0.0)
+
+
+def loss(spec, s: SAESettings, dataset_size: int | None = None):
+    unit = unit_rows(s)
+
+    def terms(params, x, recon, aux, hp, extra=None):
+        out = {"sse": summed_squares(recon - x)}
+        total = out["sse"]
+        f = aux["code"]
+        row_norms = 1.0 if unit else jnp.linalg.norm(params["W_dec"], axis=1)
+        coefficient = hp["sparsity_coefficient"]
+        if s.sparsity_warmup_steps:
+            coefficient = coefficient * jnp.minimum(1.0, (hp["step"] + 1) / s.sparsity_warmup_steps)
+        if s.sae in ("relu", "gated"):
+            gate = jax.nn.relu(aux["gate"]) if s.sae == "gated" else f
+            out["l1"] = jnp.mean(jnp.sum(gate * row_norms, axis=-1))
+            total = total + coefficient * out["l1"]
+        if s.sae == "gated":  # the gate alone must reconstruct x through the frozen decoder
+            frozen = jax.lax.stop_gradient
+            out["gate_sse"] = summed_squares(jax.nn.relu(aux["gate"]) @ frozen(params["W_dec"])
+                                             + frozen(params["b_dec"]) - x)
+            total = total + out["gate_sse"]
+        if s.sae == "jumprelu":
+            theta = jnp.exp(params["log_threshold"])
+            out["l0_penalty"] = jnp.mean(jnp.sum(heaviside(aux["pre"], theta, hp["bandwidth"]), axis=-1))
+            total = total + coefficient * out["l0_penalty"]
+        if s.sae in WITH_K:
+            dead = params["steps_since_fired"] >= s.dead_window
+            out["aux_k"] = aux_k_loss(params, aux["pre"], x - recon, dead, s.aux_k or max(1, x.shape[-1] // 2))
+            total = total + hp["aux_coefficient"] * out["aux_k"]
+        if s.sae == "matryoshka":
+            prefixes = [summed_squares(f[:, :w] @ params["W_dec"][:w] + params["b_dec"] - x)
+                        for w in s.matryoshka_widths[:-1]]
+            out["prefix_sse"] = sum(prefixes) if prefixes else jnp.float32(0)
+            total = total + out["prefix_sse"]
+        out["l0"] = jnp.mean(jnp.sum(f != 0, axis=-1).astype(jnp.float32))
+        out["dead"] = jnp.mean((params["steps_since_fired"] >= s.dead_window).astype(jnp.float32))
+        return total, out
+
+    return terms
+
+
+# ----------------------------------------------------------------------------- the rest of the declaration
+def member_call(s: SAESettings, hp: dict) -> dict:
+    """A member's own k (top-k kinds) and bandwidth (JumpReLU): traced, so one program serves all."""
+    if s.sae in WITH_K:
+        return {"k": hp["k"]}
+    return {"bandwidth": hp["bandwidth"]} if s.sae == "jumprelu" else {}
+
+
+def member_init(params: dict, hp: dict, s: SAESettings) -> dict:
+    """A JumpReLU member starts at its own theta (`population.grid.model.threshold`)."""
+    if s.sae != "jumprelu":
+        return params
+    return dict(params, log_threshold=jnp.full_like(params["log_threshold"], jnp.log(hp["threshold"])))
+
+
+def adjust_grads(grads: dict, params: dict, s: SAESettings) -> dict:
+    """Unit rows: remove the gradient's component along each decoder row (it only changes the norm, which
+    the renormalisation undoes; Gao et al. 2024, sparsify)."""
+    if not unit_rows(s):
+        return grads
+    w, g = params["W_dec"], grads["W_dec"]
+    return dict(grads, W_dec=g - jnp.sum(g * w, axis=1, keepdims=True) * w)
+
+
+def after_update(new: dict, old: dict, aux: dict, hp: dict, s: SAESettings) -> dict:
+    """What the gradient does not train: the steps since each latent fired, unit decoder rows, BatchTopK's
+    inference threshold (EMA of the smallest activation kept in the batch)."""
+    fired = jnp.any(aux["code"] != 0, axis=0)
+    new = dict(new, steps_since_fired=jnp.where(fired, 0.0, old["steps_since_fired"] + 1.0))
+    if unit_rows(s):
+        new["W_dec"] = new["W_dec"] / jnp.linalg.norm(new["W_dec"], axis=1, keepdims=True)
+    if s.sae in BATCH_TOPK:
+        smallest = jnp.min(jnp.where(aux["code"] > 0, aux["code"], jnp.inf))
+        ema = (1 - s.threshold_lr) * old["threshold"] + s.threshold_lr * smallest
+        new["threshold"] = jnp.where(jnp.isfinite(smallest), ema, old["threshold"])
+    return new
+
+
+def check(spec, s: SAESettings, grid: dict) -> None:
+    width = spec.code_size
+    require_ = lambda ok, name, value, allowed: None if ok else _refuse(name, value, allowed)
+    require_(spec.architecture == "mlp" and not spec.hidden, "model.hidden", list(spec.hidden),
+             "[] for model.family=sae (one linear encoder and one linear decoder; model=sae sets it)")
+    for key, applies in (("model.k", WITH_K), ("model.sparsity_coefficient", WITH_COEFFICIENT),
+                         ("model.threshold", ("jumprelu",)), ("model.bandwidth", ("jumprelu",)),
+                         ("model.aux_coefficient", WITH_K)):
+        require_(key not in grid or s.sae in applies, f"population.grid.{key}", list(grid.get(key, ())),
+                 f"no values unless model.sae={' or '.join(applies)} (model.sae={s.sae} does not read it)")
+    if s.sae in WITH_K:
+        for k in (s.k, *grid.get("model.k", ())):
+            require_(k == int(k) and 1 <= k <= width, "model.k", k, f"an integer in [1, model.code_size={width}]")
+    if s.aux_k:
+        require_(s.aux_k <= width, "model.aux_k", s.aux_k, f"0 or an integer in [1, model.code_size={width}]")
+    widths = list(s.matryoshka_widths)
+    if s.sae == "matryoshka":
+        require_(bool(widths) and all(a < b for a, b in zip(widths, widths[1:])) and widths[-1] == width,
+                 "model.matryoshka_widths", widths,
+                 f"strictly increasing widths ending at model.code_size={width}, e.g. [{width // 8}, {width // 2}, {width}]")
+    else:
+        require_(not widths, "model.matryoshka_widths", widths, "[] unless model.sae=matryoshka")
+
+
+def _refuse(name: str, value, allowed: str):
+    raise ConfigError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+SAE = register(Family(
+    name="sae", settings=SAESettings, build=build, loss=loss, label="SAE", check=check, member_call=member_call,
+    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update))
