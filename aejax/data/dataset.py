@@ -33,6 +33,9 @@ class Dataset:
     train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
     val_factors: np.ndarray | None = None
     test_factors: np.ndarray | None = None
+    # data=activations: an `aejax.data.activations.RowStream` that reads the training rows of each epoch
+    # (too many to hold); `train` and `val` are then empty (0, D). Not imported here: activations imports this.
+    stream: RowStream | None = None  # noqa: F821
 
     @property
     def dim(self) -> int:
