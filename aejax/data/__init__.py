@@ -1,4 +1,4 @@
-"""Datasets by name (`data.name`): synthetic, digits, mnist, array, images, and any name
+"""Datasets by name (`data.name`): synthetic, digits, mnist, array, images, activations, and any name
 given to `register_loader` (or loaded through `data.loader=package.module:function`).
 
 `load_dataset(spec)` returns a `Dataset` of float32 arrays `(N, D)` with fixed
@@ -8,6 +8,8 @@ for probes. Image data is scaled to [0, 1].
 Your own data:
 
 - `data=array data.path=FILE.npz` (or `.npy`): `aejax.data.arrays`;
+- `data=activations data.path=DIR` (a folder of `.npy` shards (rows, D), a model's activations, read
+  memory-mapped in a shuffled order: `Dataset.stream`): `aejax.data.activations`;
 - `data=images data.path=DIR` (PNG/JPEG files, optionally one sub-folder per label): `aejax.data.images`;
 - ground-truth factors: `data=array data.factors_key=KEY` (`aejax.data.arrays`), `data=dsprites` and the
   small `data=shapes_toy` (`aejax.data.dsprites`); `Dataset.ground_truth` samples factors and their
@@ -24,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from aejax.data.activations import load_activations
 from aejax.data.arrays import from_arrays, load_array
 from aejax.data.cache import cache_dir, locate  # data.root/data.path, $AEJAX_DATA_ROOT, the user cache
 from aejax.data.dataset import SPLIT_SEED, Dataset, binarize, finish, split_off
@@ -67,11 +70,11 @@ def _synthetic(spec: DataSpec) -> Dataset:
                   None if y is None else y[:n_test], None)
 
 
-BUILTIN = ("synthetic", "digits", "mnist", "array", "images", "dsprites", "shapes_toy")
+BUILTIN = ("synthetic", "digits", "mnist", "array", "images", "dsprites", "shapes_toy", "activations")
 # name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; `check_spec` reads it.
 LOADERS: dict[str, Callable[[DataSpec], Dataset]] = {
     "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": load_array, "images": load_images,
-    "dsprites": load_sprites, "shapes_toy": load_sprites}
+    "dsprites": load_sprites, "shapes_toy": load_sprites, "activations": load_activations}
 
 
 def register_loader(name: str, fn: Callable[[DataSpec], Dataset]) -> None:

@@ -33,8 +33,8 @@ class Dataset:
     train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
     val_factors: np.ndarray | None = None
     test_factors: np.ndarray | None = None
-    # Training rows read from files one compiled call at a time (data=activations): `num_rows`,
-    # `rows(epoch, start, count)`; `train` is then empty and `test` held in memory.
+    # data=activations: an `aejax.data.activations.RowStream` (`num_rows`, `rows(epoch, start, count)`) that
+    # reads each compiled call's training rows from files; `train` and `val` are then empty (0, D).
     stream: object | None = None
 
     @property

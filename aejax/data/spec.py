@@ -32,7 +32,8 @@ class DataSpec(Settings):
     train_size: int | None = setting(None, "cap on training examples (null: all)", rule=NULL_OR_POSITIVE)
     val_fraction: float = setting(0.1, "of the training split, taken from its end",
                                   rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
-    test_size: int | None = setting(None, "cap on test examples (null: all)", rule=NULL_OR_POSITIVE)
+    test_size: int | None = setting(None, "cap on test examples (null: all); activations: the held-out rows "
+                                    "(null: 10000)", rule=NULL_OR_POSITIVE)
     binarize: str = setting("none", "none | fixed (one Bernoulli draw, kept) | dynamic (a draw per step) | threshold",
                             choices=("none", "fixed", "dynamic", "threshold"))
     # synthetic data
@@ -43,9 +44,10 @@ class DataSpec(Settings):
     noise: float = setting(0.05, "synthetic: noise standard deviation", rule=NON_NEGATIVE)
     similarity: float = setting(0.9, "cosine_pairs: the cosine of each pair",
                                 rule=Rule(lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"))
-    seed: int = setting(0, "synthetic: the generator's seed", rule=NON_NEGATIVE_INT)
+    seed: int = setting(0, "synthetic: the generator's seed; activations: the shuffle's seed", rule=NON_NEGATIVE_INT)
     # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
-    path: str | None = setting(None, "array: a .npy or .npz file; images: a folder; dsprites: the original file")
+    path: str | None = setting(None, "array: a .npy or .npz file; images: a folder; dsprites: the original file; "
+                               "activations: a folder of .npy shards")
     inputs_key: str = setting("x", "array .npz: the inputs", rule=Rule(lambda v: v != "",
                                                                       "the name of an array in data.path"))
     labels_key: str | None = setting("y", "array .npz: the labels, used if present (null: none)", rule=ARRAY_NAME)
@@ -64,13 +66,22 @@ class DataSpec(Settings):
     color: str = setting("grayscale", "images: grayscale | rgb", choices=("grayscale", "rgb"))
     image_size: Any = setting(None, "images: resize to [H, W] (an int: square); null: all one size",
                               rule=Rule(_image_size_ok, "null, [H, W] or an integer (positive)"))
+    # a model's activations: data=activations (aejax/data/activations.py)
+    block_rows: int = setting(4096, "activations: rows per block, the unit the epoch order permutes", rule=POSITIVE_INT)
+    shuffle_blocks: int = setting(16, "activations: consecutive blocks (in the epoch's order) whose rows are shuffled "
+                                  "together", rule=POSITIVE_INT)
+    normalize: str = setting("mean_norm", "activations: none | mean_norm (scale rows so their mean norm is sqrt(D))",
+                             choices=("none", "mean_norm"))
+    norm_rows: int = setting(10000, "activations: training rows, evenly spaced, that estimate the mean norm",
+                             rule=POSITIVE_INT)
     loader: str | None = setting(None, "'package.module:function(spec) -> Dataset', for any data.name",
                                  rule=Rule(lambda v: all(str(v).partition(":")[::2]) and ":" in v,
                                            "null or 'package.module:function'"))
 
     def check_rules(self) -> None:
-        if self.name in ("array", "images") and self.loader is None:
-            kind = "a .npy or .npz file" if self.name == "array" else "a folder of image files"
+        if self.name in ("array", "images", "activations") and self.loader is None:
+            kind = {"array": "a .npy or .npz file", "images": "a folder of image files",
+                    "activations": "a folder of .npy shards (N, D)"}[self.name]
             require(isinstance(self.path, str) and self.path != "", "data.path", self.path,
                     f"{kind} for data.name={self.name}")
             if self.name == "array":
