@@ -50,7 +50,7 @@ def restore_population(run_dir: str | Path, epoch: int | None = None, data_root:
         raise ConfigError(f"run_dir={run_dir} has no checkpoint; expected checkpoints/<step> (did the run finish?)")
 
     data = load_dataset(spec.data)
-    steps_per_epoch = len(data.train) // spec.trainer.batch_size
+    steps_per_epoch = data.num_train // spec.trainer.batch_size
     epochs = [s // steps_per_epoch for s in available if s % steps_per_epoch == 0]
     step = available[-1] if epoch is None else epoch * steps_per_epoch
     if step not in available:

@@ -104,16 +104,16 @@ def prepare(spec: RunSpec) -> Setup:
     disentanglement.wanted(spec, data)  # metrics.disentanglement=true on data without factors: one line now
     rows = members(spec)
     keys = member_keys([r["seed"] for r in rows])
-    steps_per_epoch = train_rows(data) // spec.trainer.batch_size
+    steps_per_epoch = data.num_train // spec.trainer.batch_size
     total_steps = steps_per_epoch * spec.trainer.epochs
     graph = model_graph(spec.model, data.dim, data.image_shape)
     loss = make_loss(spec.model, graph, use_contractive=max(r["model.contractive_weight"] for r in rows) > 0,
                      use_corruption=max(r["model.noise_level"] for r in rows) > 0,
-                     binarize_batches=spec.data.binarize == "dynamic", dataset_size=len(data.train))
+                     binarize_batches=spec.data.binarize == "dynamic", dataset_size=data.num_train)
     optimizer = make_optimizer(spec.optim, total_steps)
     critic, hooks, hp = critic_for(spec.model), state_hooks(spec.model), hyperparameter_arrays(rows)
     program = compile_population(
-        make_member_program(make_step(loss, optimizer, critic, hooks), train_rows(data), spec.trainer.batch_size,
+        make_member_program(make_step(loss, optimizer, critic, hooks), data.num_train, spec.trainer.batch_size,
                             norms_every=spec.trainer.log_every, last_step=total_steps,
                             mask_divergence=divergence_policy(spec, len(rows)) == "mask", decode=data.train_decode,
                             streamed=data.stream is not None),
@@ -121,11 +121,6 @@ def prepare(spec: RunSpec) -> Setup:
     state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic,
                             hp, hooks.member_init)
     return Setup(spec, data, rows, keys, hp, graph, program, state, steps_per_epoch)
-
-
-def train_rows(data: Dataset) -> int:
-    """Training examples: in memory, or streamed from files (`data=activations`)."""
-    return data.stream.num_rows if data.stream is not None else len(data.train)
 
 
 def call_rows(setup: Setup, call: schedule.Call):
@@ -366,6 +361,6 @@ def check_data_fits(spec: RunSpec, data: Dataset) -> None:
     needs = spec.model.declaration.needs_unit_interval(spec.model.family_settings)
     if needs:
         check_unit_interval(data, needs)
-    if spec.trainer.batch_size > len(data.train):
+    if spec.trainer.batch_size > data.num_train:
         raise ConfigError(f"trainer.batch_size={spec.trainer.batch_size} is not allowed; expected at most "
-                          f"the {len(data.train)} training examples of data.name={spec.data.name}")
+                          f"the {data.num_train} training examples of data.name={spec.data.name}")

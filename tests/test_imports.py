@@ -78,13 +78,14 @@ def test_the_cycle_finder_finds_one():
 # The layers of the README's "The tree", lowest first: a module imports only from its own layer or below.
 LAYERS = {
     "settings": ["aejax.errors", "aejax.settings", "aejax.paths", "aejax.tasks"],
-    "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.sae_metrics"],
+    "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.sae_metrics", "aejax.figures",
+                          "aejax.sae_figures"],
     "families": ["aejax.families"],
     "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.models", "aejax.population",
                             "aejax.schedule"],
     "engine": ["aejax.train", "aejax.evaluate", "aejax.checkpoint"],
     "running": ["aejax.rundir", "aejax.resume", "aejax.provenance", "aejax.loggers", "aejax.progress",
-                "aejax.figures", "aejax.sae_figures", "aejax.latents", "aejax.metrics", "aejax.disentanglement", "aejax.restore",
+                "aejax.latents", "aejax.metrics", "aejax.disentanglement", "aejax.restore",
                 "aejax.run", "aejax.run_figures", "aejax.cli"],
     "after training": ["aejax.trained", "aejax.results", "aejax.wandb_records"],
     "studies": ["aejax.studies"],

@@ -38,6 +38,11 @@ class Dataset:
     stream: object | None = None
 
     @property
+    def num_train(self) -> int:
+        """Training examples: in memory, or streamed from files (`data=activations`)."""
+        return self.stream.num_rows if self.stream is not None else len(self.train)
+
+    @property
     def dim(self) -> int:
         """D, the values per example (a float32 row; `train` may hold packed rows)."""
         return self.test.shape[-1] if self.train_decode is not None else self.train.shape[-1]

@@ -46,16 +46,20 @@ activation, SAELens's topk_threshold_lr=0.01). Their gradients are zero, and `af
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aejax import sae_figures
 from aejax.errors import ConfigError
 from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
+from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
 from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, setting
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
@@ -318,6 +322,71 @@ def after_update(new: dict, old: dict, aux: dict, hp: dict, s: SAESettings) -> d
     return new
 
 
+# ----------------------------------------------------------------------------- metrics after training
+EVAL_CHUNK = 2048
+
+
+def report(spec, data, graph, params, hp, healthy, workdir) -> tuple[list[dict], dict, dict]:  # spec: RunSpec
+    """Every member's SAE metrics on the test split (`aejax.sae_metrics`: L0, FVU about the eval set's mean,
+    explained variance, MSE, cosine, shrinkage, dead and dense latents; with true features, MCC, MMCS,
+    uniqueness and firing precision/recall/F1) and the figures across members. Activations scaled for
+    training (data=activations' mean_norm) are scaled back first, so MSE is in the data's own units."""
+    s = spec.model.family_settings
+    scale = float(getattr(data.stream, "scale", 1.0) or 1.0)
+    encode = jax.jit(jax.vmap(lambda p, x, h: _codes_and_reconstruction(graph, p, x, h, s), in_axes=(0, None, 0)))
+    members = len(healthy)
+    stats = [ReconstructionStats() for _ in range(members)]
+    truth = getattr(data, "features", None)
+    decoders = np.asarray(params["W_dec"])
+    matches = [best_match(decoders[m], truth.model.directions) for m in range(members)] if truth else []
+    firing = [FiringF1(*match) for match in matches]
+    test = np.asarray(data.test, np.float32)
+    true_fire = truth.test_activations if truth else None
+    for start in range(0, len(test), EVAL_CHUNK):
+        x = test[start:start + EVAL_CHUNK]
+        codes, recon = (np.asarray(a) for a in encode(params, jnp.asarray(x), hp))
+        for m in range(members):
+            stats[m].add(x / scale, recon[m] / scale, codes[m])
+            if truth:
+                firing[m].add(codes[m] != 0, true_fire[start:start + EVAL_CHUNK] != 0)
+    per_member, frequencies = [], {}
+    for m in range(members):
+        result = stats[m].result()
+        frequency = result.pop("firing_frequency")
+        result.pop("rows", None)
+        if truth:
+            result["mcc"] = mcc(decoders[m], truth.model.directions)[0]
+            result["mmcs"] = mmcs(decoders[m], truth.model.directions)
+            result["uniqueness"] = uniqueness(decoders[m], truth.model.directions)
+            result.update({k: v for k, v in firing[m].result().items() if k in ("precision", "recall", "f1")})
+        per_member.append({k: float(v) for k, v in result.items()})
+        if healthy[m]:
+            frequencies[f"member {m}"] = frequency
+    figures = _figures(s, per_member, frequencies, healthy, truth is not None, Path(workdir) / "figures")
+    record = {"architecture": s.sae, "eval_rows": len(test), "activation_scale": scale,
+              "f1_matching": "each latent to its best |cos| feature, averaged over latents (SynthSAEBench)",
+              "mcc_matching": "one-to-one Hungarian on |cos| over min(W, F) pairs (SAELens synthetic evals)"}
+    return per_member, figures, record
+
+
+def _codes_and_reconstruction(graph, params, x, hp, s: SAESettings):
+    model = nnx.merge(graph, params)
+    f = model.encode(x, **member_call(s, hp))
+    return f, model.decode(f)
+
+
+def _figures(s: SAESettings, per_member, frequencies, healthy, with_truth: bool, folder: Path) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    points = [dict(m, architecture=s.sae, label=f"member {i}") for i, m in enumerate(per_member) if healthy[i]]
+    if not points:
+        return {}
+    figures = {"sae_frontier": sae_figures.frontier(points, folder / "sae_frontier.png"),
+               "feature_density": sae_figures.feature_density(frequencies, folder / "feature_density.png")}
+    if with_truth:
+        figures["mcc_against_l0"] = sae_figures.mcc_against_l0(points, folder / "mcc_against_l0.png")
+    return {k: str(v) for k, v in figures.items()}
+
+
 def check(spec, s: SAESettings, grid: dict) -> None:
     width = spec.code_size
     require_ = lambda ok, name, value, allowed: None if ok else _refuse(name, value, allowed)
@@ -348,4 +417,4 @@ def _refuse(name: str, value, allowed: str):
 
 SAE = register(Family(
     name="sae", settings=SAESettings, build=build, loss=loss, label="SAE", check=check, member_call=member_call,
-    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update))
+    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update, report=report))
