@@ -1,4 +1,4 @@
-"""Datasets by name (`data.name`): synthetic, digits, mnist, array, images, activations, and any name
+"""Datasets by name (`data.name`): synthetic, synthetic_features, digits, mnist, array, images, activations, and any name
 given to `register_loader` (or loaded through `data.loader=package.module:function`).
 
 `load_dataset(spec)` returns a `Dataset` of float32 arrays `(N, D)` with fixed
@@ -11,6 +11,8 @@ Your own data:
 - `data=activations data.path=DIR` (a folder of `.npy` shards (rows, D), a model's activations, read
   memory-mapped in a shuffled order: `Dataset.stream`): `aejax.data.activations`;
 - `data=images data.path=DIR` (PNG/JPEG files, optionally one sub-folder per label): `aejax.data.images`;
+- known sparse features (ground truth for sparse autoencoders, SynthSAEBench): `data=synthetic_features`
+  and `data=synth_sae_bench_16k` (`aejax.data.features`; `Dataset.features`);
 - ground-truth factors: `data=array data.factors_key=KEY` (`aejax.data.arrays`), `data=dsprites` and the
   small `data=shapes_toy` (`aejax.data.dsprites`); `Dataset.ground_truth` samples factors and their
   observations for the disentanglement metrics (`aejax.data.ground_truth`);
@@ -31,6 +33,7 @@ from aejax.data.arrays import from_arrays, load_array
 from aejax.data.cache import cache_dir, locate  # data.root/data.path, $AEJAX_DATA_ROOT, the user cache
 from aejax.data.dataset import SPLIT_SEED, Dataset, binarize, finish, split_off
 from aejax.data.dsprites import check_sprites_spec, load_sprites
+from aejax.data.features import FeatureModel, SyntheticFeatures, load_synthetic_features
 from aejax.data.ground_truth import GroundTruthData
 from aejax.data.images import load_images
 from aejax.data.mnist import load_mnist
@@ -70,11 +73,13 @@ def _synthetic(spec: DataSpec) -> Dataset:
                   None if y is None else y[:n_test], None)
 
 
-BUILTIN = ("synthetic", "digits", "mnist", "array", "images", "dsprites", "shapes_toy", "activations")
+BUILTIN = ("synthetic", "synthetic_features", "digits", "mnist", "array", "images", "dsprites", "shapes_toy",
+           "activations")
 # name -> fn(spec: DataSpec) -> Dataset. `register_loader` adds to it; `check_spec` reads it.
 LOADERS: dict[str, Callable[[DataSpec], Dataset]] = {
-    "synthetic": _synthetic, "digits": _digits, "mnist": _mnist, "array": load_array, "images": load_images,
-    "dsprites": load_sprites, "shapes_toy": load_sprites, "activations": load_activations}
+    "synthetic": _synthetic, "synthetic_features": load_synthetic_features, "digits": _digits, "mnist": _mnist,
+    "array": load_array, "images": load_images, "dsprites": load_sprites, "shapes_toy": load_sprites,
+    "activations": load_activations}
 
 
 def register_loader(name: str, fn: Callable[[DataSpec], Dataset]) -> None:
@@ -182,6 +187,6 @@ def check_unit_interval(data: Dataset, why: str) -> None:
         raise ConfigError(f"{where}: values from {lo:.4g} to {hi:.4g} are not allowed with {why}; expected data in "
                           f"[0, 1] (uint8 is scaled by 1/255 but float data is taken as is: rescale it)")
 
-__all__ = ["Dataset", "GroundTruthData", "load_dataset", "check_spec",
+__all__ = ["Dataset", "GroundTruthData", "FeatureModel", "SyntheticFeatures", "load_dataset", "check_spec",
            "cosine_pairs", "manifold_points", "binarize", "register_loader",
            "loader_names", "from_arrays", "locate", "cache_dir", "check_unit_interval", "finish", "SPLIT_SEED"]

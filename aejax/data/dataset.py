@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,6 +33,9 @@ class Dataset:
     train_factors: np.ndarray | None = None       # (N, F) int64 ground-truth factors of each example
     val_factors: np.ndarray | None = None
     test_factors: np.ndarray | None = None
+    # data=synthetic_features: the known features (`.model`, a FeatureModel) and the test rows' true
+    # activations (`.test_activations`, CSR (N_test, F)); aejax.data.features
+    features: Any = None
     # data=activations: an `aejax.data.activations.RowStream` (`num_rows`, `rows(epoch, start, count)`) that
     # reads each compiled call's training rows from files; `train` and `val` are then empty (0, D).
     stream: object | None = None

@@ -4,17 +4,23 @@ business (`aejax.data.check_spec`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, OPEN_UNIT, POSITIVE_INT, Rule, Settings, require, setting
 
 NULL_OR_POSITIVE = Rule(lambda v: v > 0, "null or an integer > 0")
+UNIT_PROBABILITY = Rule(lambda v: 0 < v <= 1, "a probability in (0, 1]")
 ARRAY_NAME = Rule(lambda v: v != "", "null or the name of an array in data.path")
 
 
 def _positive_ints(values) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _image_size_ok(v) -> bool:
@@ -25,7 +31,8 @@ def _image_size_ok(v) -> bool:
 @dataclass(frozen=True)
 class DataSpec(Settings):
     section = "data"
-    name: str = setting("digits", "the dataset: synthetic | digits | mnist | array | images | dsprites | ...",
+    name: str = setting("digits", "the dataset: synthetic | synthetic_features | digits | mnist | array | images "
+                                  "| dsprites | ...",
                         rule=Rule(lambda v: v != "", "a dataset name"))
     root: str | None = setting(None, "mnist: folder of IDX .gz files (null: the cache, aejax.data.cache.locate)")
     download: bool = setting(True, "mnist: fetch missing files where the network allows")
@@ -45,6 +52,37 @@ class DataSpec(Settings):
     similarity: float = setting(0.9, "cosine_pairs: the cosine of each pair",
                                 rule=Rule(lambda v: -1 <= v <= 1, "a cosine in [-1, 1]"))
     seed: int = setting(0, "synthetic: the generator's seed; activations: the shuffle's seed", rule=NON_NEGATIVE_INT)
+    # synthetic_features: activations with known features (aejax/data/features.py, SynthSAEBench)
+    num_features: int = setting(1024, "synthetic_features: the true features F", rule=POSITIVE_INT)
+    zipf_exponent: float = setting(0.5, "synthetic_features: firing probability of the r-th feature ~ 1/r^a",
+                                   rule=Rule(lambda v: v > 0, "a number > 0"))
+    firing_max: float = setting(0.4, "synthetic_features: the most frequent feature's firing probability",
+                                rule=UNIT_PROBABILITY)
+    firing_min: float = setting(5e-3, "synthetic_features: the rarest feature's firing probability",
+                                rule=UNIT_PROBABILITY)
+    hierarchy: tuple = setting((), "synthetic_features: [roots, branching, depth] trees, children exclusive; []: none",
+                               rule=Rule(lambda v: len(v) == 0 or (len(v) == 3 and _positive_ints(v)),
+                                         "[] or [roots, branching, depth] (positive integers)"))
+    compensate: bool = setting(True, "synthetic_features: raise children's rates so each feature keeps its "
+                                     "Zipf rate despite parents and exclusion")
+    correlation_rank: int = setting(0, "synthetic_features: rank of the firing correlation (0: independent)",
+                                    rule=NON_NEGATIVE_INT)
+    correlation_scale: float = setting(0.1, "synthetic_features: scale of the correlation factor", rule=NON_NEGATIVE)
+    magnitude_mean: tuple = setting((1.0, 1.0), "synthetic_features: mean magnitude, linear from the first "
+                                                "feature to the last: [first, last]",
+                                    rule=Rule(lambda v: len(v) == 2 and all(_number(x) and x > 0 for x in v),
+                                              "[first, last] (numbers > 0)"))
+    magnitude_std: tuple = setting((0.0, 0.0), "synthetic_features: each feature's magnitude std drawn once "
+                                               "from |N(mean, std^2)|: [mean, std]",
+                                   rule=Rule(lambda v: len(v) == 2 and all(_number(x) and x >= 0 for x in v),
+                                             "[mean, std] (numbers >= 0)"))
+    bias: float = setting(0.0, "synthetic_features: norm of the random bias added to every row", rule=NON_NEGATIVE)
+    orthogonalize: tuple = setting((), "synthetic_features: [steps, lr] of Adam pushing the directions apart; "
+                                       "[]: plain random unit vectors",
+                                   rule=Rule(lambda v: len(v) == 0 or (len(v) == 2 and isinstance(v[0], int)
+                                                                       and not isinstance(v[0], bool) and v[0] >= 0
+                                                                       and _number(v[1]) and v[1] > 0),
+                                             "[] or [steps, lr] (an integer >= 0, a number > 0)"))
     # your own data: data=array (aejax/data/arrays.py), data=images (aejax/data/images.py)
     path: str | None = setting(None, "array: a .npy or .npz file; images: a folder; dsprites: the original file; "
                                "activations: a folder of .npy shards")
@@ -86,5 +124,14 @@ class DataSpec(Settings):
                     f"{kind} for data.name={self.name}")
             if self.name == "array":
                 require(self.path.lower().endswith((".npy", ".npz")), "data.path", self.path, kind)
+        if self.name == "synthetic_features" and self.loader is None:
+            require(self.firing_min <= self.firing_max, "data.firing_min", self.firing_min,
+                    f"a probability in (0, data.firing_max={self.firing_max}]")
+            if self.hierarchy:
+                roots, branching, depth = self.hierarchy
+                need = roots * sum(branching**k for k in range(depth + 1))
+                require(need <= self.num_features, "data.hierarchy", list(self.hierarchy),
+                        f"trees of at most data.num_features={self.num_features} features "
+                        f"(roots * (1 + b + ... + b^depth) = {need})")
         require(0 < self.intrinsic_dim <= self.dim, "data.intrinsic_dim", self.intrinsic_dim,
                 f"an integer in [1, data.dim={self.dim}]")

@@ -395,7 +395,7 @@ def check(spec, s: SAESettings, grid: dict) -> None:
     for key, applies in (("model.k", WITH_K), ("model.sparsity_coefficient", WITH_COEFFICIENT),
                          ("model.threshold", ("jumprelu",)), ("model.bandwidth", ("jumprelu",)),
                          ("model.aux_coefficient", WITH_K)):
-        require_(key not in grid or s.sae in applies, f"population.grid.{key}", list(grid.get(key, ())),
+        require_(key not in grid or s.sae in applies, key, list(grid.get(key, ())),
                  f"no values unless model.sae={' or '.join(applies)} (model.sae={s.sae} does not read it)")
     if s.sae in WITH_K:
         for k in (s.k, *grid.get("model.k", ())):
