@@ -56,6 +56,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aejax import sae_figures
+from aejax.data.features import save_truth
 from aejax.errors import ConfigError
 from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
@@ -363,6 +364,8 @@ def report(spec, data, graph, params, hp, healthy, workdir) -> tuple[list[dict],
         if healthy[m]:
             frequencies[f"member {m}"] = frequency
     figures = _figures(s, per_member, frequencies, healthy, truth is not None, Path(workdir) / "figures")
+    if truth:  # the true directions and the test rows' true activations, with the run that was scored on them
+        save_truth(Path(workdir) / "true_features.npz", truth.model, truth.test_activations)
     record = {"architecture": s.sae, "eval_rows": len(test), "activation_scale": scale,
               "f1_matching": "each latent to its best |cos| feature, averaged over latents (SynthSAEBench)",
               "mcc_matching": "one-to-one Hungarian on |cos| over min(W, F) pairs (SAELens synthetic evals)"}
