@@ -20,16 +20,22 @@ class OptimSpec(Settings):
     section = "optim"
     name: str = setting("adam", "the optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = setting(1e-3, "the step size", rule=POSITIVE, member=True, label="lr")
-    schedule: str = setting("constant", "learning-rate schedule", choices=("constant", "cosine", "warmup_cosine"))
-    warmup_steps: int = setting(0, "warmup_cosine: steps of linear warmup", rule=NON_NEGATIVE_INT)
+    schedule: str = setting("constant", "learning-rate schedule (warmup_decay: linear warm-up, constant, linear decay "
+                            "to 0 over the last optim.decay_steps, as Anthropic's SAEs)",
+                            choices=("constant", "cosine", "warmup_cosine", "warmup_decay"))
+    warmup_steps: int = setting(0, "warmup_cosine, warmup_decay: steps of linear warmup", rule=NON_NEGATIVE_INT)
+    decay_steps: int = setting(0, "warmup_decay: the last steps, over which the rate falls linearly to 0",
+                               rule=NON_NEGATIVE_INT)
     momentum: float = setting(0.9, "sgd", rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
     weight_decay: float = setting(1e-4, "adamw", rule=NON_NEGATIVE)
     clip_norm: float | None = setting(None, "clip the global gradient norm (null: no clipping)",
                                       rule=Rule(lambda v: v > 0, "null or a number > 0"))
 
     def check_rules(self) -> None:
-        require(self.warmup_steps == 0 or self.schedule == "warmup_cosine", "optim.warmup_steps", self.warmup_steps,
-                "0 unless optim.schedule=warmup_cosine (the other schedules have no warmup)")
+        require(self.warmup_steps == 0 or self.schedule in ("warmup_cosine", "warmup_decay"), "optim.warmup_steps",
+                self.warmup_steps, "0 unless optim.schedule=warmup_cosine or warmup_decay (the others have no warmup)")
+        require(self.decay_steps == 0 or self.schedule == "warmup_decay", "optim.decay_steps", self.decay_steps,
+                "0 unless optim.schedule=warmup_decay")
 
 
 def make_schedule(spec: OptimSpec, total_steps: int) -> optax.Schedule:
@@ -37,7 +43,21 @@ def make_schedule(spec: OptimSpec, total_steps: int) -> optax.Schedule:
         return optax.constant_schedule(1.0)
     if spec.schedule == "cosine":
         return optax.cosine_decay_schedule(1.0, max(total_steps, 1))
-    return optax.warmup_cosine_decay_schedule(0.0, 1.0, spec.warmup_steps, max(total_steps, spec.warmup_steps + 1))
+    if spec.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, spec.warmup_steps, max(total_steps, spec.warmup_steps + 1))
+    return warmup_decay(spec.warmup_steps, spec.decay_steps, total_steps)
+
+
+def warmup_decay(warmup: int, decay: int, total: int) -> optax.Schedule:
+    """0 -> 1 linearly over `warmup` steps, 1, then 1 -> 0 linearly over the last `decay` steps."""
+    import jax.numpy as jnp
+
+    def schedule(step):
+        up = jnp.minimum(1.0, (step + 1) / warmup) if warmup else 1.0
+        down = jnp.clip((total - step) / decay, 0.0, 1.0) if decay else 1.0
+        return jnp.minimum(up, down)
+
+    return schedule
 
 
 OPTIMIZERS = {

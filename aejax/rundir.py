@@ -309,6 +309,10 @@ class RunDirectory:
         writes nothing, unless `record_failure` (a multirun job leaves its one-line reason in
         status.json for the sweep's report)."""
         try:
+            if not self.started and not record_failure and not self.resumed and status != "finished":
+                self._lock_file.close()
+                self._remove_if_only_ours()
+                return
             if self.started:
                 self.set_status(status or "failed", epoch_reached(self.path) if epoch is None else epoch, message)
                 self.provenance["ended"] = self.provenance["attempts"][-1]["ended"] = provenance.now()
@@ -319,6 +323,20 @@ class RunDirectory:
                 record_failure(self.path, message or status or "failed", self.overrides or [])
         finally:
             self._lock_file.close()  # releases the flock
+
+    def _remove_if_only_ours(self) -> None:
+        """A run that failed before it started (bad data found while loading) leaves no directory behind:
+        the lock and the log of this attempt go when they are all the directory holds (the error was
+        printed). A directory with anything else in it is left as it is."""
+        ours = [p for p in self.path.iterdir() if p.name == ".lock" or p.suffix == ".log"]
+        if len(ours) != len(list(self.path.iterdir())):
+            return
+        for p in ours:
+            p.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
 
     def __fspath__(self) -> str:
         return str(self.path)

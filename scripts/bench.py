@@ -32,6 +32,11 @@ measured in the same run on the same machine.
    the timing); a torch chunk is as many steps in a Python loop. They need torch (the `bench`
    dependency group): `uv sync --locked --group bench`.
 
+7. Sparse autoencoders (model=sae) against SAELens's trainer (torch, CPU) on the same synthetic rows:
+   one SAE, a population of 16, the cost of TopK's selection, MCC and FVU at equal steps
+   (scripts/bench_sae.py has the details and its own size options). Only on request (`--figures 7`
+   or `sae`); needs the `bench` dependency group (torch, sae-lens).
+
 `--figures 4` (or `1,2,3`, or `conv` for 5 and 6) runs only those figures (1 and 2 always go together).
 """
 
@@ -377,10 +382,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--cpu-devices", type=int, default=os.cpu_count(),
                         help="XLA CPU devices to split populations across (default: one per core)")
-    parser.add_argument("--figures", default="1,2,3,4,5,6", help="which figures to measure, e.g. 4 (conv: 5 and 6)")
+    parser.add_argument("--figures", default="1,2,3,4,5,6",
+                        help="which figures to measure, e.g. 4 (conv: 5 and 6; sae: 7, only on request)")
+    import bench_sae  # figure 7 (scripts/ is on the path when this file runs as a script)
+
+    bench_sae.add_arguments(parser)
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
-    wanted = set(args.figures.replace("conv", "5,6").split(","))
+    wanted = set(args.figures.replace("conv", "5,6").replace("sae", "7").split(","))
     results = {}
 
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, cpus {os.cpu_count()}")
@@ -397,6 +406,8 @@ def main() -> None:
             results[f"masked_over_unmasked_{shape}"] = masked / plain
     if wanted & {"5", "6"}:
         conv_figures(args, wanted, results)
+    if "7" in wanted:
+        bench_sae.figure_7(args, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -282,3 +282,31 @@ def test_the_cli_refuses_k_above_the_width_in_one_line(tmp_path):
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert lines == ["aejax-train: error: population.grid.model.k=64 is not allowed; expected an integer in [1, model.code_size=32]"]
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_warmup_decay_schedule():
+    from aejax.optim import OptimSpec, make_schedule
+
+    schedule = make_schedule(OptimSpec(schedule="warmup_decay", warmup_steps=4, decay_steps=10), 100)
+    values = np.array([float(schedule(t)) for t in range(100)])
+    np.testing.assert_allclose(values[:4], [0.25, 0.5, 0.75, 1.0])
+    assert (values[4:90] == 1.0).all()
+    np.testing.assert_allclose(values[90:], (100 - np.arange(90, 100)) / 10)
+    with pytest.raises(ConfigError, match="optim.decay_steps=5 is not allowed; expected 0 unless optim.schedule=warmup_decay"):
+        OptimSpec(decay_steps=5).check()
+
+
+def test_a_non_finite_activation_is_refused_before_anything_is_written(tmp_path):
+    folder = tmp_path / "acts"
+    folder.mkdir()
+    rows = np.ones((500, 8), np.float16)
+    rows[321, 3] = np.nan
+    np.save(folder / "a.npy", np.ones((500, 8), np.float16))
+    np.save(folder / "b.npy", rows)
+    run = subprocess.run([sys.executable, "-m", "aejax.cli", "model=sae", "data=activations", f"data.path={folder}",
+                          "data.test_size=100", "model.code_size=16", "model.k=4", "logger=none",
+                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "b.npy" in lines[0] and "row 321" in lines[0], lines
+    assert not (tmp_path / "run").exists()
