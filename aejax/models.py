@@ -51,15 +51,24 @@ def model_graph(spec: ModelSpec, input_dim: int, image_shape=None):
     return nnx.split(abstract)[0]
 
 
-def member_model(graph, population_params, member: int = 0, top_k: float | None = None):
+def member_model(graph, population_params, member: int = 0, own: dict | None = None):
     """One member of a population (params with a leading member axis) as a usable model.
 
-    `top_k`: the member's own k where a population varies `model.top_k` (the graph holds the
-    config's k)."""
+    `own`: the member's own values of shape-preserving model settings (`member_settings(spec, row)`: a
+    top-k autoencoder's `top_k`, an SAE's `k` and `bandwidth`), set on the model where it has them (the
+    graph holds the config's values)."""
     model = nnx.merge(graph, jax.tree.map(lambda a: a[member], population_params))
-    if top_k is not None and getattr(model, "top_k", 0):
-        model.top_k = int(top_k)
+    for name, value in (own or {}).items():
+        current = getattr(model, name, None)
+        if current:  # 0 or None: the model has no such layer (an autoencoder without top-k)
+            setattr(model, name, type(current)(value))
     return model
+
+
+def member_settings(spec: ModelSpec, row: dict) -> dict:
+    """A population row's values of the settings `member_call` hands the model, as Python numbers."""
+    hp = {key.partition(".")[2]: value for key, value in row.items() if "." in key}
+    return {k: float(v) for k, v in member_call(spec, hp).items()}
 
 
 def count_params(params) -> int:

@@ -13,7 +13,7 @@ from aejax import figures
 from aejax.config import RunSpec
 from aejax.data import Dataset
 from aejax.latents import TRAVERSAL_VALUES, kl_per_latent, latent_order, traverse
-from aejax.models import member_model
+from aejax.models import member_model, member_settings
 from aejax.population import member_label, members, varied_settings
 
 SHOWN = 4  # members side by side in the reconstruction and sample figures
@@ -34,7 +34,7 @@ def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, div
                                                         labels)}
     if not shown:
         return paths
-    models = [member_model(graph, params, i, rows[i].get("model.top_k")) for i in shown]
+    models = [member_model(graph, params, i, member_settings(spec.model, rows[i])) for i in shown]
     titles = [labels[rows[i]["member"]] for i in shown]
     x = data.test[:10]
     recons = [np.asarray(m.decode(m.encode(jnp.asarray(x)))) for m in models]

@@ -25,7 +25,7 @@ from aejax.config import RunSpec
 from aejax.data import Dataset
 from aejax.errors import ConfigError
 from aejax.latents import TRAVERSAL_VALUES, batched, kl_per_latent, latent_order, posterior, traverse
-from aejax.models import member_model
+from aejax.models import member_model, member_settings
 from aejax.restore import RestoredPopulation, restore_population  # noqa: F401  (part of this module's interface)
 
 
@@ -89,7 +89,7 @@ def load_run(run_dir: str | Path, member: int = 0, epoch: int | None = None,
     run was launched)."""
     run = restore_population(run_dir, epoch, data_root, member)
     index = [r["member"] for r in run.rows].index(member)
-    model = member_model(run.graph, run.params, index, top_k=run.rows[index].get("model.top_k"))
+    model = member_model(run.graph, run.params, index, member_settings(run.spec.model, run.rows[index]))
     return TrainedRun(spec=run.spec, data=run.data, model=model, member=run.rows[index], epoch=run.epoch)
 
 

@@ -310,3 +310,13 @@ def test_a_non_finite_activation_is_refused_before_anything_is_written(tmp_path)
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "b.npy" in lines[0] and "row 321" in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def test_load_run_gives_each_member_its_own_k(tmp_path):
+    from aejax.trained import load_run
+
+    summary, _ = trained(sae_config("model.sae=topk", "+population.grid.model.k=[2,8]"), tmp_path / "run")
+    x = np.asarray(load_run(tmp_path / "run", member=0).data.test[:50])
+    for member, k in ((0, 2), (1, 8)):
+        codes = np.asarray(load_run(tmp_path / "run", member=member).encode(x))
+        assert ((codes != 0).sum(axis=1) == k).all()

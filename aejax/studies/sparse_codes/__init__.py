@@ -37,7 +37,7 @@ import numpy as np
 
 from aejax.config import ConfigError, RunSpec, parse_run
 from aejax.evaluate import ACTIVE_THRESHOLD
-from aejax.models import member_model
+from aejax.models import member_model, member_settings
 from aejax.population import members, varied_settings
 from aejax.run import train_and_evaluate
 
@@ -140,7 +140,7 @@ def analyse(spec: RunSpec, data, graph, params, summaries: list[dict], workdir: 
     varied = [v for v in varied_settings(rows) if v != "seed"]
     extra, results, filters = [], [], []
     for i, (row, member_summary) in enumerate(zip(rows, summaries)):
-        model = member_model(graph, params, i, row.get("model.top_k"))
+        model = member_model(graph, params, i, member_settings(spec.model, row))
         codes = np.asarray(jax.jit(model.encode)(jnp.asarray(data.test)))
         extra.append({"effective_l0": effective_l0(codes), **copying_tests(model, data.test)})
         test = member_summary["test"]
