@@ -65,12 +65,10 @@ def keep_top_k(h: jax.Array, k) -> jax.Array:
     """Zero all but the k largest entries of each code vector `(..., code_size)`.
 
     `k` is a Python int, or a traced scalar when a population varies `model.top_k` per
-    member (`lax.top_k` needs a static k; a full sort would cost ten times a layer's matmul).
-    Ties at the threshold are all kept; gradients flow through the kept entries only.
+    member. Both take the bit search below: on a CPU `lax.top_k` over a (1024, 256) batch took
+    120 ms and the search 6 ms (README, Speed). Ties at the threshold are all kept; gradients flow
+    through the kept entries only.
     """
-    if isinstance(k, int):
-        threshold = jax.lax.top_k(h, k)[0][..., -1:]
-        return jnp.where(h >= threshold, h, 0.0)
     return jnp.where(at_least_kth_largest(h, k), h, 0.0)
 
 
