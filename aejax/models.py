@@ -87,12 +87,13 @@ class StateHooks:
     member_init: Callable | None = None   # (params, hp) -> params
     adjust_grads: Callable | None = None  # (grads, params) -> grads
     after_update: Callable | None = None  # (new_params, old_params, aux, hp) -> params
+    buffers: tuple = ()                   # parameters set by after_update: not in the logged norms
 
 
 def state_hooks(spec: ModelSpec) -> StateHooks:
     fam, s = spec.declaration, spec.family_settings
     bind = lambda fn: None if fn is None else (lambda *args: fn(*args, s))
-    return StateHooks(bind(fam.member_init), bind(fam.adjust_grads), bind(fam.after_update))
+    return StateHooks(bind(fam.member_init), bind(fam.adjust_grads), bind(fam.after_update), fam.buffers)
 
 
 def member_call(spec: ModelSpec, hp: dict) -> dict:

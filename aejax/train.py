@@ -46,6 +46,7 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic
     """
     adjust = hooks.adjust_grads if hooks else None
     after = hooks.after_update if hooks else None
+    buffers = hooks.buffers if hooks else ()
 
     def step(state, batch, key, hp, with_norms=True):
         params, opt_state = state["params"], state["opt_state"]
@@ -71,7 +72,8 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation, critic
                 state["critic"]["params"], state["critic"]["opt_state"], codes, jax.random.fold_in(key, CRITIC))
             new["critic"] = {"params": critic_params, "opt_state": critic_opt}
             terms = dict(terms, **critic_terms)
-        norms = jax.lax.cond(with_norms, lambda: tuple(optax.tree.norm(t) for t in (grads, updates, params)),
+        trained = lambda tree: {k: v for k, v in tree.items() if k not in buffers} if buffers else tree
+        norms = jax.lax.cond(with_norms, lambda: tuple(optax.tree.norm(trained(t)) for t in (grads, updates, params)),
                              lambda: (jnp.float32(0),) * 3)
         terms = dict(terms, grad_norm=norms[0], update_norm=norms[1], param_norm=norms[2])
         return new, terms

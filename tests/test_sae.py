@@ -320,3 +320,15 @@ def test_load_run_gives_each_member_its_own_k(tmp_path):
     for member, k in ((0, 2), (1, 8)):
         codes = np.asarray(load_run(tmp_path / "run", member=member).encode(x))
         assert ((codes != 0).sum(axis=1) == k).all()
+
+
+def test_logged_norms_leave_out_the_counters(tmp_path):
+    import json
+
+    _, params = trained(sae_config("model.sae=batchtopk", "model.k=4"), tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if "train/param_norm" in r][-1]["train/param_norm"]  # norms at the last step
+    norm = lambda names: np.sqrt(sum(float(np.sum(np.square(np.asarray(params[n][0])))) for n in names))
+    assert float(np.asarray(params["threshold"][0])) > 0
+    np.testing.assert_allclose(logged, norm([n for n in params if n not in ("steps_since_fired", "threshold")]),
+                               rtol=1e-5)

@@ -90,6 +90,8 @@ class Family:
     adjust_grads: Callable | None = None  # (grads, params, settings) -> grads, before the optimiser
     after_update: Callable | None = None  # (new_params, old_params, aux, hp, settings) -> params, after it; aux:
                                           # the model's outputs on the batch (its codes)
+    buffers: tuple = ()                   # top-level parameter names that after_update sets, not the gradient:
+                                          # left out of the logged grad, update and parameter norms
     report: Callable | None = None        # (spec, data, graph, params, hp, healthy, workdir) -> (per-member test
                                           # metrics, figures {name: path}, a record for summary.json or None)
 

@@ -421,4 +421,5 @@ def _refuse(name: str, value, allowed: str):
 
 SAE = register(Family(
     name="sae", settings=SAESettings, build=build, loss=loss, label="SAE", check=check, member_call=member_call,
-    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update, report=report))
+    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update,
+    buffers=("steps_since_fired", "threshold"), report=report))
