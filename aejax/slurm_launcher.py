@@ -37,11 +37,6 @@ def _one_line(launch):
             # submitit prints sbatch's stderr before raising it: held here, to be said once below.
             with contextlib.redirect_stderr(_WithoutSbatch(sys.stderr)):
                 return launch(self, job_overrides, initial_job_idx)
-        except (FileNotFoundError, RuntimeError) as err:  # no sbatch; submitit's own check finds no srun
-            if not (getattr(err, "filename", None) == "sbatch" or 'Could not detect "srun"' in str(err)):
-                raise
-            missing = "sbatch" if shutil.which("sbatch") is None else "srun"
-            fail(f"SLURM: no cluster reachable ({missing}: command not found)", EXIT_CONFIG)
         except FailedJobError as err:
             lines = [line.strip() for line in str(err).splitlines() if line.strip().startswith("sbatch:")]
             if not lines:  # a job's own failure, not the submission's
@@ -50,6 +45,11 @@ def _one_line(launch):
             said = next((line for line in lines if "submission failed" in line), lines[-1])
             fail(f"SLURM: {'the cluster refused the jobs' if refused else 'no cluster reachable'} ({said})",
                  EXIT_CONFIG)
+        except (FileNotFoundError, RuntimeError) as err:  # no sbatch; no srun (submitit)
+            if not (getattr(err, "filename", None) == "sbatch" or 'Could not detect "srun"' in str(err)):
+                raise
+            missing = "sbatch" if shutil.which("sbatch") is None else "srun"
+            fail(f"SLURM: no cluster reachable ({missing}: command not found)", EXIT_CONFIG)
 
     wrapped.one_line = True
     return wrapped
