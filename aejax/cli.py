@@ -99,6 +99,11 @@ def precheck(argv: list[str]) -> None:
         return  # printing the config or Hydra's info runs nothing
     try:
         spec = parse_run(config)
+        if foreign and foreign.startswith("data."):  # a data setting this data preset lacks
+            check_spec(spec.data)  # a loader that reads it judges its value (data=shapes_toy: data.path)
+            refusal, foreign = foreign_data_setting(foreign, spec.data), None
+            if refusal:
+                raise refusal
         if foreign:  # composed above and at its default, so the check let it pass: it still sets nothing here
             raise ConfigError(f"{foreign} is not a setting of model.family={spec.model.family}"
                               + (f" with model.{spec.model.declaration.variant_setting}={spec.model.objective}"
@@ -119,16 +124,36 @@ def precheck(argv: list[str]) -> None:
 def with_foreign_setting(overrides: list[str], message: str) -> tuple[list[str], str]:
     """`model=vae model.gamma=10`: gamma is not in the VAE's preset, so Hydra refuses to override it. When
     another family or objective declares the setting, compose it anyway (`+model.gamma=10`) so that the
-    config check names whom it belongs to; any other error is raised as Hydra gave it."""
-    from aejax.config import ModelSpec, model_field
+    config check names whom it belongs to; the same for a data setting the data preset lacks
+    (`data=mnist data.path=/x`). Any other error is raised as Hydra gave it."""
+    from aejax.config import DataSpec, ModelSpec, model_field
     from aejax.settings import declared
 
     key = message.split("'")[1] if message.startswith("Could not override") else ""
-    name = key.partition(".")[2]
+    section, _, name = key.partition(".")
     network = {f.name for f in declared(ModelSpec)}
-    if not (key.startswith("model.") and model_field(name) is not None and name not in network):
+    foreign_model = section == "model" and model_field(name) is not None and name not in network
+    if not (foreign_model or (section == "data" and name in {f.name for f in declared(DataSpec)})):
         raise RuntimeError(message)
     return [f"+{o}" if o.partition("=")[0] == key else o for o in overrides], key
+
+
+def foreign_data_setting(key: str, data) -> Exception | None:
+    """`data=mnist data.path=/x`: a setting of other datasets, which this one never reads (None: it is
+    set to its default, which sets nothing)."""
+    from dataclasses import MISSING, fields
+
+    from aejax.errors import ConfigError
+
+    name = key.partition(".")[2]
+    field = next(f for f in fields(data) if f.name == name)
+    default = field.default_factory() if field.default is MISSING else field.default
+    if getattr(data, name) == default:
+        return None
+    hint = "data.root sets where MNIST's files are; " if (data.name, name) == ("mnist", "path") else ""
+    expected = "null" if default is None else repr(default)
+    return ConfigError(f"{key}={getattr(data, name)!r} is not allowed; expected {expected} for data.name={data.name}, "
+                       f"which does not read it ({hint}{key} is for {field.metadata['meaning']})")
 
 
 def check_run_directory(path: Path, config: dict, overrides: list[str], compose_defaults, config_dir: str) -> None:
@@ -151,6 +176,10 @@ def hydra_message(message: str) -> str:
     if message.startswith("Could not override") or message.startswith("Could not append"):
         key = message.split("'")[1]
         section = key.split(".")[0]
+        if key.startswith("population.grid.") and "use +" in message:  # the grid starts empty: every key is new
+            new = message.split("use +", 1)[1].split()[0]
+            return (f"{new} is not allowed; expected +{new} (the key is new to the config: population.grid "
+                    f"starts empty, so each entry is added with a leading +)")
         if key == "metrics.sizes" or key.startswith("metrics.sizes."):  # a mapping: = cannot add keys to it
             return (f"{key} has no such key to set in this config; expected ++{key}=... (++ adds keys to "
                     f"the sizes an experiment sets)")
@@ -277,6 +306,10 @@ class SweepReport(Callback):
         from aejax.provenance import now
 
         SweepReport.started = now()
+        if str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith(".SlurmLauncher"):
+            from aejax.slurm_launcher import install
+
+            install()  # no cluster reachable: one line, not a traceback
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from aejax.rundir import read_json

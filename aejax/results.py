@@ -9,6 +9,10 @@ one row per member of its population, with its state. No JAX import: collecting 
 
 A group never pools rows that differ in another setting (a 10-epoch run and 2-epoch seeds): that
 is refused in one line naming the settings, to be added to the groups or filtered with --where.
+The metric settings of the disentanglement scores (`metrics.mode`, `metrics.seed`, `metrics.sizes`
+and the library versions, `metrics.sklearn_version` and `metrics.numpy_version`) are settings like
+the others, taken from what the scores record (summary.json's metrics_provenance, or
+disentanglement.json's provenance) where they have it, else from config.yaml.
 """
 
 from __future__ import annotations
@@ -91,6 +95,23 @@ def _settings(flat: dict) -> dict:
             if k != "name" and not k.startswith(NOT_SETTINGS)}
 
 
+def _sizes_text(sizes) -> str:
+    """`metrics.sizes` as one column: the flat overrides as JSON text with sorted keys, "{}" for the
+    study's sizes (null, {} and a nested {dci: {num_train: 100}} all read as they were computed)."""
+    flat = flatten(sizes) if isinstance(sizes, dict) else {}
+    return json.dumps(dict(sorted(flat.items())))
+
+
+def metric_settings(provenance: dict) -> dict:
+    """The metric settings recorded beside disentanglement scores ({"metrics_mode": "fast", ...}, as
+    aejax.metrics.provenance writes them) as columns ({"metrics.mode": "fast", ...})."""
+    out = {f"metrics.{k[len('metrics_'):]}": v for k, v in provenance.items()
+           if k.startswith("metrics_") and k != "metrics_representation" and not isinstance(v, (dict, list))}
+    if "metrics_sizes" in provenance:
+        out["metrics.sizes"] = _sizes_text(provenance["metrics_sizes"])
+    return out
+
+
 def population_members(config: dict) -> list[dict]:
     """The members a config trains, in `aejax.population.members`' order (seeds outermost, then
     the grid's product), with the grid's values only (the rest is in the config). Written here
@@ -115,10 +136,16 @@ def read_run(run: Path) -> list[dict]:
     prov = _read(run / "provenance.json") or {}
     if config:
         settings = _settings(flatten(config))
+        if isinstance(config.get("metrics"), dict):  # one column, however the sizes were written
+            settings = {k: v for k, v in settings.items() if not k.startswith("metrics.sizes")}
+            settings["metrics.sizes"] = _sizes_text(config["metrics"].get("sizes"))
     else:  # a job that failed before writing its config: its command-line overrides, if recorded
         pairs = [str(o).lstrip("+~").partition("=") for o in prov.get("overrides") or status.get("overrides") or []]
         settings = _settings({k: yaml.load(v, _Loader) for k, _, v in pairs if v and not k.startswith("hydra")})
     slurm, git = prov.get("slurm") or {}, prov.get("git") or {}
+    if isinstance((summary or {}).get("metrics_provenance"), dict):  # what the scores were computed with
+        settings = {k: v for k, v in settings.items() if not k.startswith("metrics.")}
+        settings.update(metric_settings(summary["metrics_provenance"]))
     later, later_settings = _disentanglement_file(run)
     common = {"name": (summary or {}).get("name") or config.get("name"),
               "train_seconds": (summary or {}).get("train_seconds"),
@@ -155,10 +182,9 @@ def _disentanglement_file(run: Path) -> tuple[dict, dict]:
     record = _read(run / "disentanglement.json")
     if not isinstance(record, dict) or not isinstance(record.get("members"), list):
         return {}, {}
-    prov = record.get("provenance") or {}
-    metrics = {"mode": prov.get("metrics_mode"), "seed": prov.get("metrics_seed"), "sizes": prov.get("metrics_sizes")}
+    prov = record.get("provenance")
     return ({m.get("member"): m.get("test") or {} for m in record["members"] if isinstance(m, dict)},
-            _settings(flatten({"metrics": metrics})))
+            metric_settings(prov if isinstance(prov, dict) else {}))
 
 
 def add_disentanglement(row: dict, scores: dict | None, settings: dict) -> None:
@@ -167,7 +193,7 @@ def add_disentanglement(row: dict, scores: dict | None, settings: dict) -> None:
     new = {f"test/{k}": math.nan if v is None else v for k, v in (scores or {}).items() if f"test/{k}" not in row}
     if not new:
         return
-    for key in [k for k in row if k.startswith("metrics.") and k != "metrics.disentanglement"]:
+    for key in [k for k in row if k.startswith("metrics.")]:
         del row[key]
     row.update(settings)
     row.update(new)
@@ -197,7 +223,8 @@ def collect(paths, group_by=None, metrics=None, status=None, where=None) -> pd.D
     if rows and where:
         known = list(dict.fromkeys([*FIRST, *(k for r in rows for k in r if k not in LAST and "/" not in k)]))
         _check("--where", list(where), known, "is not a column")
-        wanted = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in where.items()}  # as _settings
+        wanted = {k: _sizes_text(v) if k == "metrics.sizes" else json.dumps(v) if isinstance(v, (list, tuple, dict))
+                  else v for k, v in where.items()}  # as read_run
         rows = [r for r in rows if all(_value(r.get(k)) == v for k, v in wanted.items())]
     metric_cols = sorted(dict.fromkeys(k for r in rows for k in r if k.startswith(("test/", "val/"))),
                          key=lambda k: not k.startswith("test/"))  # test first, else in the runs' order

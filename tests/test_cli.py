@@ -211,6 +211,15 @@ TASK_BAD_INPUTS = {
         "study.mnist_perturbation=-0.1 is not allowed; expected a number >= 0",
     "task=mnist_vae model=vae +study.samples=100": "study.samples=100 is not allowed; expected a positive multiple of 250",
     "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
+    # A setting of other datasets, which Hydra's struct config refuses before aejax sees it.
+    "data=mnist data.path=/x": "data.path='/x' is not allowed; expected null for data.name=mnist, which does not read "
+                               "it (data.root sets where MNIST's files are; data.path is for array: a .npy or .npz",
+    # population.grid starts empty: its keys need a leading +.
+    "population.grid.model.noise_level=[0,0.1]": "population.grid.model.noise_level=[0,0.1] is not allowed; expected "
+                                                 "+population.grid.model.noise_level=[0,0.1] (the key is new",
+    # A cap above what the data holds is refused, not silently lowered.
+    "data.train_size=100000": "data.train_size=100000 is not allowed; expected at most the 1294 training examples of "
+                              "data.name=digits (or null: all of them)",
 }
 
 
@@ -225,6 +234,32 @@ def test_bad_input_is_one_line_and_writes_no_result(args, tmp_path):
     # No run directory: an error found before the run started (in the settings, or while loading the
     # data) takes this attempt's lock and log with it.
     assert not (tmp_path / "run").exists()
+
+
+SBATCH_UNREACHABLE = """#!/bin/sh
+echo 'sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host' >&2
+echo 'sbatch: fatal: Could not establish a configuration source' >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("sbatch, says", [
+    (None, "SLURM: no cluster reachable (sbatch: command not found)"),
+    (SBATCH_UNREACHABLE, "SLURM: no cluster reachable (sbatch: fatal: Could not establish a configuration source)"),
+])
+def test_a_slurm_sweep_without_a_reachable_cluster_is_one_line(sbatch, says, tmp_path):
+    """`hydra/launcher=slurm` where sbatch is missing, or answers that no controller is reachable (a fake
+    sbatch here, so the test does not depend on this machine's SLURM)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    if sbatch:
+        for name, text in (("sbatch", sbatch), ("srun", "#!/bin/sh\nexit 0\n")):
+            (bin_ / name).write_text(text)
+            (bin_ / name).chmod(0o755)
+    result = aejax_train(["-m", "hydra/launcher=slurm", "model.code_size=2,3", "logger=none",
+                          f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, env={"PATH": str(bin_)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == f"aejax-train: error: {says}\n" and "Traceback" not in result.stdout
 
 
 def aejax_train(args, cwd, env=None):

@@ -90,3 +90,19 @@ def test_the_fixture_checks_the_shared_files(mnist_root):
     from conftest import ensure_mnist
 
     assert ensure_mnist(mnist_root) == mnist_root
+
+
+@pytest.mark.parametrize("spec, says", [
+    (dict(name="digits", train_size=100000), "data.train_size=100000 is not allowed; expected at most the 1294 "
+                                             "training examples of data.name=digits (or null: all of them)"),
+    (dict(name="digits", test_size=360), "data.test_size=360 is not allowed; expected at most the 359 test examples"),
+    (dict(name="synthetic", num_samples=50, train_size=46),
+     "data.train_size=46 is not allowed; expected at most the 45 training examples of data.name=synthetic"),
+    (dict(name="synthetic_features", num_features=16, dim=8, num_samples=100, train_size=101),
+     "data.train_size=101 is not allowed; expected at most data.num_samples=100"),
+])
+def test_a_size_above_what_the_data_holds_is_refused_not_capped(spec, says):
+    with pytest.raises(ConfigError, match="^" + says.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(DataSpec(**spec))
+    exact = load_dataset(DataSpec(name="digits", train_size=1294, test_size=359))  # all of them: allowed
+    assert (len(exact.train), len(exact.test)) == (1294, 359)

@@ -224,6 +224,57 @@ def test_a_group_never_pools_rows_that_differ_in_another_setting(newcomer, capsy
     assert list(results.collect([newcomer / "short"], group_by=["model.noise_level"])["n"]) == [2, 2]
 
 
+def metrics_run(path, sizes, provenance=None, later=None, mig=(0.4, 0.5)):
+    """A 2-seed shapes_toy run whose config sets metrics.sizes=`sizes`; its scores in summary.json with
+    `provenance` (as training writes them), or in disentanglement.json with `later` (as aejax-metrics does)."""
+    cfg = config(**{"data": {"name": "shapes_toy", "train_size": None, "test_size": 128}, "population.seeds": 2,
+                    "metrics": {"disentanglement": "auto", "mode": "fast", "seed": 0, "sizes": sizes}})
+    scores = [{"mse": 0.01, **({} if later else {"mig": m})} for m in mig]
+    write_run(path, cfg, [(s, "finished", {}, test) for s, test in enumerate(scores)], status=("finished", 4, None))
+    summary = json.loads((path / "summary.json").read_text())
+    if provenance:
+        (path / "summary.json").write_text(json.dumps({**summary, "metrics_provenance": provenance}))
+    if later:
+        (path / "disentanglement.json").write_text(json.dumps(
+            {"provenance": later, "seconds": 1.0, "epoch": 4,
+             "members": [{"member": i, "seed": i, "status": "finished", "test": {"mig": m}} for i, m in enumerate(mig)]}))
+    return path
+
+
+def recorded(sizes, sklearn="1.5.0"):
+    return {"metrics_seed": 0, "metrics_mode": "fast", "metrics_sizes": sizes, "metrics_sklearn_version": sklearn,
+            "metrics_numpy_version": "2.0.0", "metrics_representation": "posterior mean"}
+
+
+def test_scores_computed_with_other_metric_settings_are_columns_and_never_pooled(tmp_path, capsys):
+    """The study's sizes (null), explicit sizes nested or flat, and a run scored later by aejax-metrics
+    at other sizes with another scikit-learn: each a value of metrics.sizes (and metrics.sklearn_version)."""
+    metrics_run(tmp_path / "study", None, recorded({}))
+    metrics_run(tmp_path / "small", {"dci": {"num_train": 100}}, recorded({"dci.num_train": 100}), mig=(0.2, 0.3))
+    metrics_run(tmp_path / "later", None, later=recorded({"num_test": 50}, sklearn="1.6.1"), mig=(0.6, 0.7))
+    table = results.collect([tmp_path])
+    assert [c for c in table.columns if c.startswith("metrics.")] == ["metrics.sizes", "metrics.sklearn_version"]
+    assert list(table["metrics.sizes"]) == ['{"num_test": 50}'] * 2 + ['{"dci.num_train": 100}'] * 2 + ["{}"] * 2
+    assert list(table["metrics.sklearn_version"]) == ["1.6.1"] * 2 + ["1.5.0"] * 4
+    says = ('--group-by name would average rows that differ in metrics.sizes ({"dci.num_train": 100}, '
+            '{"num_test": 50}, {}); metrics.sklearn_version (1.5.0, 1.6.1); add them to the groups (--group-by '
+            'name,metrics.sizes,metrics.sklearn_version) or keep one value (e.g. --where metrics.sizes={})')
+    with pytest.raises(ValueError, match=r"^" + re.escape(says) + "$"):
+        results.collect([tmp_path], group_by=["name"])
+    with pytest.raises(SystemExit) as exit_:
+        results.main([str(tmp_path), "--group-by", "name"])
+    assert exit_.value.code == 2 and capsys.readouterr().err == f"aejax-collect: error: {says}\n"
+    # Grouped by them, each group is one setting; --where picks the study's sizes however they are written.
+    grouped = results.collect([tmp_path], group_by=["metrics.sizes", "metrics.sklearn_version"], metrics=["test/mig"])
+    assert grouped["test/mig:mean"].tolist() == pytest.approx([0.25, 0.65, 0.45]) and list(grouped["n"]) == [2, 2, 2]
+    for where in ({"metrics.sizes": {}}, {"metrics.sizes": None}):
+        study = results.collect([tmp_path], group_by=["name"], where=where, metrics=["test/mig"])
+        assert study["test/mig:mean"].tolist() == pytest.approx([0.45])
+    # Runs scored with one setting: no metrics column, one group.
+    same = results.collect([tmp_path / "study", tmp_path / "small"], where={"metrics.sizes": {"dci.num_train": 100}})
+    assert not [c for c in same.columns if c.startswith("metrics.")] and len(same) == 2
+
+
 @pytest.mark.parametrize("args, says", [
     (["--where", "model.nope=1"], "--where model.nope is not a column; allowed: name, status"),
     (["--where", "trainer.epochs"], "--where trainer.epochs is not allowed; expected KEY=VALUE"),

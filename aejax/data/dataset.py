@@ -70,6 +70,10 @@ def binarize(x: np.ndarray, how: str, seed: int = 0) -> np.ndarray:
     return x
 
 
+def _where(spec: DataSpec, source) -> str:
+    return f"data.name={spec.name}" + (f" in data.path={source}" if source else "")
+
+
 def finish(spec: DataSpec, x_trval, y_trval, x_test, y_test, image_shape, label_names=None,
            source=None, factors=None, ground_truth=None) -> Dataset:
     """Training+validation and test arrays -> the Dataset: validation split from the end of the
@@ -81,6 +85,12 @@ def finish(spec: DataSpec, x_trval, y_trval, x_test, y_test, image_shape, label_
     if len(x_train) == 0:
         raise ConfigError(f"data.val_fraction={spec.val_fraction} is not allowed here; it leaves none of the "
                           f"{len(x_trval)} training examples of data.name={spec.name} for training")
+    # A cap above what the data holds would train on fewer examples than the config records: refused.
+    for key, size, have, what in (("train_size", spec.train_size, len(x_train), "training"),
+                                  ("test_size", spec.test_size, len(x_test), "test")):
+        if size and size > have:
+            raise ConfigError(f"data.{key}={size} is not allowed; expected at most the {have} {what} examples of "
+                              f"{_where(spec, source)} (or null: all of them)")
     if spec.train_size:
         x_train, y_train, f_train = (None if a is None else a[: spec.train_size] for a in (x_train, y_train, f_train))
     if spec.test_size:

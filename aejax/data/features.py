@@ -53,6 +53,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr, ndtri
 
+from aejax.settings import require
+
 _MIN_DIAG = 0.01  # SAELens: the copula's own-noise variance stays >= this
 
 
@@ -325,7 +327,9 @@ def load_synthetic_features(spec):
     from aejax.data.dataset import Dataset
 
     model = model_from_spec(spec)
-    n_train = min(spec.num_samples, spec.train_size or spec.num_samples)
+    require(spec.train_size is None or spec.train_size <= spec.num_samples, "data.train_size", spec.train_size,
+            f"at most data.num_samples={spec.num_samples} (the training rows of data.name={spec.name}) or null")
+    n_train = spec.train_size or spec.num_samples
     x_train, _ = sample(model, n_train, [spec.seed, 1])
     x_val, _ = sample(model, int(round(spec.val_fraction * spec.num_samples)), [spec.seed, 3])
     x_test, a_test = sample(model, spec.test_size or DEFAULT_TEST_ROWS, [spec.seed, 2])

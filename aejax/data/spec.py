@@ -36,7 +36,8 @@ class DataSpec(Settings):
                         rule=Rule(lambda v: v != "", "a dataset name"))
     root: str | None = setting(None, "mnist: folder of IDX .gz files (null: the cache, aejax.data.cache.locate)")
     download: bool = setting(True, "mnist: fetch missing files where the network allows")
-    train_size: int | None = setting(None, "cap on training examples (null: all)", rule=NULL_OR_POSITIVE)
+    train_size: int | None = setting(None, "cap on training examples (null: all; more than the data holds is "
+                                     "refused)", rule=NULL_OR_POSITIVE)
     val_fraction: float = setting(0.1, "of the training split, taken from its end",
                                   rule=Rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
     test_size: int | None = setting(None, "cap on test examples (null: all); activations: the held-out rows "
