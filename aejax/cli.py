@@ -6,7 +6,8 @@
 
 Exit status: 0 done; 2 a bad setting or a run directory that cannot be used (one line,
 nothing written); 3 a diverged run (last good checkpoint kept); 128 + the signal's number
-when stopped by SIGINT (130), SIGTERM (143) or SIGUSR2 (140), after a checkpoint. A multirun
+when stopped by SIGINT (130), SIGTERM (143) or SIGUSR2 (140): at the next safe point, seconds away,
+after a checkpoint (a second signal: at once, keeping the checkpoints on disk). A multirun
 finishes every job, then exits 1 if any failed, naming them.
 """
 
@@ -235,6 +236,7 @@ def _task(cfg: DictConfig) -> None:
             from aejax.tasks import load_task
 
             run_dir = RunDirectory.open(workdir, config, list(hc.overrides.task))
+            stops.run_dir = run_dir  # a second signal says what this directory holds
             status, message = "failed", None
             try:
                 summary = load_task(config.get("task", "train"))(run_dir.config, run_dir)  # it writes, we close

@@ -15,8 +15,9 @@ BetaVAE) never holds all its codes.
     aejax-metrics RUN_DIR [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
 
 writes RUN_DIR/disentanglement.json (per member, with provenance) and changes nothing training
-wrote; `aejax-collect` reads it where summary.json has no metrics. Exit 2 (one line): not a
-finished run, or no ground-truth factors.
+wrote; `aejax-collect` reads it where summary.json has no metrics. A run stopped after its training
+ended (its final checkpoint on disk, no summary.json) is scored too. Exit 2 (one line): not a finished
+run, or no ground-truth factors; 130 or 143 (one line): stopped by SIGINT or SIGTERM, nothing written.
 """
 
 from __future__ import annotations
@@ -167,12 +168,15 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET,
     return encode
 
 
-def _codes(encode, truth, factors, group: int = 1, reduce=None):
+def _codes(encode, truth, factors, group: int = 1, reduce=None, between=None):
     """Codes `(M, n, K)` (and log-variances) of `factors`' observations, made SEGMENT rows at a time; with
-    `reduce`, whole groups of `group` rows go to `reduce(codes (M, rows, K))` and only its output is kept."""
+    `reduce`, whole groups of `group` rows go to `reduce(codes (M, rows, K))` and only its output is kept.
+    `between()` runs before each segment (a stop's safe point)."""
     per = max(1, SEGMENT // group) * group
     parts, logvars = [], []
     for i in range(0, len(factors), per):
+        if between is not None:
+            between()
         mean, logvar = encode(truth.observations(factors[i:i + per]))
         parts.append(mean if reduce is None else reduce(mean))
         logvars.append(logvar)
@@ -192,47 +196,66 @@ def _fill(ok: np.ndarray, values) -> np.ndarray:
     return out
 
 
-def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None) -> dict:
-    """`{metric: (M,) float64}` for the metrics `names` (NaN where a member's codes are not finite)."""
+def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None,
+                     check=None) -> dict:
+    """`{metric: (M,) float64}` for the metrics `names` (NaN where a member's codes are not finite).
+
+    Logs a line after each metric family (its time, the time so far, an ETA from the families done).
+    `check(where)` runs between families and between encoding segments (each a few seconds at most):
+    it may raise to stop, `where` saying how far the scoring got."""
     from aejax.metrics import FAMILIES, beta_vae, draw_for, factor_vae
+    from aejax.progress import clock
 
     out = {}
-    for fam, mod in FAMILIES.items():
-        fam_names = tuple(n for n in mod.NAMES if n in names)
-        if not fam_names:
-            continue
+    todo = [(fam, mod, tuple(n for n in mod.NAMES if n in names)) for fam, mod in FAMILIES.items()]
+    todo = [(fam, mod, fam_names) for fam, mod, fam_names in todo if fam_names]
+    started, done = time.perf_counter(), 0
+    between = None if check is None else lambda: check(f"{done} of {len(todo)} metric families scored")
+    for fam, mod, fam_names in todo:
+        tic = time.perf_counter()
         draw = draw_for(fam, truth, seed, sizes)
         y, meta = draw.meta.get("labels"), draw.meta
         if fam == "beta_vae":  # as beta_vae.score, on the per-point features only
             b, n = meta["batch_size"], meta["num_train"]
             x = _codes(encode, truth, draw.factors, 2 * b,
-                       lambda c: beta_vae.features(c.reshape(len(c), -1, 2, b, c.shape[-1])))
+                       lambda c: beta_vae.features(c.reshape(len(c), -1, 2, b, c.shape[-1])), between)
             ok = _finite(x)
-            scores = {"beta_vae_score": _fill(ok, [beta_vae.score_features(m[:n], y[:n], m[n:], y[n:], meta["seed"])
-                                                   for m in x[ok]])}
+
+            def one(m):  # a member's classifier: a safe point before each
+                if between is not None:
+                    between()
+                return beta_vae.score_features(m[:n], y[:n], m[n:], y[n:], meta["seed"])
+
+            scores = {"beta_vae_score": _fill(ok, [one(m) for m in x[ok]])}
         elif fam == "factor_vae":  # as factor_vae.score, on the global and per-batch variances only
             b, nv, n = meta["batch_size"], meta["num_variance_estimate"], meta["num_train"]
-            global_var = np.var(_codes(encode, truth, draw.factors[:nv])[0], axis=1, ddof=1)
+            global_var = np.var(_codes(encode, truth, draw.factors[:nv], between=between)[0], axis=1, ddof=1)
             local = _codes(encode, truth, draw.factors[nv:], b,
-                           lambda c: factor_vae.local_variances(c.reshape(len(c), -1, b, c.shape[-1])))
+                           lambda c: factor_vae.local_variances(c.reshape(len(c), -1, b, c.shape[-1])), between)
             ok = _finite(global_var, local)
             acc = factor_vae.score_variances(global_var[ok], local[ok][:, :n], y[:n], local[ok][:, n:], y[n:],
                                              draw.factors.shape[1]) if ok.any() else []
             scores = {"factor_vae_score": _fill(ok, acc)}
         else:
-            mean, logvar = _codes(encode, truth, draw.factors)
+            mean, logvar = _codes(encode, truth, draw.factors, between=between)
             logvar = logvar if "gaussian_tc_sampled" in fam_names else None
             ok = _finite(mean, logvar)
             got = mod.score(mean[ok], draw, mode=mode, posterior=None if logvar is None else (mean[ok], logvar[ok]),
                             names=fam_names) if ok.any() else {n: [] for n in fam_names}
             scores = {n: _fill(ok, got[n]) for n in fam_names}
         out.update({n: scores[n] for n in fam_names})
+        done += 1
+        now = time.perf_counter()
+        log.info("metrics: family %d/%d (%s) done in %.0f s, elapsed %s, ETA %s", done, len(todo), fam, now - tic,
+                 clock(now - started), clock((now - started) / done * (len(todo) - done)))
+        if between is not None and done < len(todo):
+            between()
     return {n: out[n] for n in names}
 
 
-def score_members(model_spec, graph, params, hp, truth, healthy, metrics: MetricsSpec) -> list[dict]:
+def score_members(model_spec, graph, params, hp, truth, healthy, metrics: MetricsSpec, check=None) -> list[dict]:
     """Per member `{metric: float or None}`: the healthy members scored together (None: diverged, or
-    codes that are not finite)."""
+    codes that are not finite). `check`: score_population's."""
     import jax
 
     names = metric_names(model_spec)
@@ -242,20 +265,23 @@ def score_members(model_spec, graph, params, hp, truth, healthy, metrics: Metric
         return out
     encode = population_encoder(model_spec, graph, jax.tree.map(lambda a: a[index], params),
                                 {k: v[index] for k, v in hp.items()}, image_shape=truth.image_shape)
-    scores = score_population(encode, truth, names, metrics.seed, metrics.mode, metrics.size_overrides())
+    scores = score_population(encode, truth, names, metrics.seed, metrics.mode, metrics.size_overrides(), check)
     for j, i in enumerate(index):
         out[i] = {n: float(scores[n][j]) if np.isfinite(scores[n][j]) else None for n in names}
     return out
 
 
-def add_to_summaries(spec, data, graph, params, hp, healthy, summaries: list[dict]) -> dict:
+def add_to_summaries(spec, data, graph, params, hp, healthy, summaries: list[dict], check=None) -> dict:
     """The end of a run: each member's metrics into its summary's `test`; returns what summary.json
-    records beside them (provenance, seconds), or {} when this run scores nothing."""
+    records beside them (provenance, seconds), or {} when this run scores nothing. `check(where)` may
+    stop the scoring between its steps (score_population)."""
     if not wanted(spec, data):
         return {}
+    if check is not None:
+        check("before the first metric family")  # the metrics' imports alone take seconds
     tic = time.perf_counter()
     for member, scores in zip(summaries, score_members(spec.model, graph, params, hp, data.ground_truth, healthy,
-                                                       spec.metrics)):
+                                                       spec.metrics, check)):
         member["test"].update(scores)
     seconds = time.perf_counter() - tic
     log.info("disentanglement metrics of %d member(s) in %.1f s (mode %s)", int(np.sum(healthy)), seconds,
@@ -283,11 +309,13 @@ def score_model(spec, data, model, member: dict, mode: str = "exact", sizes=None
                          metrics)[0]
 
 
-def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0) -> tuple[Path, dict]:
-    """Score every healthy member of the finished run in `run_dir`; write `run_dir/disentanglement.json`."""
+def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0, check=None) -> tuple[Path, dict]:
+    """Score every healthy member of the finished run in `run_dir` (or of a run stopped after its training
+    ended: its final checkpoint is on disk, its summary.json is not); write `run_dir/disentanglement.json`.
+    `check`: score_population's."""
     from aejax.config import parse_run
     from aejax.population import hyperparameter_arrays
-    from aejax.rundir import read_json, write_atomic
+    from aejax.rundir import read_json, training_ended, write_atomic
     from aejax.restore import restore_population
 
     run_dir = Path(run_dir)
@@ -296,7 +324,9 @@ def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0) -> tu
     status = (read_json(run_dir / "status.json") or {}).get("status")
     if not isinstance(config, dict):
         raise ConfigError(f"run_dir={run_dir} is not a run directory; expected one with config.yaml (an aejax-train output)")
-    if not isinstance(summary, dict) or not summary.get("members") or status not in (None, "finished"):
+    stopped_after_training = status == "interrupted" and summary is None and training_ended(run_dir)
+    if (not isinstance(summary, dict) or not summary.get("members") or status not in (None, "finished")) \
+            and not stopped_after_training:
         raise ConfigError(f"run_dir={run_dir} is not a finished run (status: {status or 'no status.json'}, "
                           f"summary.json {'present' if summary else 'missing'}); expected a run that finished training")
     spec = parse_run(config)
@@ -305,11 +335,14 @@ def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0) -> tu
     run = restore_population(run_dir)
     if run.data.ground_truth is None:
         raise _no_factors(f"run_dir={run_dir}", spec.data.name)
-    status_of = {m["member"]: m.get("status", "finished") for m in summary["members"]}
+    if stopped_after_training:  # no summary.json: the checkpoint says which members diverged
+        status_of = {r["member"]: "diverged" if d else "finished" for r, d in zip(run.rows, run.diverged_at)}
+    else:
+        status_of = {m["member"]: m.get("status", "finished") for m in summary["members"]}
     healthy = [status_of.get(r["member"]) == "finished" for r in run.rows]
     tic = time.perf_counter()
     scores = score_members(spec.model, run.graph, run.params, hyperparameter_arrays(run.rows), run.data.ground_truth,
-                           healthy, metrics)
+                           healthy, metrics, check)
     record = {"provenance": metrics_provenance(spec.model, metrics), "seconds": time.perf_counter() - tic,
               "epoch": run.epoch,
               "members": [{"member": r["member"], "seed": r["seed"], "status": status_of.get(r["member"], "unknown"),
@@ -357,14 +390,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from aejax.rundir import Interrupted, catch_signals
+
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    try:
-        path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed)
-    except ConfigError as err:
-        print(f"aejax-metrics: error: {err}", file=sys.stderr)
-        return 2
+    again = f"score again with: uv run --locked aejax-metrics {args.run_dir}"
+
+    def check(where: str) -> None:  # a first signal: stop between families or encoding segments
+        if stops.requested is not None:
+            raise Interrupted(stops.requested, f"stopped during the metrics ({where}); nothing was written: {again}")
+
+    with catch_signals() as stops:
+        stops.nothing_saved = f"nothing was written: {again}"
+        try:
+            path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed, check)
+        except ConfigError as err:
+            print(f"aejax-metrics: error: {err}", file=sys.stderr)
+            return 2
+        except Interrupted as err:
+            import signal
+
+            print(f"aejax-metrics: {signal.Signals(err.signum).name}: {err}", file=sys.stderr)
+            return 128 + err.signum
     scored = sum(m["status"] == "finished" for m in record["members"])
     print(f"aejax-metrics: {scored} member(s) scored in {record['seconds']:.1f} s; wrote {path}")
     return 0

@@ -21,6 +21,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def clock(seconds: float) -> str:
+    """A short duration for log lines: 2:03, or 1:02:03 past an hour."""
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 class Progress:
     def __init__(self, total_steps: int, mode: str = "auto", interval_s: float = 30.0, total_epochs: int = 0,
                  first_step: int = 0, delay_s: float = 3.0):

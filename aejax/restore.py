@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import numpy as np
 import yaml
 
 from aejax.checkpoint import PopulationCheckpointer, UnreadableCheckpoint
@@ -27,6 +28,7 @@ class RestoredPopulation:
     params: dict             # every member's parameters, leading axis = member
     rows: list[dict]         # the members (member, seed, hyperparameters), in params' order
     epoch: int
+    diverged_at: object = None  # (M,) the step each member diverged at (0: healthy), from the checkpoint
 
 
 def restore_population(run_dir: str | Path, epoch: int | None = None, data_root: str | None = None,
@@ -63,14 +65,16 @@ def restore_population(run_dir: str | Path, epoch: int | None = None, data_root:
         lambda k: init_population(lambda kk: init_params(spec.model, data.dim, data.image_shape, kk), optimizer, k,
                                   critic_for(spec.model)), keys)
     try:
-        params = checkpoints.restore(step, state_like)["params"]
+        restored = checkpoints.restore(step, state_like)
+        params, diverged_at = restored["params"], np.asarray(restored["diverged_at"])
     except UnreadableCheckpoint as err:
         readable = [s // steps_per_epoch for s in available
                     if s != step and s % steps_per_epoch == 0 and _readable(checkpoints, s, state_like)]
         raise ConfigError(f"{err}; readable epochs: {readable or 'none'} (pass epoch=...)") from None
     finally:
         checkpoints.close()
-    return RestoredPopulation(spec, data, model_graph(spec.model, data.dim, data.image_shape), params, rows, epoch)
+    return RestoredPopulation(spec, data, model_graph(spec.model, data.dim, data.image_shape), params, rows, epoch,
+                              diverged_at)
 
 
 def _readable(checkpoints: PopulationCheckpointer, epoch: int, state_like) -> bool:

@@ -37,7 +37,7 @@ from aejax.optim import make_optimizer
 from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
 from aejax.run_figures import make_figures
-from aejax.rundir import Interrupted, RunDirectory, catch_signals, hold, write_atomic
+from aejax.rundir import Interrupted, RunDirectory, catch_signals, hold, what_is_saved, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
                          make_step, member_keys, population_block)
 
@@ -60,11 +60,16 @@ def train_and_evaluate(config: dict, workdir: str | Path | RunDirectory, analyse
     run_dir, owner = hold(workdir, config)
     status, epoch, message = "failed", None, None
     with catch_signals() as stops:
+        stops.run_dir, stops.scores = run_dir, disentanglement.wanted(spec, setup.data)  # what a stop says is true
         try:
+            if stops.requested is not None:  # while the data loaded (aejax-train's handlers were on)
+                raise Interrupted(stops.requested, "stopped while loading the data, before the run began; nothing "
+                                  "was written: run the command again")
             start(run_dir, setup)
             with RunOutputs(run_dir, setup) as out:
+                stops.in_flight = out.checkpoints.manager.wait_until_finished
                 state, seconds = train(run_dir, setup, out, stops)
-                summary = finish(run_dir, setup, out, state, seconds, analyse)
+                summary = finish(run_dir, setup, out, state, seconds, analyse, stops)
             status = "finished" if summary["diverged_members"] < len(setup.rows) else "diverged"
             epoch = spec.trainer.epochs
         except (Diverged, Interrupted) as err:
@@ -157,6 +162,9 @@ class RunOutputs:
             run_dir.check_checkpoint_numbering(setup.steps_per_epoch)
             self.first_step, restored = self.checkpoints.restore_newest_readable(setup.state)
             setup.state = restored if restored is not None else setup.state
+            done, within = divmod(self.first_step, setup.steps_per_epoch)
+            log.info("resuming from step %s of %s (epoch %d%s)", f"{self.first_step:,}", f"{setup.total_steps:,}",
+                     done, f", +{within} of its {setup.steps_per_epoch} steps" if within else "")
         self.metrics = MetricsFile(run_dir.path / "metrics.jsonl", self.first_step if run_dir.resumed else None)
         self.logger = make_logger(spec.logger, run_dir.path, run_dir.config, setup.rows, spec.name,
                                   run_id=run_dir.run_id, provenance=run_dir.provenance)
@@ -195,6 +203,8 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
 
     def compiled_for(call: schedule.Call, x_call):  # each call shape compiled once, ahead of its first call
         if call.shape not in compiled:
+            if compiled:
+                run_dir.set_phase("compiling")
             tic = time.perf_counter()
             compiled[call.shape] = setup.program.lower(state, keys, x_call, hp, call.first_step, *call.shape).compile()
             seconds["compile"] += time.perf_counter() - tic
@@ -206,6 +216,8 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
         call = calls.pop(0)
         x_call = rows_of(call)
         run_call = compiled_for(call, x_call)
+        if stops.requested is not None:  # came while compiling: stop before the call, not after it
+            stop_training(run_dir, setup, out, stops, call.first_step, state)
         tic = time.perf_counter()
         new_state, terms = run_call(state, keys, x_call, hp, call.first_step)
         terms = {k: np.asarray(v).reshape(len(setup.rows), -1) for k, v in terms.items()}  # the one host sync
@@ -221,17 +233,31 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
         state = new_state
         after_call(run_dir, setup, out, call, state, terms, seconds_per_step)
         if stops.requested is not None and call.end < total:
-            out.save_unless_saved(call.end, state)
-            done, within = divmod(call.end, setup.steps_per_epoch)
-            where = f"epoch {done}" + (f" (+{within} of its {setup.steps_per_epoch} steps)" if within else "")
-            raise Interrupted(stops.requested, f"stopped at {where} of {spec.trainer.epochs} (checkpoint saved); "
-                              f"resume with: uv run --locked aejax-train hydra.run.dir={run_dir.path} "
-                              f"trainer.resume=true")
+            stop_training(run_dir, setup, out, stops, call.end, state)
     out.progress.close()
     seconds["train"] = time.perf_counter() - started  # includes compilation
     out.save_unless_saved(total, state)
     out.checkpoints.close()  # the final checkpoint is on disk before any result is written
     return state, seconds
+
+
+def stop_training(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops, step: int, state: dict) -> None:
+    """A first signal during training: save the state reached (`step` steps; none at step 0) and stop."""
+    resume = f"resume with: uv run --locked aejax-train hydra.run.dir={run_dir.path} trainer.resume=true"
+    if step == 0:
+        raise Interrupted(stops.requested, f"stopped while compiling, before the first step (no checkpoint to save); "
+                          f"{resume}")
+    out.save_unless_saved(step, state)
+    done, within = divmod(step, setup.steps_per_epoch)
+    where = f"epoch {done}" + (f" (+{within} of its {setup.steps_per_epoch} steps)" if within else "")
+    raise Interrupted(stops.requested, f"stopped at {where} of {setup.spec.trainer.epochs} (checkpoint saved); {resume}")
+
+
+def stop_point(run_dir: RunDirectory, stops, where: str) -> None:
+    """A safe point after training: a first signal stops here, the final checkpoint on disk."""
+    if stops is not None and stops.requested is not None:
+        raise Interrupted(stops.requested, f"stopped {where}, before summary.json; "
+                          f"{what_is_saved(run_dir.path, stops.scores)}")
 
 
 def after_call(run_dir: RunDirectory, setup: Setup, out: RunOutputs, call: schedule.Call, state: dict, terms: dict,
@@ -251,25 +277,35 @@ def after_call(run_dir: RunDirectory, setup: Setup, out: RunOutputs, call: sched
                    for i, r in enumerate(rows) if diverged_at[i] == 0])
     if not within and spec.trainer.checkpoint_every and done % spec.trainer.checkpoint_every == 0:
         out.checkpoints.save(call.end, state)
-    run_dir.set_status("running", done, step=call.end, steps_per_epoch=setup.steps_per_epoch)
+    run_dir.set_status("running", done, step=call.end, steps_per_epoch=setup.steps_per_epoch, phase="training")
     healthy = diverged_at == 0
     out.progress.update(call.end, done, float(terms["loss"][healthy, -1].mean()) if healthy.any() else float("nan"),
                         spec.trainer.batch_size * len(rows) / seconds_per_step)
 
 
-def finish(run_dir: RunDirectory, setup: Setup, out: RunOutputs, state: dict, seconds: dict, analyse) -> dict:
+def finish(run_dir: RunDirectory, setup: Setup, out: RunOutputs, state: dict, seconds: dict, analyse,
+           stops=None) -> dict:
     """Test and validation metrics of every member, disentanglement scores, figures, a study's analysis,
-    then summary.json, the last file."""
+    then summary.json, the last file. A first signal (`stops`) stops at the safe point after it: the
+    final checkpoint is on disk, and `aejax-metrics` or a resume finishes what is missing."""
     spec, data, rows, params = setup.spec, setup.data, setup.rows, state["params"]
     diverged_at = np.asarray(state["diverged_at"])
     out.metrics.close()
+    stop_point(run_dir, stops, "after training")
+    run_dir.set_phase("metrics")
     test = out.evaluate(params, data.test, setup.keys, setup.hp)
+    stop_point(run_dir, stops, "during the metrics (the test metrics computed, no score was written)")
     val = out.evaluate(params, data.val, setup.keys, setup.hp) if len(data.val) else {}
     summaries = [member_summary(r, i, test, val, int(diverged_at[i])) for i, r in enumerate(rows)]
     # Data with ground-truth factors: each member's disentanglement metrics join its test metrics.
-    metrics_record = disentanglement.add_to_summaries(spec, data, setup.graph, params, setup.hp, diverged_at == 0,
-                                                      summaries)
+    metrics_record = disentanglement.add_to_summaries(
+        spec, data, setup.graph, params, setup.hp, diverged_at == 0, summaries,
+        check=lambda where: stop_point(run_dir, stops, f"during the metrics ({where}; no score was written)"))
+    stop_point(run_dir, stops, "after the metrics")
+    run_dir.set_phase("figures")
     figure_paths = make_figures(spec, data, setup.graph, params, run_dir.path, diverged_at)
+    stop_point(run_dir, stops, "after the figures")
+    run_dir.set_phase("summary")
     family_record = family_report(spec, setup, params, diverged_at, summaries, figure_paths, run_dir.path)
     study = None
     if analyse is not None:

@@ -9,8 +9,8 @@
 - **Provenance and status.** `provenance.json` (one entry per attempt: a resume or a SLURM
   requeue is a new attempt) and `status.json` (running / finished / diverged / interrupted /
   failed, and the epoch reached), both written atomically.
-- **Signals.** SIGINT, SIGTERM and SIGUSR2 become a request that the training loop honours at
-  the end of its current compiled call (`StopRequests`).
+- **Signals.** SIGINT, SIGTERM and SIGUSR2 become a request that the run honours at its next safe
+  point, seconds away (`StopRequests`); a second signal stops at once, keeping what is on disk.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from aejax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# status.json's "phase" while a run runs (then "done", or the phase it stopped in). Data loads before
+# the run directory is written, so "loading data" shows in the log only.
+PHASES = ("compiling", "training", "metrics", "figures", "summary")
 RUN_FILES = ("config.yaml", "provenance.json", "status.json")  # overwritten freely while nothing was computed
 NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figures alone are redrawn from results
 # Settings a resume may change: they do not alter what the parameters trained so far are
@@ -149,6 +153,7 @@ class RunDirectory:
         self.path, self._lock_file, self.config, self.resumed = path, lock_file, config, resumed
         self.overrides = overrides
         self.started = False
+        self._status_lock = threading.RLock()  # a second signal writes status.json from another thread
         self.provenance = read_json(path / "provenance.json") if resumed else None
 
     @classmethod
@@ -254,7 +259,7 @@ class RunDirectory:
         (self.path / "refused.json").unlink(missing_ok=True)  # a refusal from an earlier sweep is history now
         write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
         self._write_provenance()
-        self.set_status("running", epoch_reached(self.path))
+        self.set_status("running", epoch_reached(self.path), phase="compiling")
 
     @property
     def run_id(self) -> str:
@@ -279,15 +284,22 @@ class RunDirectory:
         write_atomic(self.path / "provenance.json", json.dumps(self.provenance, indent=1))
 
     def set_status(self, status: str, epoch: int, message: str | None = None, step: int | None = None,
-                   steps_per_epoch: int | None = None) -> None:
+                   steps_per_epoch: int | None = None, phase: str | None = None) -> None:
         """`epoch`: whole epochs done; `step` and `steps_per_epoch` (checkpoints are numbered by
-        steps) are kept from the last status that had them."""
-        old = read_json(self.path / "status.json") or {}
-        write_atomic(self.path / "status.json", json.dumps({
-            "status": status, "epoch": epoch, "epochs": self.config["trainer"]["epochs"],
-            "step": old.get("step") if step is None else step,
-            "steps_per_epoch": old.get("steps_per_epoch") if steps_per_epoch is None else steps_per_epoch,
-            "message": message, "updated": provenance.now()}, indent=1))
+        steps) and `phase` (PHASES) are kept from the last status that had them."""
+        with self._status_lock:
+            old = read_json(self.path / "status.json") or {}
+            write_atomic(self.path / "status.json", json.dumps({
+                "status": status, "phase": old.get("phase") if phase is None else phase, "epoch": epoch,
+                "epochs": self.config["trainer"]["epochs"],
+                "step": old.get("step") if step is None else step,
+                "steps_per_epoch": old.get("steps_per_epoch") if steps_per_epoch is None else steps_per_epoch,
+                "message": message, "updated": provenance.now()}, indent=1))
+
+    def set_phase(self, phase: str) -> None:
+        """What the running run is doing now (PHASES), in status.json."""
+        if self.started:
+            self.set_status("running", epoch_reached(self.path), phase=phase)
 
     def check_checkpoint_numbering(self, steps_per_epoch: int) -> None:
         """Checkpoints are numbered by steps since calls are sized by time; a run directory saved
@@ -314,7 +326,8 @@ class RunDirectory:
                 self._remove_if_only_ours()
                 return
             if self.started:
-                self.set_status(status or "failed", epoch_reached(self.path) if epoch is None else epoch, message)
+                self.set_status(status or "failed", epoch_reached(self.path) if epoch is None else epoch, message,
+                                phase="done" if status in ("finished", "diverged") else None)
                 self.provenance["ended"] = self.provenance["attempts"][-1]["ended"] = provenance.now()
                 self.provenance["attempts"][-1]["outcome"] = status
                 self._write_provenance()
@@ -359,16 +372,60 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+def saved_steps(path: Path) -> list[int]:
+    """The checkpoints on disk (numbered by steps; Orbax renames a checkpoint to its number once written)."""
+    return sorted(int(p.name) for p in (Path(path) / "checkpoints").glob("*") if p.name.isdigit())
+
+
+def training_ended(path: Path) -> bool:
+    """Whether the run's final checkpoint (its last step, from status.json) is on disk."""
+    status = read_json(Path(path) / "status.json") or {}
+    per_epoch, epochs, steps = status.get("steps_per_epoch"), status.get("epochs"), saved_steps(path)
+    return bool(per_epoch and epochs and steps and steps[-1] >= per_epoch * epochs)
+
+
+def what_is_saved(path: Path, scores: bool = False) -> str:
+    """The truth about a run directory's checkpoints and how to go on from them, read from disk (one
+    clause: the message of a stop names it). `scores`: the run scores disentanglement metrics, which
+    `aejax-metrics` can then compute alone."""
+    path = Path(path)
+    status = read_json(path / "status.json") or {}
+    per_epoch, epochs = status.get("steps_per_epoch"), status.get("epochs")
+    steps = saved_steps(path)
+    resume = f"uv run --locked aejax-train hydra.run.dir={path} trainer.resume=true"
+    if not steps:
+        return f"no checkpoint is saved; start again with: {resume}"
+    last = steps[-1]
+    if training_ended(path):
+        return (f"training had ended and its final checkpoint is on disk ({path / 'checkpoints' / str(last)}); "
+                + (f"score the members with: uv run --locked aejax-metrics {path}, or " if scores else "")
+                + f"write every result with: {resume}")
+    where = f"step {last:,}"
+    if per_epoch:
+        done, within = divmod(last, per_epoch)
+        where = f"epoch {done}" + (f" (+{within} of its {per_epoch} steps)" if within else "")
+    return (f"the last checkpoint on disk is at {where}" + (f" of {epochs}" if epochs else "")
+            + f" ({path / 'checkpoints' / str(last)}); resume with: {resume}")
+
+
 class StopRequests:
     """SIGINT, SIGTERM and SIGUSR2 while `catch_signals()` is active.
 
-    A first signal only sets `requested`: the training loop checks it after each compiled call,
-    saves a checkpoint there and raises `Interrupted` (a signal that comes after training lets
-    the run finish its evaluation and summary). The handler never raises on a first signal:
-    Python runs handlers wherever the main thread is, even inside a callback whose exceptions
-    are swallowed (JAX's gc callback), and the stop would be lost. A second signal raises
-    `Interrupted` at once. `previous` keeps the handlers found on entry (under submitit, its
-    SIGUSR2 handler requeues the job; the CLI calls it after the checkpoint).
+    A first signal only sets `requested`: the run checks it at its safe points, each seconds away
+    (after each compiled call, after a compilation, between metric families and between encoding
+    segments, between the phases that follow training), and raises `Interrupted` there with what is
+    saved. The handler never raises: Python runs handlers wherever the main thread is, even inside a
+    callback whose exceptions are swallowed (JAX's gc callback), and the stop would be lost.
+
+    Signals are counted by a watcher thread reading the wakeup fd (`signal.set_wakeup_fd`), not by
+    the handler: Python runs a handler only when the main thread is back in Python, which a compiled
+    call or a compilation can delay by many seconds. A second signal therefore stops at once from
+    that thread: status.json says "interrupted" with what is on disk (`what_is_saved`: a checkpoint
+    already written stays), one line on stderr, exit 128 + the signal's number. `run_dir` (the
+    `RunDirectory` being written, set by its owner) and `nothing_saved` (what to say without one)
+    make that line true; `in_flight` waits (10 s at most) for a checkpoint being written. `previous`
+    keeps the handlers found on entry (under submitit, its SIGUSR2
+    handler requeues the job; the CLI calls it after the checkpoint).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
@@ -376,13 +433,50 @@ class StopRequests:
     def __init__(self):
         self.requested: int | None = None
         self.previous: dict = {}
+        self.run_dir: RunDirectory | None = None
+        self.nothing_saved = "nothing was written"
+        self.scores = False  # the run scores disentanglement metrics (what_is_saved)
+        self.in_flight = None  # waits for a checkpoint being written (Orbax saves in the background)
+        self.count = 0
 
     def _handle(self, signum, frame) -> None:
+        """The Python-level handler: the watcher thread has counted this signal already."""
+
+    def receive(self, signum: int) -> None:
+        """One signal (the watcher thread, as soon as it arrives)."""
         name = signal.Signals(signum).name
-        if self.requested is not None:
-            raise Interrupted(signum, f"stopped by a second {name} before a checkpoint could be saved")
-        self.requested = signum
-        log.warning("%s received: stopping at the end of the current compiled call (again: at once)", name)
+        self.count += 1
+        if self.count == 1:
+            self.requested = signum
+            log.warning("%s received: stopping at the next safe point, seconds away (again: at once)", name)
+            return
+        self.stop_at_once(signum)
+
+    def stop_at_once(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        message = f"stopped at once by a second {name}"
+        try:
+            run_dir = self.run_dir
+            if run_dir is not None and run_dir.started:
+                if self.in_flight is not None:  # a checkpoint being written is finished, for a few seconds at most
+                    waiter = threading.Thread(target=self.in_flight, daemon=True)
+                    waiter.start()
+                    waiter.join(timeout=10)
+                message += f"; {what_is_saved(run_dir.path, self.scores)}"
+                run_dir._status_lock.acquire(timeout=5)  # held until exit: nothing overwrites the status now
+                run_dir.set_status("interrupted", epoch_reached(run_dir.path), message)
+            else:
+                message += f"; {self.nothing_saved}"
+        except BaseException as err:  # the exit below matters more than the status
+            message += f" (status.json not updated: {type(err).__name__})"
+        try:
+            sys.stderr.write(f"{Path(sys.argv[0]).name or 'aejax'}: {name}: {message}\n")
+            sys.stderr.flush()
+            previous = self.previous.get(self.requested)
+            if self.requested == signal.SIGUSR2 and callable(previous):
+                previous(signal.SIGUSR2, None)  # submitit's handler: requeue the job
+        finally:
+            os._exit(128 + signum)
 
 
 _ACTIVE: list[StopRequests] = []
@@ -396,13 +490,34 @@ def catch_signals():
         yield _ACTIVE[-1]
         return
     stops = StopRequests()
+    watcher = None
     if threading.current_thread() is threading.main_thread():
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        old_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         for sig in StopRequests.SIGNALS:
             stops.previous[sig] = signal.signal(sig, stops._handle)
+        watcher = threading.Thread(target=_watch, args=(read_end, stops), name="aejax-signals", daemon=True)
+        watcher.start()
     _ACTIVE.append(stops)
     try:
         yield stops
     finally:
         _ACTIVE.pop()
-        for sig, handler in stops.previous.items():
-            signal.signal(sig, handler)
+        if watcher is not None:
+            for sig, handler in stops.previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(old_fd)
+            os.close(write_end)  # the watcher reads end-of-file and returns
+
+
+def _watch(read_end: int, stops: StopRequests) -> None:
+    """The signals caught, one byte each (their numbers), as soon as they arrive."""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while True:
+            got = pipe.read(64)
+            if not got:
+                return
+            for signum in got:
+                if signum in StopRequests.SIGNALS:
+                    stops.receive(signum)

@@ -186,3 +186,51 @@ def test_settings_and_resume_rules():
     saved = compose(RUN)
     changed = compose(RUN + ["metrics.mode=exact", "metrics.seed=4", "metrics.disentanglement=false"])
     assert resume_differences(saved, changed) == []  # metrics only change what is measured at the end
+
+
+def test_a_signal_in_the_metrics_phase_stops_in_seconds_and_aejax_metrics_scores_the_run(tmp_path, capsys):
+    """SIGINT in the metrics phase (status.json says so, and the first family's progress line is out): exit
+    130 within seconds, one line naming `aejax-metrics RUN`, no summary.json, the final checkpoint kept;
+    `aejax-metrics RUN` then scores every member."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from aejax.rundir import read_json
+
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "aejax-train"), *RUN, f"hydra.run.dir={run}"],
+                               cwd=tmp_path, env=env, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    for line in process.stdout:  # Hydra's console log; a line after each metric family
+        if "metrics: family 1/7 (beta_vae) done in" in line:
+            break
+    assert re.search(r"metrics: family 1/7 \(beta_vae\) done in \d+ s, elapsed \d+:\d\d, ETA \d+:\d\d$", line.strip())
+    assert read_json(run / "status.json")["phase"] == "metrics"
+    process.send_signal(signal.SIGINT)
+    tic = time.perf_counter()
+    out, err = process.communicate(timeout=120)
+    seconds = time.perf_counter() - tic
+    assert process.returncode == 130, err[-3000:]
+    assert seconds < 10, seconds  # the next family or encoding segment; measured 1 to 2 s on a busy machine
+    lines = [l for l in err.splitlines() if l.startswith("aejax-train:")]
+    assert len(lines) == 1 and re.match(r"aejax-train: SIGINT: stopped during the metrics \([1-6] of 7 metric "
+                                        r"families scored; no score was written\), before summary.json; training had "
+                                        r"ended and its final checkpoint is on disk", lines[0]), err[-3000:]
+    assert f"uv run --locked aejax-metrics {run}," in lines[0] and "trainer.resume=true" in lines[0]
+    assert "Traceback" not in err
+    state = read_json(run / "status.json")
+    assert state["status"] == "interrupted" and state["phase"] == "metrics"
+    assert lines[0] == f"aejax-train: SIGINT: {state['message']}"
+    assert not (run / "summary.json").exists()
+    assert (run / "checkpoints" / str(state["step"])).is_dir() and state["step"] == state["steps_per_epoch"]
+    capsys.readouterr()
+    assert disentanglement.main([str(run), "--mode", "fast", "--sizes", ",".join(f"{k}={v}" for k, v in SIZES.items())]) == 0
+    assert "2 member(s) scored" in capsys.readouterr().out
+    record = json.loads((run / "disentanglement.json").read_text())
+    assert [m["status"] for m in record["members"]] == ["finished", "finished"]
+    assert all(np.isfinite(m["test"][name]) for m in record["members"] for name in METRICS)

@@ -257,6 +257,28 @@ def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp
     assert steps == sorted(set(steps)) == [json.loads(l)["step"] for l in (full / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_a_second_signal_stops_at_once_and_says_which_checkpoint_is_on_disk(tmp_path):
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    process = subprocess.Popen([str(EXE), *SLOW, f"hydra.run.dir={run}"], cwd=tmp_path, env=env, text=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_epoch(run, 1, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    tic = time.perf_counter()
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130 and time.perf_counter() - tic < 3, err  # not at the end of the compiled call
+    line = [l for l in err.splitlines() if l.startswith("aejax-train:")]
+    assert len(line) == 1 and line[0].startswith("aejax-train: SIGINT: stopped at once by a second SIGINT; "), err
+    state = json.loads((run / "status.json").read_text())
+    assert state["status"] == "interrupted" and line[0] == f"aejax-train: SIGINT: {state['message']}"
+    saved = max(int(p.name) for p in (run / "checkpoints").glob("*") if p.name.isdigit())
+    done, within = divmod(saved, state["steps_per_epoch"])
+    assert f"the last checkpoint on disk is at epoch {done} of 8 ({run / 'checkpoints' / str(saved)}); resume with: " \
+           f"uv run --locked aejax-train hydra.run.dir={run} trainer.resume=true" in line[0] and not within
+
+
 def test_wandb_failing_to_start_costs_nothing(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
