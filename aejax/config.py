@@ -31,6 +31,18 @@ __all__ = ["ConfigError", "DataSpec", "ModelSpec", "OptimSpec", "RunSpec", "flat
            "parse_run", "require", "shard_range"]
 
 
+# trainer.figure_members=auto: every member of a population this small, else the first ones (README's outputs)
+FIGURE_MEMBERS_AUTO = 8   # in reconstructions, samples, latent traversals, KL per latent (4 to a page)
+CURVE_MEMBERS_AUTO = 32   # lines in the training curves
+
+
+def _member_numbers(value) -> bool:
+    """`trainer.figure_members`: auto, all, or a non-empty list of distinct member numbers."""
+    if isinstance(value, tuple):
+        return len(value) > 0 and all(is_int(m) and m >= 0 for m in value) and len(set(value)) == len(value)
+    return value in ("auto", "all")
+
+
 @dataclass(frozen=True)
 class TrainerSpec(Settings):
     section = "trainer"
@@ -47,6 +59,11 @@ class TrainerSpec(Settings):
     eval_every: int = setting(0, "epochs between validation metrics during training; 0: only at the end",
                               rule=Rule(lambda v: v >= 0, "an integer >= 0 (epochs; 0: only at the end)"))
     figure_formats: tuple = setting(("png",), "any of png, pdf, svg", choices=("png", "pdf", "svg"))
+    figure_members: Any = setting(
+        "auto", f"the members the figures draw: auto (all of up to {FIGURE_MEMBERS_AUTO}, else the first "
+        f"{FIGURE_MEMBERS_AUTO}; the training curves: up to {CURVE_MEMBERS_AUTO}) | all | a list of member "
+        "numbers such as [0, 5, 9]",
+        rule=Rule(_member_numbers, "one of auto, all; or a non-empty list of distinct member numbers (integers >= 0)"))
     call_seconds: float = setting(10.0, "target duration of one compiled call (signals, progress wait for it)",
                                   rule=Rule(lambda v: v > 0, "seconds > 0 (the target duration of one compiled call)"))
 
@@ -76,7 +93,7 @@ class PopulationSpec(Settings):
     def check_rules(self) -> None:
         # At least 2 members a shard: XLA compiles a batch of one differently, and a shard's
         # members must stay bitwise those of the whole population.
-        size = len(self.seeds) * math.prod(len(v) for v in self.grid.values())
+        size = population_size(self)
         require(self.shards == 1 or 2 <= self.shards <= size // 2, "population.shards", self.shards,
                 f"1, or an integer in [2, {size // 2}] (at least 2 of the population's {size} members a shard)")
         require(0 <= self.shard < self.shards, "population.shard", self.shard,
@@ -197,7 +214,16 @@ def parse_run(cfg: dict) -> RunSpec:
     )
     check_grid(spec)
     model.declaration.check(model, model.family_settings, spec.population.grid)
+    chosen, size = spec.trainer.figure_members, population_size(spec.population)
+    if isinstance(chosen, tuple):
+        require(max(chosen) < size, "trainer.figure_members", list(chosen),
+                f"member numbers 0 to {size - 1} (the population has {size} members)")
     return spec
+
+
+def population_size(population: PopulationSpec) -> int:
+    """Members in the whole population (every shard): seeds times the grid's combinations."""
+    return len(population.seeds) * math.prod(len(v) for v in population.grid.values())
 
 
 def check_grid(spec: RunSpec) -> None:

@@ -38,8 +38,8 @@ SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders 
 # Config keys that say where a run read its data or how it was watched, not what it computed
 # (what a resume may change, and the evaluation schedule): never columns, never a reason to refuse a group.
 NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "trainer.eval_every",
-                "trainer.figure_formats", "trainer.log_every", "trainer.checkpoint_every", "data.root",
-                "data.download", "metrics.disentanglement")
+                "trainer.figure_formats", "trainer.figure_members", "trainer.log_every", "trainer.checkpoint_every",
+                "data.root", "data.download", "metrics.disentanglement")
 STATUSES = ("finished", "diverged", "failed", "interrupted", "running", "unfinished")
 FIRST = ["name", "status", "message", "seed", "member"]
 LAST = ["train_seconds", "slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "requeue_count",

@@ -43,7 +43,7 @@ NOT_RESULTS = (*RUN_FILES, ".lock", "refused.json", "wandb", "figures")  # figur
 # `metrics.*` only change what is measured at the end, and summary.json records how).
 RESUME_SAFE = ("trainer.epochs", "trainer.resume", "trainer.progress", "trainer.log_every",
                "trainer.checkpoint_every", "trainer.eval_every", "trainer.call_seconds", "logger.", "data.root", "data.download",
-               "metrics.")
+               "metrics.", "trainer.figure_members")
 
 
 def requeued_here(path: Path) -> bool:

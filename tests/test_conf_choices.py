@@ -8,7 +8,9 @@ section or in a family's or objective's settings), with its conf comment, is cov
 
 The convention for comments: the values are one run of names separated by ` | ` (a label before
 and a note after are fine: `# VAE decoder: bernoulli | gaussian (...)`); a comment on its own line
-names its setting: `data.binarize (none | fixed | dynamic | threshold)`.
+names its setting: `data.binarize (none | fixed | dynamic | threshold)`. A setting that also takes a
+form no name can spell (a list of numbers) says so after the names, in its comment (`auto | all, or a
+list ...`) and in its refusal (`expected one of auto, all; or a list ...`).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def accepted(setting: str) -> list[str]:
         said = re.fullmatch(rf"{re.escape(setting)}=.* is not allowed; expected (?:one of|a non-empty list of) (.+)",
                             str(err))
         assert said, f"{setting}: its refusal does not list the values (declare them: setting(..., choices=...)): {err}"
-        return said.group(1).split(", ")
+        return said.group(1).split("; ")[0].split(", ")
     raise AssertionError(f"{setting}={bad!r} is accepted: the code checks no fixed list of values")
 
 
