@@ -24,22 +24,17 @@ from hydra import initialize_config_dir
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from aejax.errors import EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED, fail  # also aejax-train's, used by its tests
 from aejax.paths import conf_dir
 
 # JAX probes for a TPU and logs its absence at INFO on every CPU or GPU run: not news.
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 CONF_DIR = conf_dir()
-EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED = 2, 3, 1
 # `${aejax_id:}` in conf/config.yaml: a few random characters after the time, so two runs
 # started in the same second get different directories. Cached by OmegaConf per config, and
 # the cache travels with the pickled config to submitit jobs, so a job sees its sweep's value.
 OmegaConf.register_new_resolver("aejax_id", lambda: secrets.token_hex(2), use_cache=True, replace=True)
-
-
-def fail(message: str, status: int) -> None:
-    print(f"aejax-train: error: {message}", file=sys.stderr)
-    sys.exit(status)
 
 
 def hydra_arguments(argv: list[str]):

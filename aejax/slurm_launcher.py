@@ -31,7 +31,7 @@ def _one_line(launch):
     def wrapped(self, job_overrides, initial_job_idx):
         from submitit.core.utils import FailedJobError
 
-        from aejax.cli import EXIT_CONFIG, fail
+        from aejax.errors import EXIT_CONFIG, fail
 
         try:
             # submitit prints sbatch's stderr before raising it: held here, to be said once below.

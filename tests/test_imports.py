@@ -86,7 +86,7 @@ LAYERS = {
     "engine": ["aejax.train", "aejax.evaluate", "aejax.checkpoint"],
     "running": ["aejax.rundir", "aejax.resume", "aejax.provenance", "aejax.loggers", "aejax.progress",
                 "aejax.latents", "aejax.metrics", "aejax.disentanglement", "aejax.restore",
-                "aejax.run", "aejax.run_figures", "aejax.cli"],
+                "aejax.run", "aejax.run_figures", "aejax.slurm_launcher", "aejax.cli"],
     "after training": ["aejax.trained", "aejax.results", "aejax.wandb_records"],
     "studies": ["aejax.studies"],
 }
