@@ -168,7 +168,7 @@ BAD_INPUTS = {
     "metrics.sizes={nope:5}": "metrics.sizes key='nope' is not allowed; expected one of batch_size, num_eval",
     "metrics.sizes={num_train:0}": "metrics.sizes.num_train=0 is not allowed; expected an integer > 0",
     "metrics.sizes={dci:{num_eval:5}}": "metrics.sizes key='dci.num_eval' is not allowed",
-    "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, mode, seed, sizes",
+    "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, preset, mode, seed, sizes",
     "experiment=disentanglement metrics.sizes={dci:{num_train:5}}":
         "metrics.sizes has no such key to set in this config; expected ++metrics.sizes=...",
     # Run directories Hydra could not create.
