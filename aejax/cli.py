@@ -3,6 +3,7 @@
     aejax-train model=sparse model.noise_level=0.3 data=mnist data.root=/path/to/mnist
     aejax-train -m model.code_size=2,8,32            # a Hydra multirun: one job per code size
     aejax-train -m --dry-run model.code_size=2,8,32  # list and check the jobs, submit nothing
+    aejax-train model=vae --help                     # every setting: its value, meaning and allowed values
 
 Exit status: 0 done; 2 a bad setting or a run directory that cannot be used (one line,
 nothing written); 3 a diverged run (last good checkpoint kept); 128 + the signal's number
@@ -35,6 +36,22 @@ CONF_DIR = conf_dir()
 # started in the same second get different directories. Cached by OmegaConf per config, and
 # the cache travels with the pickled config to submitit jobs, so a job sees its sweep's value.
 OmegaConf.register_new_resolver("aejax_id", lambda: secrets.token_hex(2), use_cache=True, replace=True)
+
+
+def _settings_help(*, _root_) -> str:
+    """`${aejax_settings:}` in conf/config.yaml's help template: every setting with its meaning (see
+    aejax.settings_help). `$` doubled: Hydra fills the template with string.Template."""
+    from aejax.settings_help import settings_help
+
+    try:
+        config = OmegaConf.to_container(OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"]),
+                                        resolve=False)
+        return settings_help(config).replace("$", "$$")
+    except Exception as err:  # the help must print whatever the config holds
+        return f"(the settings could not be listed: {type(err).__name__}: {err})".replace("$", "$$")
+
+
+OmegaConf.register_new_resolver("aejax_settings", _settings_help, use_cache=False, replace=True)
 
 
 def hydra_arguments(argv: list[str]):

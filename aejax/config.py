@@ -107,6 +107,15 @@ METRIC_FAMILY_SIZES = {"beta_vae": ("batch_size", "num_train", "num_eval"),
                        "mig": ("num_train",), "dci": ("num_train", "num_test"), "sap": ("num_train", "num_test"),
                        "modularity_explicitness": ("num_train", "num_test"), "unsupervised": ("num_train",)}
 METRIC_MODES = ("exact", "fast")  # aejax.metrics.MODES
+# `metrics.preset`: a mode and sizes in one word. paper: disentanglement_lib's sizes (each family's SIZES), exact.
+# quick: a quick look at a dSprites population, about half a minute a member on 2 CPU cores (measured for the
+# README's quick command); BetaVAE points and FactorVAE votes cost the most (each encodes a batch of 64 images).
+METRIC_PRESETS = {
+    "paper": {"mode": "exact", "sizes": {}},
+    "quick": {"mode": "fast", "sizes": {"num_train": 1000, "num_test": 500, "num_variance_estimate": 1000,
+                                        "batch_size": 64, "num_eval": 100, "beta_vae.num_train": 200,
+                                        "factor_vae.num_train": 200}},
+}
 
 
 @dataclass(frozen=True)
@@ -114,20 +123,31 @@ class MetricsSpec(Settings):
     section = "metrics"
     disentanglement: Any = setting("auto", "auto (on for data with ground-truth factors) | true | false",
                                    rule=Rule(lambda v: isinstance(v, bool) or v == "auto", "one of auto, true, false"))
-    mode: str = setting("exact", "exact | fast (DCI's boosted trees on histograms)", choices=METRIC_MODES)
+    preset: str = setting("paper", "paper (disentanglement_lib's sizes, exact) | quick (small sizes, fast): the "
+                          "mode and sizes that metrics.mode and metrics.sizes do not set", choices=tuple(METRIC_PRESETS))
+    mode: str | None = setting(None, "exact | fast (DCI's boosted trees on histograms); null: the preset's",
+                               rule=Rule(lambda v: v in METRIC_MODES, "one of " + ", ".join(METRIC_MODES)))
     seed: int = setting(0, "the evaluation seed: it fixes the factors every member is scored on",
                         rule=NON_NEGATIVE_INT)
-    sizes: dict | None = setting({}, "overrides of the study's sizes; {} or null: the study's")
+    sizes: dict | None = setting({}, "overrides of the preset's sizes; {} or null: the preset's")
+
+    def resolved_mode(self) -> str:
+        """`mode`, or the preset's when null."""
+        return self.mode or METRIC_PRESETS[self.preset]["mode"]
 
     def size_overrides(self) -> dict:
-        """`sizes` with nested families flattened: {num_train: 1000, dci: {num_train: 100}} ->
-        {"num_train": 1000, "dci.num_train": 100}, as aejax.metrics.evaluate_all takes them."""
-        return flatten(self.sizes or {})
+        """The preset's sizes with `sizes` over them, nested families flattened: {num_train: 1000, dci:
+        {num_train: 100}} -> {"num_train": 1000, "dci.num_train": 100}, as aejax.metrics.evaluate_all takes
+        them. A flat size given replaces the preset's for every family (its `<family>.<size>` too)."""
+        own = flatten(self.sizes or {})
+        preset = {k: v for k, v in METRIC_PRESETS[self.preset]["sizes"].items()
+                  if k not in own and k.rpartition(".")[2] not in own}
+        return {**preset, **own}
 
     def check_rules(self) -> None:
         names = sorted({k for keys in METRIC_FAMILY_SIZES.values() for k in keys})
         known = {*names, *(f"{fam}.{k}" for fam, keys in METRIC_FAMILY_SIZES.items() for k in keys)}
-        for key, size in self.size_overrides().items():
+        for key, size in flatten(self.sizes or {}).items():
             require(key in known, "metrics.sizes key", key, f"one of {', '.join(names)}, or <family>.<size> for "
                     f"one family ({', '.join(METRIC_FAMILY_SIZES)})")
             require(is_int(size) and size > 0, f"metrics.sizes.{key}", size, "an integer > 0")

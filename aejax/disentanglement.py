@@ -4,7 +4,7 @@ training on data with ground-truth factors (the `metrics.*` settings), on a fini
 
 The representation is the encoder's output: a VAE's posterior mean (its log-variance too, for
 `gaussian_tc_sampled`), an autoencoder's code f(x). Each metric family draws its factors once
-(`draw_for`, fixed by `metrics.seed` and `metrics.sizes`), so every member, and every run with the
+(`draw_for`, fixed by `metrics.seed` and the sizes of `metrics.preset` and `metrics.sizes`), so every member, and every run with the
 same metric settings, is scored on the same factors. All members' codes come from one compiled call
 per batch of observations (MLPs: the encoder vmapped over the member axis; conv models: the members'
 encoders side by side, with XLA's convolutions, see population_encoder). BetaVAE and
@@ -12,7 +12,7 @@ FactorVAE keep only their per-batch reductions (`beta_vae.features`, `factor_vae
 what their scores read), so a population at the study's sizes (1.92 million encodings each for
 BetaVAE) never holds all its codes.
 
-    aejax-metrics RUN_DIR [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
+    aejax-metrics RUN_DIR [--preset paper|quick] [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
 
 writes RUN_DIR/disentanglement.json (per member, with provenance) and changes nothing training
 wrote; `aejax-collect` reads it where summary.json has no metrics. A run stopped after its training
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import METRIC_MODES, MetricsSpec, parse_section
+from aejax.config import METRIC_MODES, METRIC_PRESETS, MetricsSpec, parse_section
 from aejax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def metrics_provenance(model_spec, metrics: MetricsSpec) -> dict:
 
     what = ("posterior mean (gaussian_tc_sampled: one draw of q(z|x))" if model_spec.declaration.gaussian_latent
             else "code f(x)")
-    return {**provenance(metrics.seed, metrics.mode, metrics.size_overrides()), "metrics_representation": what}
+    return {**provenance(metrics.seed, metrics.resolved_mode(), metrics.size_overrides()),
+            "metrics_preset": metrics.preset, "metrics_representation": what}
 
 
 def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET, image_shape=None):
@@ -265,7 +266,8 @@ def score_members(model_spec, graph, params, hp, truth, healthy, metrics: Metric
         return out
     encode = population_encoder(model_spec, graph, jax.tree.map(lambda a: a[index], params),
                                 {k: v[index] for k, v in hp.items()}, image_shape=truth.image_shape)
-    scores = score_population(encode, truth, names, metrics.seed, metrics.mode, metrics.size_overrides(), check)
+    scores = score_population(encode, truth, names, metrics.seed, metrics.resolved_mode(), metrics.size_overrides(),
+                              check)
     for j, i in enumerate(index):
         out[i] = {n: float(scores[n][j]) if np.isfinite(scores[n][j]) else None for n in names}
     return out
@@ -284,23 +286,26 @@ def add_to_summaries(spec, data, graph, params, hp, healthy, summaries: list[dic
                                                        spec.metrics, check)):
         member["test"].update(scores)
     seconds = time.perf_counter() - tic
-    log.info("disentanglement metrics of %d member(s) in %.1f s (mode %s)", int(np.sum(healthy)), seconds,
-             spec.metrics.mode)
+    log.info("disentanglement metrics of %d member(s) in %.1f s (preset %s, mode %s)", int(np.sum(healthy)), seconds,
+             spec.metrics.preset, spec.metrics.resolved_mode())
     return {"metrics_provenance": metrics_provenance(spec.model, spec.metrics), "metrics_seconds": seconds}
 
 
-def _settings(mode: str, sizes, seed: int) -> MetricsSpec:
-    return parse_section("metrics", MetricsSpec, {"mode": mode, "sizes": dict(sizes or {}), "seed": seed})
+def _settings(mode: str | None, sizes, seed: int, preset: str = "paper") -> MetricsSpec:
+    return parse_section("metrics", MetricsSpec, {"preset": preset, "mode": mode, "sizes": dict(sizes or {}),
+                                                  "seed": seed})
 
 
-def score_model(spec, data, model, member: dict, mode: str = "exact", sizes=None, seed: int = 0) -> dict:
-    """One member (`aejax.trained.TrainedRun.disentanglement`): `{metric: float or None}`."""
+def score_model(spec, data, model, member: dict, mode: str | None = None, sizes=None, seed: int = 0,
+                preset: str = "paper") -> dict:
+    """One member (`aejax.trained.TrainedRun.disentanglement`): `{metric: float or None}`; `mode` and `sizes`
+    override the preset's (`metrics.preset`)."""
     import jax
     from flax import nnx
 
     from aejax.population import hyperparameter_arrays
 
-    metrics = _settings(mode, sizes, seed)
+    metrics = _settings(mode, sizes, seed, preset)
     if data.ground_truth is None:
         raise _no_factors("disentanglement() on this run", spec.data.name)
     graph, state = nnx.split(model)
@@ -309,7 +314,8 @@ def score_model(spec, data, model, member: dict, mode: str = "exact", sizes=None
                          metrics)[0]
 
 
-def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0, check=None) -> tuple[Path, dict]:
+def score_run_dir(run_dir, mode: str | None = None, sizes=None, seed: int = 0, check=None,
+                  preset: str = "paper") -> tuple[Path, dict]:
     """Score every healthy member of the finished run in `run_dir` (or of a run stopped after its training
     ended: its final checkpoint is on disk, its summary.json is not); write `run_dir/disentanglement.json`.
     `check`: score_population's."""
@@ -319,7 +325,7 @@ def score_run_dir(run_dir, mode: str = "exact", sizes=None, seed: int = 0, check
     from aejax.restore import restore_population
 
     run_dir = Path(run_dir)
-    metrics = _settings(mode, sizes, seed)
+    metrics = _settings(mode, sizes, seed, preset)
     config, summary = read_json_yaml(run_dir / "config.yaml"), read_json(run_dir / "summary.json")
     status = (read_json(run_dir / "status.json") or {}).get("status")
     if not isinstance(config, dict):
@@ -381,10 +387,14 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="aejax-metrics", description="Disentanglement metrics of every healthy member of a finished "
                 "run on data with ground-truth factors, written to RUN_DIR/disentanglement.json.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished aejax-train run directory")
-    p.add_argument("--mode", choices=METRIC_MODES, default="exact",
-                   help="exact (scikit-learn, as disentanglement_lib) or fast (DCI on histogram trees)")
-    p.add_argument("--sizes", type=_sizes, default={}, help="overrides of the study's sizes, e.g. "
-                   "num_train=1000,num_test=500,num_eval=500,dci.num_train=100 (default: the study's)")
+    p.add_argument("--preset", choices=tuple(METRIC_PRESETS), default="paper",
+                   help="paper (disentanglement_lib's sizes, exact mode; the default) or quick (small sizes, fast "
+                   "mode: about half a minute a dSprites member on 2 CPU cores); --mode and --sizes override it")
+    p.add_argument("--mode", choices=METRIC_MODES, default=None,
+                   help="exact (scikit-learn, as disentanglement_lib) or fast (DCI on histogram trees); "
+                   "default: the preset's")
+    p.add_argument("--sizes", type=_sizes, default={}, help="overrides of the preset's sizes, e.g. "
+                   "num_train=1000,num_test=500,num_eval=500,dci.num_train=100 (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0): fixes the sampled factors")
     return p
 
@@ -404,7 +414,7 @@ def main(argv=None) -> int:
     with catch_signals() as stops:
         stops.nothing_saved = f"nothing was written: {again}"
         try:
-            path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed, check)
+            path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed, check, args.preset)
         except ConfigError as err:
             print(f"aejax-metrics: error: {err}", file=sys.stderr)
             return 2

@@ -64,15 +64,18 @@ class TrainedRun:
         dims = latent_order(kl_per_latent(model, self.data.test)) if dims is None else dims
         return traverse(model, x, values, dims)
 
-    def disentanglement(self, mode: str = "exact", sizes: dict | None = None, seed: int = 0) -> dict:
+    def disentanglement(self, mode: str | None = None, sizes: dict | None = None, seed: int = 0,
+                        preset: str = "paper") -> dict:
         """Data with ground-truth factors: this member's disentanglement metrics `{name: float}`
-        (aejax.metrics' names; a VAE's representation is its posterior mean). `sizes` overrides the
-        study's sizes ({"num_train": 1000, "dci.num_train": 100}). The factors are those every member
+        (aejax.metrics' names; a VAE's representation is its posterior mean). `preset` (paper: the study's
+        sizes, exact; quick: small sizes, fast) gives the mode and sizes; `mode` and `sizes` override its
+        ({"num_train": 1000, "dci.num_train": 100}). The factors are those every member
         is scored on with this seed and these sizes; summary.json and aejax-metrics score a whole
         population in one program, so their codes (and scores) can differ from these in the last bits."""
         from aejax.disentanglement import score_model
 
-        return score_model(self.spec, self.data, self.model, self.member, mode=mode, sizes=sizes, seed=seed)
+        return score_model(self.spec, self.data, self.model, self.member, mode=mode, sizes=sizes, seed=seed,
+                           preset=preset)
 
     def _vae(self, method: str):
         if not self.spec.model.declaration.gaussian_latent:

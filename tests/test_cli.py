@@ -168,7 +168,7 @@ BAD_INPUTS = {
     "metrics.sizes={nope:5}": "metrics.sizes key='nope' is not allowed; expected one of batch_size, num_eval",
     "metrics.sizes={num_train:0}": "metrics.sizes.num_train=0 is not allowed; expected an integer > 0",
     "metrics.sizes={dci:{num_eval:5}}": "metrics.sizes key='dci.num_eval' is not allowed",
-    "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, mode, seed, sizes",
+    "metrics.nope=1": "metrics.nope is not a setting; allowed metrics.* keys: disentanglement, preset, mode, seed, sizes",
     "experiment=disentanglement metrics.sizes={dci:{num_train:5}}":
         "metrics.sizes has no such key to set in this config; expected ++metrics.sizes=...",
     # Run directories Hydra could not create.
@@ -374,6 +374,32 @@ def test_hydras_own_flags_work_through_the_console_script(tmp_path):
         assert not list(tmp_path.glob("outputs")), args  # printing runs nothing
     bad = aejax_train(["--cfg", "job", "model.nope=1"], tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_setting_of_the_chosen_family_with_its_meaning_and_values(tmp_path):
+    """`aejax-train model=vae model.objective=factor_vae --help`: Hydra's help, whose settings part is one line a
+    declared setting (the network's, the VAE's, FactorVAE's; every other section's) with its meaning and values."""
+    from aejax.config import SPECS, ModelSpec
+    from aejax.families import FAMILIES
+    from aejax.settings import declared
+
+    result = aejax_train(["model=vae", "model.objective=factor_vae", "--help"], tmp_path)
+    assert result.returncode == 0 and "== Configuration groups ==" in result.stdout, result.stderr[-500:]
+    settings = result.stdout.split("== Settings ==")[1]
+    vae = FAMILIES["vae"]
+    expected = {"model": [ModelSpec, vae.settings, vae.objectives["factor_vae"].settings],
+                **{section: [cls] for section, cls in SPECS.items() if section != "model"}}
+    for section, classes in expected.items():
+        names = list(dict.fromkeys(f.name for cls in classes for f in declared(cls)))
+        shown = [line.split()[0] for line in settings.splitlines() if line.startswith(f"  {section}.")]
+        assert shown == [f"{section}.{name}" for name in names], section
+    line = {l.split()[0]: l for l in settings.splitlines() if l.startswith("  ")}
+    assert "the decoder's distribution p(x|z)" in line["model.likelihood"]
+    assert "[one of bernoulli, gaussian]" in line["model.likelihood"]
+    assert "model.gamma = " in line["model.gamma"] and "model.beta" not in line  # FactorVAE's, not beta-VAE's
+    assert "[one of paper, quick]" in line["metrics.preset"]
+    assert "$WANDB_MODE" in line["logger.mode"]  # Hydra's template would have refused a lone $
+    assert not list(tmp_path.glob("outputs"))
 
 
 def test_a_dry_run_lists_and_checks_every_job_and_submits_nothing(tmp_path):

@@ -46,6 +46,7 @@ def summary(run: Path) -> dict:
 def test_a_run_on_ground_truth_data_scores_every_member(runs):
     got = summary(runs / "on")
     assert got["metrics_provenance"] == {"metrics_seed": 0, "metrics_mode": "fast", "metrics_sizes": SIZES,
+                                         "metrics_preset": "paper",
                                          **{k: v for k, v in got["metrics_provenance"].items()
                                             if k in ("metrics_sklearn_version", "metrics_numpy_version",
                                                      "metrics_representation")}}
@@ -77,6 +78,37 @@ def test_aejax_metrics_scores_a_finished_run_the_same_and_leaves_its_files_alone
     for mine, trained in zip(record["members"], summary(run)["members"]):
         assert mine["member"] == trained["member"] and mine["status"] == "finished"
         assert mine["test"] == {k: trained["test"][k] for k in METRICS}
+
+
+def test_a_preset_gives_the_mode_and_sizes_that_metrics_mode_and_sizes_leave_unset():
+    from aejax.config import METRIC_PRESETS, MetricsSpec, parse_section
+
+    def spec(**raw):
+        return parse_section("metrics", MetricsSpec, raw)
+
+    quick = METRIC_PRESETS["quick"]["sizes"]
+    assert spec().resolved_mode() == "exact" and spec().size_overrides() == {}  # paper: the study's, as before
+    assert spec(preset="quick").resolved_mode() == "fast" and spec(preset="quick").size_overrides() == quick
+    assert spec(preset="quick", mode="exact").resolved_mode() == "exact"
+    # A family's size adds to the preset's; a flat size replaces the preset's for every family.
+    assert spec(preset="quick", sizes={"dci": {"num_train": 50}}).size_overrides() == {**quick, "dci.num_train": 50}
+    flat = spec(preset="quick", sizes={"num_train": 50}).size_overrides()
+    assert flat["num_train"] == 50 and "beta_vae.num_train" not in flat and flat["num_test"] == quick["num_test"]
+    with pytest.raises(disentanglement.ConfigError, match="metrics.preset='huge' is not allowed; expected one of "
+                       "paper, quick"):
+        spec(preset="huge")
+
+
+def test_aejax_metrics_preset_quick_with_sizes_over_it_scores_as_the_run_did(runs, tmp_path, capsys):
+    """--preset quick sets fast mode; flat --sizes replace all of its sizes: the run's own settings again."""
+    run = tmp_path / "on"
+    shutil.copytree(runs / "on", run)
+    assert disentanglement.main([str(run), "--preset", "quick", "--sizes",
+                                 ",".join(f"{k}={v}" for k, v in SIZES.items())]) == 0
+    record = json.loads((run / "disentanglement.json").read_text())
+    assert record["provenance"] == {**summary(run)["metrics_provenance"], "metrics_preset": "quick"}
+    assert [m["test"] for m in record["members"]] == [{k: m["test"][k] for k in METRICS}
+                                                      for m in summary(run)["members"]]
 
 
 def test_one_loaded_member_gets_its_metrics(runs):
