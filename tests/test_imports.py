@@ -81,7 +81,7 @@ LAYERS = {
     "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.sae_metrics", "aejax.figures",
                           "aejax.sae_figures"],
     "families": ["aejax.families"],
-    "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.models", "aejax.population",
+    "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.settings_help", "aejax.models", "aejax.population",
                             "aejax.schedule"],
     "engine": ["aejax.train", "aejax.evaluate", "aejax.checkpoint"],
     "running": ["aejax.rundir", "aejax.resume", "aejax.provenance", "aejax.loggers", "aejax.progress",
