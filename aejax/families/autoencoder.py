@@ -65,9 +65,9 @@ def keep_top_k(h: jax.Array, k) -> jax.Array:
     """Zero all but the k largest entries of each code vector `(..., code_size)`.
 
     `k` is a Python int, or a traced scalar when a population varies `model.top_k` per
-    member. Both take the bit search below: on a CPU `lax.top_k` over a (1024, 256) batch took
-    120 ms and the search 6 ms (README, Speed). Ties at the threshold are all kept; gradients flow
-    through the kept entries only.
+    member. Both take the bit search below, faster on a CPU than `lax.top_k` at an SAE's k and
+    width (`scripts/topk_selection.py`, README Speed). Ties at the threshold are all kept; gradients
+    flow through the kept entries only.
     """
     return jnp.where(at_least_kth_largest(h, k), h, 0.0)
 
@@ -77,7 +77,9 @@ def at_least_kth_largest(h: jax.Array, k) -> jax.Array:
 
     float32 maps to uint32 keys in the same order (flip every bit of a negative number, the
     sign bit of a non-negative one); the k-th largest key is then built bit by bit, highest
-    first, keeping a bit when at least k keys are still >= the candidate.
+    first, keeping a bit when at least k keys are still >= the candidate. (Searching 8 rows at a
+    time, to keep their keys in cache, won at some widths and lost at others:
+    scripts/topk_selection.py, README Speed.)
     """
     bits = jax.lax.bitcast_convert_type(h.astype(jnp.float32), jnp.uint32)
     keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))

@@ -237,8 +237,7 @@ def aux_k_loss(params, pre, residual, dead, k_aux: int):
     """AuxK (Gao et al. 2024 A.2, SAELens's TopK): the k_aux largest pre-activations among dead latents
     reconstruct the detached residual x - x^ (decoder without bias), scaled by min(dead / k_aux, 1)."""
     masked = jnp.where(dead, pre, -jnp.inf)
-    # The bit search, not lax.top_k: on a CPU lax.top_k over (1024, 256) took 120 ms, the search 6 ms
-    # (and a 1024x256x64 matmul 1.2 ms), measured in the README's Speed section.
+    # The bit search rather than lax.top_k: faster on a CPU at these sizes (scripts/topk_selection.py).
     acts = jnp.where(dead & at_least_kth_largest(masked, k_aux), jax.nn.relu(pre), 0.0)
     n_dead = jnp.sum(dead)
     scale = jnp.minimum(n_dead / k_aux, 1.0)
