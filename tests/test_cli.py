@@ -28,6 +28,21 @@ BAD_INPUTS = {
     "experiment=nope": "Could not find 'experiment/nope'",
     "task=nope": "task='nope' is not allowed; expected one of train",
     "+population.grid.model.code_size=[2,4]": "population.grid key='model.code_size'",
+    # Sparse autoencoders, their data, and the settings added with them.
+    "model=sae model.sae=foo": "model.sae='foo' is not allowed; expected one of relu, topk, batchtopk, jumprelu, gated, "
+                               "matryoshka",
+    "model=sae_topk model.k=600": "model.k=600 is not allowed; expected an integer in [1, model.code_size=512]",
+    "model=sae_relu model.sparsity_coefficient=-1": "model.sparsity_coefficient=-1.0 is not allowed; expected a number >= 0",
+    "model=sae_matryoshka model.matryoshka_widths=[64,32,512]": "model.matryoshka_widths=[64, 32, 512] is not allowed; "
+                                                                "expected strictly increasing widths ending at",
+    "model=sae model.decoder_norm=half": "model.decoder_norm='half' is not allowed; expected one of auto, unit, free",
+    "model=sae model.hidden=[64]": "model.hidden=[64] is not allowed; expected [] for model.family=sae",
+    "data=synthetic_features data.firing_min=0": "data.firing_min=0.0 is not allowed; expected a probability in (0, 1]",
+    "data=activations": "data.path=None is not allowed; expected a folder of .npy shards",
+    "data=activations data.path=/x data.block_rows=0": "data.block_rows=0 is not allowed; expected an integer > 0",
+    "optim.decay_steps=5": "optim.decay_steps=5 is not allowed; expected 0 unless optim.schedule=warmup_decay",
+    "trainer.figure_members=some": "trainer.figure_members='some' is not allowed; expected one of auto, all",
+    "metrics.preset=fast": "metrics.preset='fast' is not allowed; expected one of paper, quick",
     "+population.grid.model.noise_level=[0.1,-1]": "population.grid.model.noise_level=-1.0",
     "+population.grid.model.top_k=[5,10]": "model.sparsity='none' is not allowed; expected topk",
     "model=sparse model.sparsity=topk model.top_k=5 +population.grid.model.top_k=[5,2.5]":

@@ -312,7 +312,7 @@ def test_provenance_records_code_environment_machine_command_and_data(tmp_path):
     import numpy as np
 
     data = tmp_path / "data.npz"
-    np.savez(data, x=np.random.default_rng(0).random((300, 16)).astype(np.float32))
+    np.savez(data, x=np.random.default_rng(0).random((600, 16)).astype(np.float32))  # 432 training and 120 test rows: TINY takes 256 and 100
     run = tmp_path / "run"
     train_and_evaluate(compose(TINY + ["data=array", f"data.path={data}", "population.seeds=[3,5]"]), run)
     record = json.loads((run / "provenance.json").read_text())
