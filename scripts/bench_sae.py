@@ -1,8 +1,8 @@
 """aejax's sparse autoencoders against SAELens's trainer (torch, CPU) on the same synthetic rows
 (scripts/bench.py figure 7; also runs alone):
 
-    UV_PROJECT_ENVIRONMENT=/work/bench-venv uv sync --locked --group bench      # torch + sae-lens
-    /work/bench-venv/bin/python scripts/bench_sae.py [--quick] [--archs topk,relu] [--width 512] ...
+    uv run --locked --group bench python scripts/bench_sae.py [--quick] [--archs topk,relu] [--width 512] ...
+    (the bench group adds torch and sae-lens; or uv run --locked --group bench python scripts/bench.py --figures 7)
 
 Rows: `aejax.data.features` (`make_feature_model`, `sample`): F true unit directions in d dimensions, Zipf
 firing, magnitudes ~5, a bias of norm 0.5, no hierarchy or correlation. Both sides train on the same

@@ -1,4 +1,4 @@
-"""The README is executable: every shell command in README.md and experiments/*/README.md (the
+"""The README is executable: every shell command in README.md, docs/speed.md and experiments/*/README.md (the
 "How do I..." table, the ```bash blocks, the `$ ` transcripts and the commands quoted in the text)
 is run here on tiny settings, or checked, or listed in NOT_HERE with the reason it cannot run
 here. A command in none of these fails, and so does a NOT_HERE entry the READMEs no longer hold.
@@ -32,7 +32,7 @@ import pytest
 
 from conftest import REPO, compose
 
-READMES = [REPO / "README.md", *sorted((REPO / "experiments").glob("*/README.md"))]
+READMES = [REPO / "README.md", REPO / "docs" / "speed.md", *sorted((REPO / "experiments").glob("*/README.md"))]
 PROGRAMS = {"uv", "python", "python3", "aejax-train", "aejax-collect", "wandb", "pip", "pytest", "eval", "source",
             "apt-get", "scancel", "scripts/slurm_cluster.sh"}
 BARE = {"aejax-train", "aejax-collect", "aejax-metrics", "python", "wandb", "pytest"}  # only through `uv run --locked`
