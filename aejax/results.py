@@ -49,6 +49,14 @@ BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
 STATS = ("mean", "std", "ci_low", "ci_high")
 
 
+def run_setting(run_dir, key: str):
+    """A setting from a run's config.yaml (`collect` shows only the settings that vary between rows)."""
+    node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def find_runs(paths) -> list[Path]:
     """Every run directory (holding config.yaml or status.json) at or under `paths`, multirun
     jobs in job order (2 before 10). A run directory is not searched further."""

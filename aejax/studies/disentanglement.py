@@ -9,13 +9,11 @@ and draws, and the tests check each analysis on tables with known answers.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import yaml
 
 from aejax.families import family
+from aejax.results import run_setting
 
 # The study's objectives in disentanglement_lib's method order -> (the column of its regulariser weight, its
 # name), both from the objective's declaration (aejax/families).
@@ -33,26 +31,18 @@ SELECTION = {"ELBO": ("test/neg_elbo", -1.0), "reconstruction (-MSE)": ("test/ms
              "estimated TC (-sampled TC)": ("test/gaussian_tc_sampled", -1.0)}
 
 
-def _setting(run_dir: str, key: str):
-    """A setting from a run's config.yaml (`aejax.results.collect` shows only settings that vary)."""
-    node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def study_table(members: pd.DataFrame) -> pd.DataFrame:
     """The finished members with `objective`, `strength` (their objective's weight) and `seed` columns."""
     rows = members[members["status"] == "finished"].copy()
     if rows.empty:
         raise ValueError("no finished member; expected the run dirs of experiment=disentanglement")
     if "model.objective" not in rows:  # the same in every row (one job): read it where the run wrote it
-        rows["model.objective"] = [_setting(r, "model.objective") for r in rows["run_dir"]]
+        rows["model.objective"] = [run_setting(r, "model.objective") for r in rows["run_dir"]]
     unknown = sorted(set(rows["model.objective"]) - set(OBJECTIVES))
     if unknown:
         raise ValueError(f"model.objective={unknown[0]} is not a study objective; expected one of {list(OBJECTIVES)}")
     for column in sorted({OBJECTIVES[o][0] for o in rows["model.objective"]} - set(rows)):
-        rows[column] = [_setting(r, column) for r in rows["run_dir"]]
+        rows[column] = [run_setting(r, column) for r in rows["run_dir"]]
     rows["objective"] = rows["model.objective"]
     rows["strength"] = [float(r[OBJECTIVES[r["objective"]][0]]) for _, r in rows.iterrows()]
     order = {o: i for i, o in enumerate(OBJECTIVES)}

@@ -11,13 +11,11 @@ extrapolation).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import yaml
 
 from aejax.families.sae import ARCHITECTURES, WITH_K
+from aejax.results import run_setting
 
 METRICS = ("mcc", "f1", "uniqueness", "explained_variance", "mmcs", "dead_latents", "dense_latents", "norm_ratio")
 # SynthSAEBench (arXiv 2602.14687), its 16k model at L0 = 25: F1, MCC, uniqueness, explained variance.
@@ -29,13 +27,6 @@ PUBLISHED_AT_25 = {
 }
 
 
-def _setting(run_dir: str, key: str):
-    node = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def study_table(members: pd.DataFrame) -> pd.DataFrame:
     """The finished members with `architecture`, `control` (k or the coefficient) and `l0` columns, in
     ARCHITECTURES order then by L0."""
@@ -43,10 +34,10 @@ def study_table(members: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise ValueError("no finished member; expected the run dirs of experiment=sae_bench")
     if "model.sae" not in rows:  # one architecture in every row: read it where the run wrote it
-        rows["model.sae"] = [_setting(r, "model.sae") for r in rows["run_dir"]]
+        rows["model.sae"] = [run_setting(r, "model.sae") for r in rows["run_dir"]]
     for column in ("model.k", "model.sparsity_coefficient"):
         if column not in rows:
-            rows[column] = [_setting(r, column) for r in rows["run_dir"]]
+            rows[column] = [run_setting(r, column) for r in rows["run_dir"]]
     rows["architecture"] = rows["model.sae"]
     rows["control"] = [float(r["model.k"] if r["architecture"] in WITH_K else r["model.sparsity_coefficient"])
                        for _, r in rows.iterrows()]
