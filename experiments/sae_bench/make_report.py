@@ -40,6 +40,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent))
     args = parser.parse_args(argv)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     table = study_table(collect([args.multirun]))
     members = table[["architecture", *SHOWN]].rename(columns=lambda c: c.removeprefix("test/"))
     print("## Every member\n")
