@@ -57,11 +57,10 @@ from flax import nnx
 
 from aejax import sae_figures
 from aejax.data.features import save_truth
-from aejax.errors import ConfigError
 from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
 from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
-from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, setting
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, require, setting
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 WITH_K = ("topk", "batchtopk", "matryoshka")            # sparsity set by k
@@ -392,30 +391,25 @@ def _figures(s: SAESettings, per_member, frequencies, healthy, with_truth: bool,
 
 def check(spec, s: SAESettings, grid: dict) -> None:
     width = spec.code_size
-    require_ = lambda ok, name, value, allowed: None if ok else _refuse(name, value, allowed)
-    require_(spec.architecture == "mlp" and not spec.hidden, "model.hidden", list(spec.hidden),
+    require(spec.architecture == "mlp" and not spec.hidden, "model.hidden", list(spec.hidden),
              "[] for model.family=sae (one linear encoder and one linear decoder; model=sae sets it)")
     for key, applies in (("model.k", WITH_K), ("model.sparsity_coefficient", WITH_COEFFICIENT),
                          ("model.threshold", ("jumprelu",)), ("model.bandwidth", ("jumprelu",)),
                          ("model.aux_coefficient", WITH_K)):
-        require_(key not in grid or s.sae in applies, key, list(grid.get(key, ())),
+        require(key not in grid or s.sae in applies, key, list(grid.get(key, ())),
                  f"no values unless model.sae={' or '.join(applies)} (model.sae={s.sae} does not read it)")
     if s.sae in WITH_K:
         for k in (s.k, *grid.get("model.k", ())):
-            require_(k == int(k) and 1 <= k <= width, "model.k", k, f"an integer in [1, model.code_size={width}]")
+            require(k == int(k) and 1 <= k <= width, "model.k", k, f"an integer in [1, model.code_size={width}]")
     if s.aux_k:
-        require_(s.aux_k <= width, "model.aux_k", s.aux_k, f"0 or an integer in [1, model.code_size={width}]")
+        require(s.aux_k <= width, "model.aux_k", s.aux_k, f"0 or an integer in [1, model.code_size={width}]")
     widths = list(s.matryoshka_widths)
     if s.sae == "matryoshka":
-        require_(bool(widths) and all(a < b for a, b in zip(widths, widths[1:])) and widths[-1] == width,
+        require(bool(widths) and all(a < b for a, b in zip(widths, widths[1:])) and widths[-1] == width,
                  "model.matryoshka_widths", widths,
                  f"strictly increasing widths ending at model.code_size={width}, e.g. [{width // 8}, {width // 2}, {width}]")
     else:
-        require_(not widths, "model.matryoshka_widths", widths, "[] unless model.sae=matryoshka")
-
-
-def _refuse(name: str, value, allowed: str):
-    raise ConfigError(f"{name}={value!r} is not allowed; expected {allowed}")
+        require(not widths, "model.matryoshka_widths", widths, "[] unless model.sae=matryoshka")
 
 
 SAE = register(Family(
