@@ -37,6 +37,13 @@ measured in the same run on the same machine.
    (scripts/bench_sae.py has the details and its own size options). Only on request (`--figures 7`
    or `sae`); needs the `bench` dependency group (torch, sae-lens).
 
+8. IWAE with k = 50 importance samples (Burda et al.'s one-stochastic-layer network: 784-200-200 tanh to
+   50 latents, the decoder mirrored, Bernoulli logits; model=iwae), Adam 1e-3, batch 64, on the first 12,800
+   MNIST images binarised once (random binary images without --data-root): aejax's engine with E = 1 and
+   4 members (each k = 50) against torch eager training the same model, whose loss is the same bound
+   -log (1/k) sum_j w_j. The line gives E = 4 against torch's single model and ends with E = 1's ratio
+   (goal 1.5). Timing as in 5 and 6; needs torch (the `bench` group). `--figures 8` or `iwae`.
+
 `--figures 4` (or `1,2,3`, or `conv` for 5 and 6) runs only those figures (1 and 2 always go together).
 """
 
@@ -69,7 +76,7 @@ CONV_BATCH, CONV_STEPS_PER_EPOCH = 64, 200  # figures 5 and 6: batch 64, epochs 
 CHUNK_STEPS = 20     # steps one aejax call (and one torch chunk) trains: seconds, not minutes, at conv rates;
                      # it divides the epoch, so no call crosses an epoch's end
 ROUND_SECONDS = 12.0  # a timing round repeats its side's chunks until at least this long
-TORCH_MISSING = ("figures 5 and 6 need torch: uv sync --locked --group bench (on this machine: uv pip install "
+TORCH_MISSING = ("figures 5, 6 and 8 need torch: uv sync --locked --group bench (on this machine: uv pip install "
                  "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl)")
 
 
@@ -204,21 +211,22 @@ def random_binary(n: int, dim: int):
     return (np.random.default_rng(0).random((n, dim), dtype=np.float32) < 0.5).astype(np.float32)
 
 
-def aejax_chunk(model: dict, image_shape: tuple, x, members: int, learning_rate: float, chunk_steps: int) -> Callable:
+def aejax_chunk(model: dict, image_shape: tuple | None, x, members: int, learning_rate: float, chunk_steps: int,
+                batch: int = CONV_BATCH) -> Callable:
     """A call that trains every member `chunk_steps` steps (one compiled call) and returns the member-samples.
     Calls follow each other through the epochs; none crosses an epoch's end. `x`: `(N, H*W*C)`, a jax array."""
     n = len(x)
     # The same steps a call for every population: each member shuffles its epoch once a call (a
     # permutation of the 12,800 examples, 4.1 ms on 2 cores: scripts/bench_conv_pieces.py), 0.5% of a
     # 20-step call. With fewer steps a call for larger populations (2 for E = 16, as before) it was 5%.
-    program, state, keys, hp = build(model, x.shape[1], n, CONV_BATCH, list(range(members)), False,
+    program, state, keys, hp = build(model, x.shape[1], n, batch, list(range(members)), False,
                                      image_shape=image_shape, learning_rate=learning_rate)
     # Compiled ahead of the first call, as `aejax-train` runs it (aejax.run). Called through `jax.jit`
     # instead, the second call would compile again: the state it gets back is sharded over the member
     # axis, the initial state is not, and jit's cache tells them apart (the first timed round of E = 4
     # and 16 then held a recompilation).
     program = program.lower(state, keys, x, hp, 0, 1, chunk_steps).compile()
-    steps_per_epoch = n // CONV_BATCH
+    steps_per_epoch = n // batch
     per_epoch = steps_per_epoch // chunk_steps
     now = {"state": state, "calls": 0}
 
@@ -228,7 +236,7 @@ def aejax_chunk(model: dict, image_shape: tuple, x, members: int, learning_rate:
         now["state"], terms = program(now["state"], keys, x, hp, first_step)
         jax.block_until_ready(terms)
         now["calls"] += 1
-        return members * chunk_steps * CONV_BATCH
+        return members * chunk_steps * batch
 
     return chunk
 
@@ -293,6 +301,72 @@ def torch_mnist_conv():
                           nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1), nn.ReLU(),
                           nn.ConvTranspose2d(16, 1, 3, 2, 1, output_padding=1), nn.Sigmoid())
     return model, lambda model, x: ((model(x) - x) ** 2).sum((1, 2, 3)).mean()
+
+
+IWAE_K = 50
+# Figure 8's model (the setting names are aejax/families/iwae.py's).
+IWAE = dict(family="iwae", hidden=(200, 200), activation="tanh", code_size=50, init="glorot_uniform", k=IWAE_K)
+
+
+def torch_iwae(k: int = IWAE_K):
+    """Figure 8's model in torch: 784-200-200-(50 + 50) tanh encoder, 50-200-200-784 decoder (Bernoulli logits);
+    the loss is the negative IWAE bound with k samples, batch mean, as aejax's."""
+    import math
+
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    encoder = nn.Sequential(nn.Linear(784, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 100))
+    decoder = nn.Sequential(nn.Linear(50, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 784))
+    model = nn.ModuleDict(dict(encoder=encoder, decoder=decoder))
+    log_2pi = math.log(2 * math.pi)
+
+    def loss(model, x):
+        mean, logvar = model["encoder"](x).chunk(2, dim=1)
+        eps = torch.randn(k, *mean.shape)
+        z = mean + torch.exp(0.5 * logvar) * eps                                   # (k, B, 50)
+        logits = model["decoder"](z)                                               # (k, B, 784)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        log_pz = -0.5 * (z ** 2 + log_2pi).sum(-1)
+        log_qz = -0.5 * (eps ** 2 + log_2pi + logvar).sum(-1)
+        bound = torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)
+        return -bound.mean()
+
+    return model, loss
+
+
+def figure_8(data_root: str | None, rounds: int, round_seconds: float, chunk_steps: int, results: dict) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    n = CONV_BATCH * CONV_STEPS_PER_EPOCH
+    if data_root:
+        import numpy as np
+
+        from aejax.data.mnist import load_mnist
+
+        pixels = load_mnist(data_root, download=False)["train_images"][:n]
+        x = (np.random.default_rng(0).random(pixels.shape, dtype=np.float32) < pixels).astype(np.float32)
+        data = "MNIST binarised once"
+    else:
+        x, data = random_binary(n, 28 * 28), "random binary images"
+    model, loss = torch_iwae()
+    sides = {"torch": torch_chunk(model, loss, torch.from_numpy(x), 1e-3, chunk_steps)}
+    populations = (1, 4)
+    for members in populations:
+        sides[members] = aejax_chunk(IWAE, None, jnp.asarray(x), members, 1e-3, chunk_steps)
+    rates = alternate(sides, [name for _ in range(rounds) for e in populations for name in ("torch", e)], round_seconds)
+    single = rates["torch"][0]
+    ratios = {e: rates[e][0] / single for e in populations}
+    print(f"8. IWAE k={IWAE_K} (784-200-200 tanh, 50 latents, Bernoulli), batch {CONV_BATCH}, Adam 1e-3, {data}: "
+          f"torch {torch.__version__} eager ({torch.get_num_threads()} threads) {single:,.0f} samples/s; "
+          f"aejax E=4 {rates[4][0]:,.0f} member-samples/s ({ratios[4]:.2f}x torch single); "
+          f"aejax E=1 {rates[1][0]:,.0f} samples/s: ratio {ratios[1]:.2f}")
+    results.update(iwae_torch_samples_per_s=single, iwae_torch_per_round=rates["torch"][1],
+                   iwae_member_samples_per_s={str(e): rates[e][0] for e in populations},
+                   iwae_per_round={str(e): rates[e][1] for e in populations},
+                   iwae_ratio={str(e): ratios[e] for e in populations})
 
 
 def alternate(sides: dict, order: list, round_seconds: float) -> dict:
@@ -373,6 +447,8 @@ def conv_figures(args, wanted: set, results: dict) -> None:
         figure_5(rounds, round_seconds, chunk_steps, results)
     if "6" in wanted:
         figure_6(args.data_root, rounds, round_seconds, chunk_steps, results)
+    if "8" in wanted:
+        figure_8(args.data_root, rounds, round_seconds, chunk_steps, results)
 
 
 def main() -> None:
@@ -383,13 +459,13 @@ def main() -> None:
     parser.add_argument("--cpu-devices", type=int, default=os.cpu_count(),
                         help="XLA CPU devices to split populations across (default: one per core)")
     parser.add_argument("--figures", default="1,2,3,4,5,6",
-                        help="which figures to measure, e.g. 4 (conv: 5 and 6; sae: 7, only on request)")
+                        help="which figures to measure, e.g. 4 (conv: 5 and 6; sae: 7 and iwae: 8, only on request)")
     import bench_sae  # figure 7 (scripts/ is on the path when this file runs as a script)
 
     bench_sae.add_arguments(parser)
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
-    wanted = set(args.figures.replace("conv", "5,6").replace("sae", "7").split(","))
+    wanted = set(args.figures.replace("conv", "5,6").replace("sae", "7").replace("iwae", "8").split(","))
     results = {}
 
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, cpus {os.cpu_count()}")
@@ -404,7 +480,7 @@ def main() -> None:
             print(f"4. 16 members {shape} (mirrored), batch 128: divergence masked {masked:,.0f} member-steps/s; "
                   f"without the mask {plain:,.0f}; ratio {masked / plain:.2f}")
             results[f"masked_over_unmasked_{shape}"] = masked / plain
-    if wanted & {"5", "6"}:
+    if wanted & {"5", "6", "8"}:
         conv_figures(args, wanted, results)
     if "7" in wanted:
         bench_sae.figure_7(args, results)
