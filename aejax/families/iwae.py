@@ -58,8 +58,8 @@ class IWAE(VAE):
 
     def __init__(self, encoder, decoder, latent: int, likelihood: str, k: int, draws: int):
         super().__init__(encoder, decoder, latent, likelihood)
-        self.k = k
-        self.draws = max(draws, k)
+        self.draws = draws or k
+        self.k = min(k, self.draws)  # with a grid over k, model.k is no member's: any k up to the draws will do
 
     def encode(self, x, k=None):
         return self.posterior(x)[0]
@@ -121,9 +121,9 @@ def eval_sums(model, params, x, key, s: IWAESettings, k=None) -> dict:
 
 
 def from_grid(s: IWAESettings, grid: dict) -> IWAESettings:
-    """Every member draws the largest k of the config and the grid (values the checks will refuse, a
-    string or a fraction, are left to them)."""
-    ks = [v for v in (s.k, *grid.get("model.k", ())) if is_number(v)]
+    """Every member draws the largest k of the grid (model.k when the grid does not vary it; values the
+    checks will refuse, a string or a fraction, are left to them)."""
+    ks = [v for v in grid.get("model.k", (s.k,)) if is_number(v)]
     return dataclasses.replace(s, draws=int(max(ks, default=1)))
 
 
