@@ -54,7 +54,7 @@ def make_evaluator(spec: ModelSpec, graph):
                 "l0": jnp.sum(jnp.sum(jnp.abs(h) > ACTIVE_THRESHOLD, axis=-1) * mask),
                 "active": jnp.any((jnp.abs(h) > ACTIVE_THRESHOLD) & mask[:, None], axis=0),
             }
-            own = spec.declaration.eval_sums(model, params, xb, jax.random.fold_in(kb, 1), spec.family_settings)
+            own = spec.declaration.eval_sums(model, params, xb, jax.random.fold_in(kb, 1), spec.family_settings, **k)
             return out, {name: jnp.sum(values * mask) for name, values in own.items()}
 
         parts, own = jax.lax.map(per_chunk, (xs, masks, jnp.arange(xs.shape[0])))

@@ -174,7 +174,7 @@ def parse_model(raw: dict | None, grid: dict, check: bool = True, cross: bool = 
                            in_grid=True)
     spec = parse_section("model", ModelSpec, split["network"], check=False)
     spec = dataclasses.replace(
-        spec, family_settings=parse_section("model", fam.settings, split["family"], check=check),
+        spec, family_settings=fam.from_grid(parse_section("model", fam.settings, split["family"], check=check), grid),
         objective_settings=parse_section("model", objective.settings, split["objective"], check=check)
         if objective else None)
     if check:

@@ -11,9 +11,11 @@ A family (`model.family`) is one module that declares, in one `Family`:
   (the engine adds input corruption, the contractive penalty and the squared error every family logs);
 - `extra(spec, settings)`: extra per-member state it trains beside the model, with its own optimiser
   (`Critic`, e.g. FactorVAE's discriminator), or None;
-- `eval_sums(model, params, x, key, settings)`: its own test metrics, as per-example values summed by
-  the evaluator (`{name: (B,)}`), and `member_call(settings, hp)`: keyword arguments that hand a member
+- `eval_sums(model, params, x, key, settings, **member)`: its own test metrics, as per-example values summed
+  by the evaluator (`{name: (B,)}`; `member`: the member's own values from `member_call`), and `member_call(settings, hp)`: keyword arguments that hand a member
   its own value of a shape-preserving model setting (top-k's k);
+- `from_grid(settings, grid)`: its settings completed with what the population grid fixes for every member
+  (IWAE: the samples every member draws, the largest k), before the model and loss are built;
 - `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`), and
   `needs_unit_interval(settings)`: the setting that needs data in [0, 1] ("model.likelihood=bernoulli");
 - `member_init`, `adjust_grads`, `after_update`: the training state the gradient does not set (an SAE's
@@ -78,9 +80,10 @@ class Family:
     label: str
     check: Callable = lambda spec, settings, grid: None
     extra: Callable = lambda spec, settings: None
-    eval_sums: Callable = lambda model, params, x, key, settings: {}
+    eval_sums: Callable = lambda model, params, x, key, settings, **member: {}  # member: member_call's values
     member_call: Callable = lambda settings, hp: {}
     needs_unit_interval: Callable = lambda settings: None   # the setting that needs data in [0, 1], or None
+    from_grid: Callable = lambda settings, grid: settings   # settings completed from population.grid (static)
     objectives: dict = field(default_factory=dict)   # name -> Objective, for a family with variants
     variant_setting: str | None = None               # the family's setting that picks one ("objective")
     gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar), prior N(0, I): samples,
