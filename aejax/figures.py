@@ -257,7 +257,8 @@ def latent_traversal(grids: list[np.ndarray], dims: list[np.ndarray], kls: list[
 
 
 def kl_per_latent(kls: list[np.ndarray], path: Path, titles: list[str], note: str = "") -> Path:
-    """One bar chart per member (two to a row): each latent's KL(q(z_k|x) || N(0, 1)), averaged over
+    """One bar chart per member (two to a row): each latent's KL(q(z_k|x) || p(z_k)) (the
+    prior's marginal: N(0, 1) for a VAE), averaged over
     the test images, largest first and labelled by the latent's index."""
     k = len(kls[0])
     fig, axes = _panels(len(kls), min(8.0, max(3.0, 0.22 * k + 1)), 2.8, sharey=True)

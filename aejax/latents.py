@@ -26,10 +26,10 @@ def posterior(model, x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kl_per_latent(model, x) -> np.ndarray:
-    """`(K,)`: KL(q(z_k|x) || N(0, 1)) = (mean^2 + var - 1 - log var) / 2 per latent, averaged over
-    the rows of `x`. Near 0: a collapsed latent the decoder ignores."""
-    mean, logvar = posterior(model, x)
-    return np.mean(0.5 * (mean ** 2 + np.exp(logvar) - 1.0 - logvar), axis=0)
+    """`(K,)`: KL(q(z_k|x) || p(z_k)) per latent, averaged over the rows of `x` (`model.latent_kl`:
+    for the N(0, I) prior (mean^2 + var - 1 - log var) / 2; for a mixture prior, the KL to its
+    marginal p(z_k), by quadrature). Near 0: a collapsed latent the decoder ignores."""
+    return np.mean(batched(lambda xb: model.latent_kl(*model.posterior(xb)), x), axis=0)
 
 
 def latent_order(kl: np.ndarray) -> np.ndarray:
@@ -44,7 +44,10 @@ def traverse(model, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
     Entry `[i, r, j]` decodes the posterior mean of `x[i]` with latent `dims[r]` *set to* `values[j]`
     (the other latents stay at the mean): the convention of disentanglement_lib
     (`latent_traversal_1d_multi_dim`, its `fixed_interval_cycle` over [-2, 2]) and disent, so a
-    column shows the same prior value for every image. Values are absolute, not offsets."""
+    column shows the same prior value for every image. Values are absolute, not offsets, in units of
+    each latent's prior standard deviation about its prior mean (`model.prior_marginals()`): for the
+    N(0, I) prior the values themselves; for a learned prior (the VampPrior) z_d = loc_d + value * scale_d,
+    so the interval covers the same share of the prior as it does for N(0, 1)."""
     values = np.asarray(values, np.float32)
     dims = np.arange(model.latent) if dims is None else np.asarray(dims)
     if values.ndim != 1 or not len(values):
@@ -53,6 +56,7 @@ def traverse(model, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:
         raise ConfigError(f"dims={dims.tolist()} is not allowed; expected latent indices 0 to {model.latent - 1}")
     mean = posterior(model, x)[0]
     z = np.repeat(np.repeat(mean[:, None, None, :], len(dims), axis=1), len(values), axis=2)  # (N, R, V, K)
+    loc, scale = (np.asarray(a, np.float32) for a in jax.jit(model.prior_marginals)())
     for r, d in enumerate(dims):
-        z[:, r, :, d] = values
+        z[:, r, :, d] = loc[d] + scale[d] * values
     return batched(model.decode, z.reshape(-1, model.latent)).reshape(*z.shape[:3], -1)

@@ -15,6 +15,7 @@ TASKS = {
     "denoising": "aejax.studies.denoising:run",
     "denoising_field": "aejax.studies.denoising:field",
     "mnist_vae": "aejax.studies.mnist_vae:run",
+    "vampprior_mnist": "aejax.studies.mnist_vae:run",  # the same test NLL, for the VampPrior and its baseline
     "sparse_codes": "aejax.studies.sparse_codes:run",
 }
 # Former task names: the config.yaml of a run directory written under one still loads

@@ -53,7 +53,8 @@ class TrainedRun:
         return posterior(self._vae("posterior"), x)
 
     def kl_per_latent(self, x) -> np.ndarray:
-        """VAE runs: `(K,)`, each latent's KL(q(z_k|x) || N(0, 1)) averaged over the rows of `x`."""
+        """VAE runs: `(K,)`, each latent's KL(q(z_k|x) || p(z_k)) averaged over the rows of `x` (p(z_k): the
+        prior's marginal, N(0, 1) but for a VampPrior)."""
         return kl_per_latent(self._vae("kl_per_latent"), x)
 
     def traverse(self, x, values=TRAVERSAL_VALUES, dims=None) -> np.ndarray:

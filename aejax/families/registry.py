@@ -86,8 +86,9 @@ class Family:
     from_grid: Callable = lambda settings, grid: settings   # settings completed from population.grid (static)
     objectives: dict = field(default_factory=dict)   # name -> Objective, for a family with variants
     variant_setting: str | None = None               # the family's setting that picks one ("objective")
-    gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar), prior N(0, I): samples,
-                                                     # traversals, KL per latent, the metrics that read q(z|x)
+    gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar) and a prior (log_prior,
+                                                     # sample, prior_marginals, latent_kl: aejax.families.vae.VAE):
+                                                     # samples, traversals, KL per latent, the metrics that read q(z|x)
     # State the gradient does not train (an SAE's unit decoder rows, firing counters, learned threshold):
     member_init: Callable | None = None   # (params, hp, settings) -> params: a member's own initial values
     adjust_grads: Callable | None = None  # (grads, params, settings) -> grads, before the optimiser

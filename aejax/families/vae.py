@@ -2,7 +2,11 @@
 
 The encoder network outputs `2 * latent` numbers: the posterior mean and log-variance of a diagonal
 Gaussian q(z|x). The decoder outputs Bernoulli logits or, for the Gaussian likelihood, the mean (with one
-learned log standard deviation shared by all pixels). The prior is N(0, I).
+learned log standard deviation shared by all pixels). The prior is N(0, I): `log_prior(z)`, `sample`,
+`prior_marginals()` (each latent's prior mean and standard deviation, for traversals) and `latent_kl`
+(each latent's KL, for the KL-per-latent figure) say so, and a family with another prior (the VampPrior,
+`aejax.families.vamp`) overrides them; everything that reads a prior (the importance-sampled NLL of
+`aejax.studies.mnist_vae`, the samples, traversals and KL figures) goes through them.
 
 Which loss trains it is `model.objective`, one `Objective` each: `beta_vae` here (beta = 1 is the VAE),
 the disentangling ones of Locatello et al.'s study in `aejax.families.disentangling`. An objective is
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import jax
@@ -34,6 +39,7 @@ from aejax.nets import backbone
 from aejax.objectives import bernoulli_nll, gaussian_kl, gaussian_nll
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_2PI = math.log(2 * math.pi)
 
 
 class VAE(nnx.Module):
@@ -61,9 +67,25 @@ class VAE(nnx.Module):
 
     generate = decode
 
+    def prior_sample(self, key, n: int):
+        """`n` codes z ~ p(z) = N(0, I), `(n, latent)`."""
+        return jax.random.normal(key, (n, self.latent))
+
     def sample(self, key, n: int):
-        """`n` samples of the mean image from the prior z ~ N(0, I)."""
-        return self.generate(jax.random.normal(key, (n, self.latent)))
+        """`n` samples of the mean image from the prior: decoded `prior_sample`s."""
+        return self.generate(self.prior_sample(key, n))
+
+    def log_prior(self, z):
+        """log p(z) = log N(z; 0, I) for codes `(..., latent)`, summed over the latents: `(...)`."""
+        return -0.5 * jnp.sum(z**2 + LOG_2PI, axis=-1)
+
+    def prior_marginals(self):
+        """Each latent's prior mean and standard deviation, `(latent,)` each: 0 and 1."""
+        return jnp.zeros(self.latent), jnp.ones(self.latent)
+
+    def latent_kl(self, mean, logvar):
+        """KL(q(z_k|x) || p(z_k)) per row and latent, `(..., latent)`: (mean^2 + var - 1 - log var) / 2."""
+        return 0.5 * (mean**2 + jnp.exp(logvar) - 1.0 - logvar)
 
     def __call__(self, x, key):
         mean, logvar = self.posterior(x)

@@ -4,6 +4,10 @@ computed in-graph.
 
     log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)
 
+p(z) is the model's own prior, `model.log_prior(z)`: N(0, I) for the VAE, the mixture over the
+pseudo-inputs' posteriors for the VampPrior (`aejax.families.vamp`, Tomczak & Welling 2018, whose
+NLL is this estimator with K = 5000).
+
 Each member's NLL joins its test metrics in summary.json (`iwae_nll`, nats, beside `neg_elbo`);
 K, the test images and the binarisation are summary.json's "study". Also draws the first
 member's latent traversals and, when model.code_size=2, its 2-D latent manifold (figures/).
@@ -54,7 +58,7 @@ def iwae_nll(model, x: jax.Array, key: jax.Array, samples: int, image_chunk: int
                 log_px = -bernoulli_nll(out, xb)
             else:
                 log_px = -gaussian_nll(out, model.log_scale[...], xb)
-            log_pz = -0.5 * jnp.sum(z**2 + LOG_2PI, axis=-1)
+            log_pz = model.log_prior(z)
             log_qz = -0.5 * jnp.sum(eps**2 + LOG_2PI + logvar, axis=-1)
             return jnp.logaddexp(running, jax.nn.logsumexp(log_px + log_pz - log_qz, axis=0)), None
 
@@ -94,18 +98,20 @@ def _figures(model, data, spec, out: Path) -> dict:
     from aejax.figures import image_grid
 
     shape = data.image_shape
-    # Latent traversals: from a test image's posterior mean, vary one latent unit from -3 to 3.
+    # Latent traversals: from a test image's posterior mean, vary one latent unit from -3 to 3 prior
+    # standard deviations about its prior mean (N(0, I): -3 to 3; the VampPrior's marginals are not).
     z0 = np.asarray(model.encode(jnp.asarray(data.test[:1])))[0]
+    loc, scale = (np.asarray(a) for a in model.prior_marginals())
     units = np.argsort(-np.asarray(jnp.var(model.encode(jnp.asarray(data.test[:500])), axis=0)))[:8]
     rows = []
     for u in units:
         zs = np.repeat(z0[None], 9, 0)
-        zs[:, u] = np.linspace(-3, 3, 9)
+        zs[:, u] = loc[u] + scale[u] * np.linspace(-3, 3, 9)
         rows.append(np.asarray(model.generate(jnp.asarray(zs))))
     paths = {"latent_traversals": image_grid(rows, shape, out / "latent_traversals.png", [f"unit {u}" for u in units])}
     if spec.model.code_size == 2:
         grid = np.linspace(-2.5, 2.5, 15)
-        zs = np.array([[a, b] for b in grid[::-1] for a in grid], np.float32)
+        zs = loc + scale * np.array([[a, b] for b in grid[::-1] for a in grid], np.float32)  # in prior stds
         images = np.asarray(model.generate(jnp.asarray(zs)))
         paths["latent_manifold"] = image_grid([images[i * 15:(i + 1) * 15] for i in range(15)], shape,
                                               out / "latent_manifold.png")
