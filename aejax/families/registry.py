@@ -14,7 +14,8 @@ A family (`model.family`) is one module that declares, in one `Family`:
 - `eval_sums(model, params, x, key, settings)`: its own test metrics, as per-example values summed by
   the evaluator (`{name: (B,)}`), and `member_call(settings, hp)`: keyword arguments that hand a member
   its own value of a shape-preserving model setting (top-k's k);
-- `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`), and
+- `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`); `min_batch`:
+  the smallest batch its loss is defined for (an estimate that compares examples within a batch needs 2); and
   `needs_unit_interval(settings)`: the setting that needs data in [0, 1] ("model.likelihood=bernoulli");
 - `member_init`, `adjust_grads`, `after_update`: the training state the gradient does not set (an SAE's
   unit decoder rows, firing counters, BatchTopK's threshold); `report`: the family's own test metrics and
@@ -67,6 +68,7 @@ class Objective:
     strength: str | None = None
     extra: Callable | None = None          # (spec, settings) -> Critic, or None
     citation: str = ""
+    min_batch: int = 1                     # the smallest trainer.batch_size its loss is defined for
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Family:
     needs_unit_interval: Callable = lambda settings: None   # the setting that needs data in [0, 1], or None
     objectives: dict = field(default_factory=dict)   # name -> Objective, for a family with variants
     variant_setting: str | None = None               # the family's setting that picks one ("objective")
+    min_batch: int = 1                    # the smallest trainer.batch_size its loss is defined for (an MMD: 2)
     gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar), prior N(0, I): samples,
                                                      # traversals, KL per latent, the metrics that read q(z|x)
     # State the gradient does not train (an SAE's unit decoder rows, firing counters, learned threshold):
