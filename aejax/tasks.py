@@ -16,6 +16,7 @@ TASKS = {
     "denoising_field": "aejax.studies.denoising:field",
     "mnist_vae": "aejax.studies.mnist_vae:run",
     "sparse_codes": "aejax.studies.sparse_codes:run",
+    "wae_mnist": "aejax.studies.wae_mnist:run",
 }
 # Former task names: the config.yaml of a run directory written under one still loads
 # (`aejax.trained.load_run`, a resume) and runs the same study.
