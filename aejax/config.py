@@ -234,11 +234,22 @@ def parse_run(cfg: dict) -> RunSpec:
     )
     check_grid(spec)
     model.declaration.check(model, model.family_settings, spec.population.grid)
+    check_min_batch(spec)
     chosen, size = spec.trainer.figure_members, population_size(spec.population)
     if isinstance(chosen, tuple):
         require(max(chosen) < size, "trainer.figure_members", list(chosen),
                 f"member numbers 0 to {size - 1} (the population has {size} members)")
     return spec
+
+
+def check_min_batch(spec: RunSpec) -> None:
+    """A loss that compares the examples of a batch (an MMD) is undefined on a batch of one."""
+    model = spec.model
+    for owner, where in ((model.declaration, f"model.family={model.family}"),
+                         (model.objective_declaration, f"model.objective={model.objective}")):
+        need = getattr(owner, "min_batch", 1)
+        require(spec.trainer.batch_size >= need, "trainer.batch_size", spec.trainer.batch_size,
+                f"an integer >= {need} with {where} (its loss compares the examples within a batch)")
 
 
 def population_size(population: PopulationSpec) -> int:

@@ -114,7 +114,7 @@ def make_figures(spec: RunSpec, data: Dataset, graph, params, workdir: Path, div
         paths["latent_scatter"] = figures.latent_scatter(
             codes, data.test_labels, out_dir / "latent_scatter.png",
             f"member {numbers[first]} ({titles[first]}) of {spans(numbers)}" if len(numbers) > 1 else "")
-    if spec.model.declaration.gaussian_latent and data.image_shape:
+    if hasattr(models[shown[0]], "sample") and data.image_shape:   # a model with a prior to sample from (VAE, WAE)
         paged("samples", lambda chunk, path, page_note: figures.image_grid(
             [np.asarray(models[i].sample(jax.random.key(0), 10)) for i in chunk], data.image_shape, path,
             [f"samples: {titles[i]}" for i in chunk], page_note))

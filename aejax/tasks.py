@@ -17,6 +17,7 @@ TASKS = {
     "mnist_vae": "aejax.studies.mnist_vae:run",
     "vampprior_mnist": "aejax.studies.mnist_vae:run",  # the same test NLL, for the VampPrior and its baseline
     "sparse_codes": "aejax.studies.sparse_codes:run",
+    "wae_mnist": "aejax.studies.wae_mnist:run",
 }
 # Former task names: the config.yaml of a run directory written under one still loads
 # (`aejax.trained.load_run`, a resume) and runs the same study.

@@ -38,7 +38,7 @@ def call(objective, hp, **settings):
 def test_the_registry_holds_the_studys_six_objectives_each_with_its_preset():
     from conftest import REPO
 
-    assert set(VAE_OBJECTIVES) == {"beta_vae", "beta_tc_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "annealed_vae"}
+    assert {"beta_vae", "beta_tc_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "annealed_vae"} <= set(VAE_OBJECTIVES)
     assert all((REPO / "conf" / "model" / f"{name}.yaml").exists() for name in VAE_OBJECTIVES if name != "beta_vae")
 
 

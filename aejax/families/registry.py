@@ -16,7 +16,8 @@ A family (`model.family`) is one module that declares, in one `Family`:
   its own value of a shape-preserving model setting (top-k's k);
 - `from_grid(settings, grid)`: its settings completed with what the population grid fixes for every member
   (IWAE: the samples every member draws, the largest k), before the model and loss are built;
-- `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`), and
+- `check(spec, settings, grid)`: its cross-field rules (one-field rules come from `settings`); `min_batch`:
+  the smallest batch its loss is defined for (an estimate that compares examples within a batch needs 2); and
   `needs_unit_interval(settings)`: the setting that needs data in [0, 1] ("model.likelihood=bernoulli");
 - `member_init`, `adjust_grads`, `after_update`: the training state the gradient does not set (an SAE's
   unit decoder rows, firing counters, BatchTopK's threshold); `report`: the family's own test metrics and
@@ -69,6 +70,7 @@ class Objective:
     strength: str | None = None
     extra: Callable | None = None          # (spec, settings) -> Critic, or None
     citation: str = ""
+    min_batch: int = 1                     # the smallest trainer.batch_size its loss is defined for
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Family:
     from_grid: Callable = lambda settings, grid: settings   # settings completed from population.grid (static)
     objectives: dict = field(default_factory=dict)   # name -> Objective, for a family with variants
     variant_setting: str | None = None               # the family's setting that picks one ("objective")
+    min_batch: int = 1                    # the smallest trainer.batch_size its loss is defined for (an MMD: 2)
     gaussian_latent: bool = False                    # posterior(x) -> (mean, logvar) and a prior (log_prior,
                                                      # sample, prior_marginals, latent_kl: aejax.families.vae.VAE):
                                                      # samples, traversals, KL per latent, the metrics that read q(z|x)

@@ -16,9 +16,9 @@ the disentangling ones of Locatello et al.'s study in `aejax.families.disentangl
 nll `(B,)` the reconstruction's negative log-likelihood per example; mean, logvar and z `(B, K)` the
 posterior's mean and log-variance and the code sampled from it. `hp` holds the member's scalars (its
 weights, arrays of shape `(E,)` across a population, and `hp["step"]`, the int32 index of the current
-step counted from 0). `settings` are the objective's static settings, `dataset_size` and, for an
-objective with extra state, its parameters as `critic_params`; each function names those it reads and
-ignores the rest. Every term is a batch mean, logged as `train/<name>`: nll, kl, neg_elbo = nll + kl,
+step counted from 0). `settings` are the objective's static settings, `dataset_size`, `prior_z` (`(B, K)`
+draws from the prior N(0, I), for InfoVAE's MMD) and, for an objective with extra state, its parameters as
+`critic_params`; each function names those it reads and ignores the rest. Every term is a batch mean, logged as `train/<name>`: nll, kl, neg_elbo = nll + kl,
 and the objective's own.
 """
 
@@ -92,7 +92,10 @@ class VAE(nnx.Module):
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
         out = self.decoder(z)
         recon = jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else out
-        return recon, {"code": mean, "mean": mean, "logvar": logvar, "z": z, "decoder_out": out}
+        # Draws from the prior for an objective that compares q(z) with it (InfoVAE's MMD); a separate key
+        # leaves z's draws as they were, and XLA drops them when the objective does not read them.
+        prior_z = jax.random.normal(jax.random.fold_in(key, 1), mean.shape)
+        return recon, {"code": mean, "mean": mean, "logvar": logvar, "z": z, "decoder_out": out, "prior_z": prior_z}
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def loss(spec, s: VAESettings, dataset_size: int | None = None):
 
     def terms(params, x, recon, aux, hp, extra=None):
         nll = nll_of(s.likelihood, aux["decoder_out"], x, params)
-        return objective(nll, aux["mean"], aux["logvar"], aux["z"], hp, critic_params=extra)
+        return objective(nll, aux["mean"], aux["logvar"], aux["z"], hp, critic_params=extra, prior_z=aux["prior_z"])
 
     return terms
 
