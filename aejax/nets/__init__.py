@@ -37,14 +37,8 @@ def backbone(spec, input_dim: int, image_shape, encoder_out: int, rngs: nnx.Rngs
         decoder = MLPDecoder(spec.code_size, spec.hidden, input_dim, act, rngs=rngs, tied=tied,
                              kernel_init=INITS[spec.init])
         return encoder, decoder
-    if image_shape is None:
-        raise ConfigError("model.architecture='conv' is not allowed; expected mlp for data without an image shape")
+    check_conv_fits(spec, image_shape)
     kernels, strides, decoder_kernels = spec.conv_layers()
-    scale = math.prod(strides)
-    if image_shape[0] % scale or image_shape[1] % scale:
-        raise ConfigError(f"model.channels={list(spec.channels)} is not allowed; expected at most as many "
-                          f"layers as divide the image sides {image_shape[:2]} exactly by their strides "
-                          f"{list(strides)}")
     if tied:
         raise ConfigError("model.tied_weights=True is not allowed; expected False with model.architecture=conv")
     impl = resolve_conv_impl(spec.conv_impl)  # auto: the matmul lowering on a CPU, XLA's convolutions elsewhere
@@ -53,3 +47,15 @@ def backbone(spec, input_dim: int, image_shape, encoder_out: int, rngs: nnx.Rngs
     decoder = ConvDecoder(spec.code_size, image_shape, spec.channels, decoder_kernels, strides, spec.dense, act,
                           INITS[spec.init], impl=impl, rngs=rngs)
     return encoder, decoder
+
+
+def check_conv_fits(spec, image_shape) -> None:
+    """Conv layers need images whose sides the product of the strides divides."""
+    if image_shape is None:
+        raise ConfigError("model.architecture='conv' is not allowed; expected mlp for data without an image shape")
+    strides = spec.conv_layers()[1]
+    scale = math.prod(strides)
+    if image_shape[0] % scale or image_shape[1] % scale:
+        raise ConfigError(f"model.channels={list(spec.channels)} is not allowed; expected at most as many "
+                          f"layers as divide the image sides {image_shape[:2]} exactly by their strides "
+                          f"{list(strides)}")

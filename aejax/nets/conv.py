@@ -85,9 +85,7 @@ class ConvEncoder(nnx.Module):
                  init: Callable = LECUN, *, impl: str = "matmul", rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
         self.impl = _check_impl(impl)
-        ins = [self.image_shape[-1], *channels[:-1]]
-        self.convs = nnx.List(_ConvLayer(a, b, k, s, False, init, impl=impl, rngs=rngs)
-                              for a, b, k, s in zip(ins, channels, kernel_sizes, strides))
+        self.convs = conv_layers(self.image_shape[-1], channels, kernel_sizes, strides, init, impl, rngs)
         sizes = [math.prod(feature_shape(self.image_shape, channels, strides)), *dense]
         self.dense = nnx.List(_dense(a, b, init, rngs) for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = _dense(sizes[-1], out_dim, init, rngs)
@@ -95,11 +93,7 @@ class ConvEncoder(nnx.Module):
 
     def __call__(self, x):
         lead = x.shape[:-1]
-        y = x.reshape((-1, *self.image_shape))
-        for i, conv in enumerate(self.convs):
-            # Named so a profile can charge each compiled op to its layer (scripts/profile_conv_step.py).
-            with jax.named_scope(f"encoder_conv{i}"):
-                y = self.activation(conv(y))
+        y = apply_convs(self.convs, x.reshape((-1, *self.image_shape)), self.activation)
         y = y.reshape(y.shape[0], -1)
         for layer in self.dense:
             y = self.activation(layer(y))
@@ -115,10 +109,7 @@ class ConvDecoder(nnx.Module):
         self.feature_shape = feature_shape(self.image_shape, channels, strides)
         sizes = [in_dim, *reversed(dense), math.prod(self.feature_shape)]
         self.dense = nnx.List(_dense(a, b, init, rngs) for a, b in zip(sizes[:-1], sizes[1:]))
-        rev = list(reversed(channels))
-        outs = [*rev[1:], self.image_shape[-1]]
-        self.deconvs = nnx.List(_ConvLayer(a, b, k, s, True, init, impl=impl, rngs=rngs)
-                                for a, b, k, s in zip(rev, outs, kernel_sizes, reversed(strides)))
+        self.deconvs = deconv_layers(self.image_shape[-1], channels, kernel_sizes, strides, init, impl, rngs)
         self.activation = activation
 
     def __call__(self, h):
@@ -126,15 +117,46 @@ class ConvDecoder(nnx.Module):
         y = h.reshape(-1, h.shape[-1])
         for layer in self.dense:
             y = self.activation(layer(y))
-        y = y.reshape((-1, *self.feature_shape))
-        for i, deconv in enumerate(self.deconvs):
-            last = i == len(self.deconvs) - 1
-            with jax.named_scope(f"decoder_deconv{i}"):
-                y = deconv(y)
-                if self.impl == "xla":
-                    y = y if last else self.activation(y)
-                else:  # a SubPixel: its activation applied in whichever layout the next layer reads
-                    y = y.image() if last else y._replace(activation=self.activation)
-        if self.impl == "matmul":
-            y = conv_matmul.materialized(y)
+        y = apply_deconvs(self.deconvs, y.reshape((-1, *self.feature_shape)), self.activation, self.impl)
         return y.reshape(*lead, -1)
+
+
+def conv_layers(c_in: int, channels: Sequence[int], kernel_sizes: Sequence[int], strides: Sequence[int],
+                init: Callable, impl: str, rngs: nnx.Rngs) -> nnx.List:
+    """The encoder's conv layers, image channels `c_in` to `channels[-1]` (a ConvEncoder's, and VQ-VAE's stack
+    without the dense head)."""
+    ins = [c_in, *channels[:-1]]
+    return nnx.List(_ConvLayer(a, b, k, s, False, init, impl=impl, rngs=rngs)
+                    for a, b, k, s in zip(ins, channels, kernel_sizes, strides))
+
+
+def deconv_layers(c_out: int, channels: Sequence[int], kernel_sizes: Sequence[int], strides: Sequence[int],
+                  init: Callable, impl: str, rngs: nnx.Rngs) -> nnx.List:
+    """The decoder's transposed conv layers, mirroring `channels` (encoder order) back to `c_out` image channels;
+    `kernel_sizes` in decoder order."""
+    rev = list(reversed(channels))
+    return nnx.List(_ConvLayer(a, b, k, s, True, init, impl=impl, rngs=rngs)
+                    for a, b, k, s in zip(rev, [*rev[1:], c_out], kernel_sizes, reversed(strides)))
+
+
+def apply_convs(convs, y, activation: Callable):
+    """`(N, H, W, C)` images through the conv layers, each followed by `activation`."""
+    for i, conv in enumerate(convs):
+        # Named so a profile can charge each compiled op to its layer (scripts/profile_conv_step.py).
+        with jax.named_scope(f"encoder_conv{i}"):
+            y = activation(conv(y))
+    return y
+
+
+def apply_deconvs(deconvs, y, activation: Callable, impl: str):
+    """A feature map `(N, h, w, C)` through the transposed conv layers (`activation` after all but the last)
+    to the image `(N, H, W, C_image)`."""
+    for i, deconv in enumerate(deconvs):
+        last = i == len(deconvs) - 1
+        with jax.named_scope(f"decoder_deconv{i}"):
+            y = deconv(y)
+            if impl == "xla":
+                y = y if last else activation(y)
+            else:  # a SubPixel: its activation applied in whichever layout the next layer reads
+                y = y.image() if last else y._replace(activation=activation)
+    return conv_matmul.materialized(y) if impl == "matmul" else y
