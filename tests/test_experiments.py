@@ -19,7 +19,9 @@ MORE_SHRINK = {"disentanglement": ["population.seeds=1", "population.grid.model.
                                          "++metrics.sizes={num_train:100,num_test:50,num_eval:10,batch_size:8,"
                                          "num_variance_estimate:100,beta_vae:{num_train:20},factor_vae:{num_train:20}}"],
                # The VampPrior's 500 pseudo-inputs and 5,000 importance samples, at a size of seconds.
-               "vampprior_mnist": ["model.pseudo_inputs=10", "model.hidden=[32]", "study.samples=250"]}
+               "vampprior_mnist": ["model.pseudo_inputs=10", "model.hidden=[32]", "study.samples=250"],
+               # the WAE study: 200 prior samples for its Frechet distance, its classifier trained one pass
+               "wae_mnist": ["study.samples=200", "study.classifier_epochs=1"]}
 
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in STUDIES])

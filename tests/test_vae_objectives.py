@@ -200,7 +200,7 @@ def test_critic_update_learns_to_tell_codes_from_permuted_codes():
 # ----------------------------------------------------------------------------- through make_loss
 D = 6
 WEIGHTS = {"beta_vae": "beta", "beta_tc_vae": "beta", "factor_vae": "gamma", "dip_vae_i": "lambda_od",
-           "dip_vae_ii": "lambda_od", "annealed_vae": "c_max"}
+           "dip_vae_ii": "lambda_od", "annealed_vae": "c_max", "info_vae": "info_lambda"}
 
 
 def tiny(objective):
@@ -221,7 +221,7 @@ def test_a_population_hp_array_reaches_each_objective(objective):
     loss = make_loss(spec, graph)
     x = jnp.asarray(rng.uniform(size=(16, D)), jnp.float32)
     hp = {"beta": jnp.array([2.0, 2.0]), "gamma": jnp.array([3.0, 3.0]), "lambda_od": jnp.array([1.0, 1.0]),
-          "c_max": jnp.array([5.0, 5.0]), "noise_level": jnp.zeros(2), "sparsity_weight": jnp.zeros(2),
+          "c_max": jnp.array([5.0, 5.0]), "alpha": jnp.zeros(2), "info_lambda": jnp.array([9.0, 9.0]), "noise_level": jnp.zeros(2), "sparsity_weight": jnp.zeros(2),
           "contractive_weight": jnp.zeros(2), "step": jnp.array([4, 4], jnp.int32)}
     hp[WEIGHTS[objective]] = jnp.array([1.5, 40.0])
     critic = critic_for(spec)
