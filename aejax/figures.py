@@ -250,7 +250,8 @@ def latent_traversal(grids: list[np.ndarray], dims: list[np.ndarray], kls: list[
             side.set_visible(False)
         ax.set_title(title, fontsize=8)
     fig.suptitle(f"latent traversals: each row sets one latent of the posterior mean of {n} test images "
-                 f"to {values[0]:g}..{values[-1]:g}; rows by KL, largest first" + (f"\n{note}" if note else ""),
+                 f"to {values[0]:g}..{values[-1]:g} prior standard deviations about the prior mean; rows by KL, "
+                 "largest first" + (f"\n{note}" if note else ""),
                  fontsize=NOTE_SIZE)
     fig.tight_layout()
     return save(fig, path)
