@@ -17,7 +17,8 @@ STUDIES = {"single_vector_similarity"}  # not aejax-train runs: tested in their 
 # metric sizes of a few hundred points (its six jobs are listed in tests/test_disentanglement_runs.py).
 MORE_SHRINK = {"disentanglement": ["population.seeds=1", "population.grid.model.beta=[1,16]", "metrics.mode=fast",
                                          "++metrics.sizes={num_train:100,num_test:50,num_eval:10,batch_size:8,"
-                                         "num_variance_estimate:100,beta_vae:{num_train:20},factor_vae:{num_train:20}}"]}
+                                         "num_variance_estimate:100,beta_vae:{num_train:20},factor_vae:{num_train:20}}"],
+               "iwae_mnist": ["data.val_fraction=0.001"]}  # 60 validation images for its per-epoch curve
 
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in STUDIES])
