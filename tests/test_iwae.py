@@ -202,15 +202,16 @@ def test_bad_input_is_one_line_exit_2(args, says, tmp_path, capsys, monkeypatch)
 
 
 def test_the_reproductions_report_reads_a_run(tmp_path, monkeypatch, capsys):
-    """experiments/iwae_mnist: the experiment shrunk to a few steps, then its report (NLL with 250 samples on
+    """experiments/iwae_mnist: the experiment shrunk to a few steps (on the digits), then its report (NLL with 250 samples on
     10 test images, the curve from the run's validation rows, the ordering)."""
     import json
 
     from aejax.run import train_and_evaluate
     from tests.conftest import run_report
 
-    config = compose(["experiment=iwae_mnist", "trainer.epochs=2", "data.train_size=40", "data.test_size=20",
-                      "data.val_fraction=0.001", "trainer.batch_size=20", "logger=none", "trainer.progress=off"])
+    config = compose(["experiment=iwae_mnist", "data=digits", "model.hidden=[16]", "model.code_size=4",
+                      "trainer.epochs=2", "data.train_size=40", "data.test_size=20", "data.val_fraction=0.05",
+                      "trainer.batch_size=20", "logger=none", "trainer.progress=off"])
     train_and_evaluate(config, tmp_path / "run")
     status, out, err = run_report("iwae_mnist", [str(tmp_path / "run"), "--samples", "250", "--test-images", "10",
                                                  "--out", str(tmp_path / "report")], monkeypatch, capsys)
