@@ -199,3 +199,25 @@ def test_bad_input_is_one_line_exit_2(args, says, tmp_path, capsys, monkeypatch)
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and says in errors[0], errors
+
+
+def test_the_reproductions_report_reads_a_run(tmp_path, monkeypatch, capsys):
+    """experiments/iwae_mnist: the experiment shrunk to a few steps (on the digits), then its report (NLL with 250 samples on
+    10 test images, the curve from the run's validation rows, the ordering)."""
+    import json
+
+    from aejax.run import train_and_evaluate
+    from tests.conftest import run_report
+
+    config = compose(["experiment=iwae_mnist", "data=digits", "model.hidden=[16]", "model.code_size=4",
+                      "trainer.epochs=2", "data.train_size=40", "data.test_size=20", "data.val_fraction=0.05",
+                      "trainer.batch_size=20", "logger=none", "trainer.progress=off"])
+    train_and_evaluate(config, tmp_path / "run")
+    status, out, err = run_report("iwae_mnist", [str(tmp_path / "run"), "--samples", "250", "--test-images", "10",
+                                                 "--out", str(tmp_path / "report")], monkeypatch, capsys)
+    assert status == 0, err
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert [m["k"] for m in results["members"]] == [1, 5, 50]
+    assert all(np.isfinite(m["test_nll"]) for m in results["members"])
+    assert [len(c["epoch"]) for c in results["curve"].values()] == [2, 2, 2]
+    assert (tmp_path / "report" / "nll_against_epochs.png").exists() and "| IWAE k=50 |" in out
