@@ -93,14 +93,17 @@ def test_report_script_adds_vqvae_runs_to_an_earlier_baseline(finished_digits_ru
     vq = tmp_path / "vq"
     train_and_evaluate(compose(TINY + ["model=vqvae", "model.architecture=mlp", "model.hidden=[16]", "model.code_size=8",
                                        "model.embedding_dim=4", "model.codebook_size=8", "trainer.epochs=1"]), vq)
-    baseline = tmp_path / "baseline.json"
-    assert run_report("compression", [str(finished_digits_run), "--out", str(baseline)], monkeypatch, capsys)[0] == 0
+    baseline = tmp_path / "baseline.json"   # an earlier results.json: its autoencoder and PCA rows are kept
+    rows = [{"bits": None, "bytes": 32, "sse_per_image": 1.5}, {"bits": 8, "bytes": 8.0, "sse_per_image": 1.6}]
+    baseline.write_text(json.dumps({"run_dir": "earlier", "epoch": 2, "rate_distortion": {
+        "autoencoder 8": rows, "PCA 8": rows, "JPEG": [{"quality": 5, "bytes": 1, "scan_bytes": 1, "sse_per_image": 9}]}}))
     out = tmp_path / "with_vq.json"
     status, shown, _ = run_report("compression", ["--baseline", str(baseline), "--vqvae", str(vq), "--out", str(out)],
                                   monkeypatch, capsys)
     assert status == 0
     results = json.loads(out.read_text())
     assert list(results["rate_distortion"]) == ["autoencoder 8", "PCA 8", "JPEG", "VQ-VAE"]
+    assert results["rate_distortion"]["autoencoder 8"] == rows and len(results["rate_distortion"]["JPEG"]) == 5
     (row,) = results["rate_distortion"]["VQ-VAE"]
     assert row["positions"] == 2 and row["bits"] == 6.0 and row["entropy_bits"] > 0
     assert f"| VQ-VAE | K = 8, 2 positions | 0.8 (entropy-coded: {row['entropy_bits'] / 8:.1f}) |" in shown
