@@ -90,7 +90,7 @@ class VQVAESettings:
     dead_count: float = setting(0.0, "ema: a code whose EMA count falls below this is dead too (0: not used)",
                                 rule=NON_NEGATIVE)
     output_activation: str = setting("sigmoid", "activation of the reconstruction: sigmoid for data in [0, 1], "
-                                     "linear otherwise", choices=("sigmoid", "linear"))
+                                     "linear otherwise", choices=tuple(ACTIVATIONS))
 
 
 # ----------------------------------------------------------------------------- the quantiser
