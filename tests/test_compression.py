@@ -65,3 +65,50 @@ def test_report_script_on_a_finished_run(finished_digits_run, tmp_path, monkeypa
     # The shifted images are new to every codec but JPEG: its error barely moves.
     jpeg_original, jpeg_shifted = results["shifted"]["JPEG, quality 75"]
     assert jpeg_shifted["sse_per_image"] < 2 * jpeg_original["sse_per_image"] + 0.1
+
+
+def test_vq_rate_is_positions_times_log2_k_and_entropy_coding_uses_training_frequencies():
+    from aejax.studies.compression import vq_rate_distortion
+
+    train = np.array([[0, 1], [0, 1], [0, 2], [1, 1]])          # 2 positions, K = 4
+    test = np.array([[0, 1], [3, 2]])
+    x = np.zeros((2, 3))
+    recon = np.array([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    row = vq_rate_distortion(train, test, 4, recon, x)
+    assert row["bits"] == 4.0 and row["bytes"] == 0.5 and row["positions"] == 2
+    # position 0 counts +1: [4, 2, 1, 1] / 8; position 1: [1, 4, 2, 1] / 8
+    first = -np.log2(4 / 8) - np.log2(4 / 8)
+    second = -np.log2(1 / 8) - np.log2(2 / 8)
+    np.testing.assert_allclose(row["entropy_bits"], (first + second) / 2)
+    assert row["sse_per_image"] == 2.0
+
+
+def test_report_script_adds_vqvae_runs_to_an_earlier_baseline(finished_digits_run, tmp_path, monkeypatch, capsys):
+    """--baseline (an earlier results.json) and --vqvae: the VQ-VAE rows, at P log2 K bits, join JPEG's."""
+    import json
+
+    from aejax.run import train_and_evaluate
+    from conftest import TINY, compose, run_report
+
+    vq = tmp_path / "vq"
+    train_and_evaluate(compose(TINY + ["model=vqvae", "model.architecture=mlp", "model.hidden=[16]", "model.code_size=8",
+                                       "model.embedding_dim=4", "model.codebook_size=8", "trainer.epochs=1"]), vq)
+    baseline = tmp_path / "baseline.json"   # an earlier results.json: its autoencoder and PCA rows are kept
+    rows = [{"bits": None, "bytes": 32, "sse_per_image": 1.5}, {"bits": 8, "bytes": 8.0, "sse_per_image": 1.6}]
+    baseline.write_text(json.dumps({"run_dir": "earlier", "epoch": 2, "rate_distortion": {
+        "autoencoder 8": rows, "PCA 8": rows, "JPEG": [{"quality": 5, "bytes": 1, "scan_bytes": 1, "sse_per_image": 9}]}}))
+    out = tmp_path / "with_vq.json"
+    status, shown, _ = run_report("compression", ["--baseline", str(baseline), "--vqvae", str(vq), "--out", str(out)],
+                                  monkeypatch, capsys)
+    assert status == 0
+    results = json.loads(out.read_text())
+    assert list(results["rate_distortion"]) == ["autoencoder 8", "PCA 8", "JPEG", "VQ-VAE"]
+    assert results["rate_distortion"]["autoencoder 8"] == rows and len(results["rate_distortion"]["JPEG"]) == 5
+    (row,) = results["rate_distortion"]["VQ-VAE"]
+    assert row["positions"] == 2 and row["bits"] == 6.0 and row["entropy_bits"] > 0
+    assert f"| VQ-VAE | K = 8, 2 positions | 0.8 (entropy-coded: {row['entropy_bits'] / 8:.1f}) |" in shown
+    assert (tmp_path / "rate_distortion.png").exists()
+    # Not a VQ-VAE run: refused in one line.
+    status, _, err = run_report("compression", ["--baseline", str(baseline), "--vqvae", str(finished_digits_run)],
+                                monkeypatch, capsys)
+    assert status == 2 and "expected model.family=vqvae" in err and len(err.strip().splitlines()) == 1

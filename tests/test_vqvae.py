@@ -217,3 +217,22 @@ def test_bad_input_is_one_line_exit_2(args, tmp_path, capsys, monkeypatch):
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and BAD[args] in errors[0], errors
+
+
+def test_a_population_trains_each_member_with_its_own_decay(tmp_path):
+    """Two EMA members, decay 0 and 0.9, two steps: the first member's counts are its last batch's
+    (integers), the second's a debiased mix of both batches; summary.json has each member's code use."""
+    from conftest import TINY, compose, trained
+
+    summary, params = trained(compose(TINY + [
+        "model=vqvae", "model.architecture=mlp", "model.hidden=[16]", "model.code_size=8", "model.embedding_dim=4",
+        "model.codebook_size=8", "model.codebook_update=ema", "+population.grid.model.decay=[0.0,0.9]",
+        "data.train_size=128", "trainer.epochs=1", "data.val_fraction=0"]), tmp_path)
+    counts = np.asarray(params["ema_count"])
+    assert counts.shape == (2, 8)
+    np.testing.assert_allclose(counts.sum(axis=1), 64 * 2, rtol=1e-5)   # B x P assignments, whatever the decay
+    np.testing.assert_allclose(counts[0], np.round(counts[0]), atol=1e-5)
+    assert not np.allclose(counts[1], np.round(counts[1]), atol=1e-3)
+    for member in summary["members"]:
+        assert member["test"]["bits_per_image"] == 2 * 3 and 1 <= member["test"]["perplexity"] <= 8
+        assert member["test"]["codes_in_use"] + member["test"]["dead_codes"] == 8

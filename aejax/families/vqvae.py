@@ -45,7 +45,8 @@ K, D and the network are multirun axes (they change array shapes).
 
 Logged each step (train/...): commitment, codebook (the loss variant), perplexity exp(-sum_i p_i log p_i)
 of the batch's code frequencies p (sonnet), codes_in_use (codes chosen in the batch), dead (codes unused
-for dead_window steps, counting this batch: with restarts, those replaced this step). On the test set
+for dead_window steps counting this batch, or, EMA with dead_count, whose count before it is below
+dead_count: with restarts, about those replaced this step). On the test set
 (summary.json, each member's test): perplexity, codes_in_use, dead_codes (K - in use), quantisation
 error, and bits_per_image = P log2 K, the size of the code without entropy coding.
 """
@@ -89,7 +90,7 @@ class VQVAESettings:
     dead_count: float = setting(0.0, "ema: a code whose EMA count falls below this is dead too (0: not used)",
                                 rule=NON_NEGATIVE)
     output_activation: str = setting("sigmoid", "activation of the reconstruction: sigmoid for data in [0, 1], "
-                                     "linear otherwise", choices=("sigmoid", "linear"))
+                                     "linear otherwise", choices=tuple(ACTIVATIONS))
 
 
 # ----------------------------------------------------------------------------- the quantiser
@@ -320,5 +321,4 @@ def check(spec, s: VQVAESettings, grid: dict) -> None:
 
 VQVAE_FAMILY = register(Family(
     name="vqvae", settings=VQVAESettings, build=build, loss=loss, label="VQ-VAE", check=check,
-    after_update=after_update, buffers=("steps_unused", "ema_count", "ema_sum"), report=report,
-    needs_unit_interval=lambda s: None))
+    after_update=after_update, buffers=("steps_unused", "ema_count", "ema_sum"), report=report))

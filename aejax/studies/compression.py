@@ -5,11 +5,17 @@ takes on the training images (the quantiser is part of the codec, like the decod
 Size per image: code_size x bits / 8 bytes. JPEG, a codec made for every image, is the generic
 baseline, counted two ways: the whole file a user would store, and its entropy-coded scan alone
 (the file less its headers and tables, which dominate at 28 x 28 pixels).
+
+A VQ-VAE's code is already discrete: P codebook indices, P log2 K bits (`vq_rate_distortion`), and beside
+it the size an arithmetic coder would reach with each position's code frequencies on the training
+images as its (static) model.
 """
 
 from __future__ import annotations
 
 import io
+import math
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -80,3 +86,44 @@ def jpeg_rate_distortion(images: np.ndarray, image_shape: tuple, qualities=(5, 2
         rows.append({"quality": quality, "bytes": float(np.mean(sizes)), "scan_bytes": float(np.mean(scans)),
                      "sse_per_image": sse_per_image(np.stack(decoded), images)})
     return rows
+
+
+def vq_rate_distortion(train_indices: np.ndarray, test_indices: np.ndarray, codebook_size: int,
+                       test_recon: np.ndarray, test: np.ndarray) -> dict:
+    """A VQ-VAE's rate and distortion on the test images, from their code indices `(N, P)`.
+
+    bits: P log2 K, the indices stored as they are (exact). entropy_bits: the mean over test images of
+    sum_p -log2 q_p(k_p), q_p the frequencies of the codes at position p over the training images, each
+    count plus one (Laplace: an unseen code still costs finite bits): what an arithmetic coder with that
+    static model would spend, within 2 bits an image, the model itself not counted."""
+    positions = test_indices.shape[1]
+    counts = np.ones((positions, codebook_size))
+    for p in range(positions):
+        counts[p] += np.bincount(train_indices[:, p], minlength=codebook_size)
+    log_q = np.log2(counts / counts.sum(axis=1, keepdims=True))
+    entropy = -np.mean(np.sum(log_q[np.arange(positions), test_indices], axis=1))
+    bits = positions * math.log2(codebook_size)
+    return {"codebook_size": codebook_size, "positions": positions, "bits": bits, "bytes": bits / 8,
+            "entropy_bits": float(entropy), "sse_per_image": sse_per_image(test_recon, test)}
+
+
+def rate_distortion_figure(curves: dict, path: Path, note: str = "") -> Path:
+    """Squared error per image against bits per image (log axes), one line per codec:
+    `curves` {name: [(bits, sse), ...]}."""
+    from aejax import figures
+
+    plt = figures.plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in curves.items():
+        bits, sse = zip(*sorted(points))
+        ax.plot(bits, sse, "o-" if len(points) > 1 else "o", label=name, markersize=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bits per image")
+    ax.set_ylabel("squared error per image (test)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if note:
+        ax.set_title(note, fontsize=8)
+    fig.tight_layout()
+    return figures.save(fig, path)
