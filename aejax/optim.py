@@ -21,8 +21,9 @@ class OptimSpec(Settings):
     name: str = setting("adam", "the optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = setting(1e-3, "the step size", rule=POSITIVE, member=True, label="lr")
     schedule: str = setting("constant", "learning-rate schedule (warmup_decay: linear warm-up, constant, linear decay "
-                            "to 0 over the last optim.decay_steps, as Anthropic's SAEs; burda: x 10^(-1/7) after 1, 3, "
-                            "9, ... 3^i of 3,280 parts of training, Burda et al.'s IWAE schedule over its 3,280 epochs)",
+                            "to 0 over the last optim.decay_steps, as Anthropic's SAEs; burda: stages of 1, 3, 9, "
+                            "... 3^i of 3,280 parts of training, each at 10^(-1/7) of the rate before, Burda et al.'s IWAE "
+                            "schedule over its 3,280 epochs)",
                             choices=("constant", "cosine", "warmup_cosine", "warmup_decay", "burda"))
     warmup_steps: int = setting(0, "warmup_cosine, warmup_decay: steps of linear warmup", rule=NON_NEGATIVE_INT)
     decay_steps: int = setting(0, "warmup_decay: the last steps, over which the rate falls linearly to 0",
@@ -37,6 +38,8 @@ class OptimSpec(Settings):
     def check_rules(self) -> None:
         require(self.warmup_steps == 0 or self.schedule in ("warmup_cosine", "warmup_decay"), "optim.warmup_steps",
                 self.warmup_steps, "0 unless optim.schedule=warmup_cosine or warmup_decay (the others have no warmup)")
+        require(self.eps == OptimSpec.eps or self.name in ("adam", "adamw"), "optim.eps", self.eps,
+                f"{OptimSpec.eps} (its default) unless optim.name=adam or adamw (the others have no epsilon)")
         require(self.decay_steps == 0 or self.schedule == "warmup_decay", "optim.decay_steps", self.decay_steps,
                 "0 unless optim.schedule=warmup_decay")
 

@@ -188,6 +188,13 @@ BAD_INPUTS = {
         "metrics.sizes has no such key to set in this config; expected ++metrics.sizes=...",
     # Run directories Hydra could not create.
     "hydra.run.dir=/proc/x": "hydra.run.dir=/proc/x cannot be created",
+    # Settings that would do nothing, or freeze what they set, in the generative families.
+    "model=vqvae model.decay=0.5": "model.decay=0.5 is not allowed; expected 0.99 (its default) unless "
+                                   "model.codebook_update=ema",
+    "optim=sgd optim.eps=1e-4": "optim.eps=0.0001 is not allowed; expected 1e-08 (its default) unless optim.name=adam",
+    "model=vamp model.pseudo_init_mean=-0.05": "model.pseudo_init_mean=-0.05 is not allowed; expected a number in (0, 1) "
+                                               "when model.pseudo_clip=true",
+    "model=vamp model.pseudo_init_std=0": "model.pseudo_init_std=0.0 is not allowed; expected a number > 0",
 }
 
 
@@ -225,6 +232,9 @@ TASK_BAD_INPUTS = {
     "experiment=single_vector_similarity study.mnist_perturbation=-0.1":
         "study.mnist_perturbation=-0.1 is not allowed; expected a number >= 0",
     "task=mnist_vae model=vae +study.samples=100": "study.samples=100 is not allowed; expected a positive multiple of 250",
+    "task=mnist_vae model=wae": "model.family='wae' is not allowed; expected vae or iwae or vamp for task=mnist_vae",
+    "experiment=wae_mnist study.samples=100": "study.samples=100 is not allowed; expected an integer >= "
+                                              "study.mmd_images=2000 and >= 40",
     "data=mnist data.root=/nonexistent/mnist data.download=false": "train-images-idx3-ubyte.gz is missing",
     # A setting of other datasets, which Hydra's struct config refuses before aejax sees it.
     "data=mnist data.path=/x": "data.path='/x' is not allowed; expected null for data.name=mnist, which does not read "

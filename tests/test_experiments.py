@@ -21,7 +21,7 @@ MORE_SHRINK = {"disentanglement": ["population.seeds=1", "population.grid.model.
                # The VampPrior's 500 pseudo-inputs and 5,000 importance samples, at a size of seconds.
                "vampprior_mnist": ["model.pseudo_inputs=10", "model.hidden=[32]", "study.samples=250"],
                # the WAE study: 200 prior samples for its Frechet distance, its classifier trained one pass
-               "wae_mnist": ["study.samples=200", "study.classifier_epochs=1"],
+               "wae_mnist": ["study.samples=200", "study.mmd_images=50", "study.classifier_epochs=1"],
                "iwae_mnist": ["data.val_fraction=0.001"]}  # 60 validation images for its per-epoch curve
 
 

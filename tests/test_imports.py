@@ -79,7 +79,7 @@ def test_the_cycle_finder_finds_one():
 LAYERS = {
     "settings": ["aejax.errors", "aejax.settings", "aejax.paths", "aejax.tasks"],
     "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.sae_metrics", "aejax.figures",
-                          "aejax.sae_figures"],
+                          "aejax.sae_figures", "aejax.frechet"],
     "families": ["aejax.families"],
     "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.settings_help", "aejax.models", "aejax.population",
                             "aejax.schedule"],

@@ -137,7 +137,7 @@ BAD = {
     "model=vamp model.prior=mog": "model.prior='mog' is not allowed; expected one of vampprior, standard",
     "model=vamp model.likelihood=poisson": "model.likelihood='poisson' is not allowed; expected one of bernoulli, gaussian",
     "model=vamp model.warmup_steps=-1": "model.warmup_steps=-1 is not allowed; expected an integer >= 0",
-    "model=vamp model.pseudo_init_std=-0.1": "model.pseudo_init_std=-0.1 is not allowed; expected a number >= 0",
+    "model=vamp model.pseudo_init_std=-0.1": "model.pseudo_init_std=-0.1 is not allowed; expected a number > 0",
     "model=vamp +population.grid.model.beta=[1,-1]": "population.grid.model.beta=-1.0 is not allowed",
 }
 

@@ -198,8 +198,10 @@ BAD = {
         "population.grid.model.decay=1.0 is not allowed; expected a number in [0, 1)",
     "+population.grid.model.commitment_weight=[0.25,-1]": "population.grid.model.commitment_weight=-1.0 is not allowed",
     "model.codebook_update=kmeans": "model.codebook_update='kmeans' is not allowed; expected one of loss, ema",
-    "+population.grid.model.decay=[0.9,0.99]": "model.decay=[0.9, 0.99] is not allowed; expected no values unless "
-                                              "model.codebook_update=ema",
+    "+population.grid.model.decay=[0.9,0.99]": "population.grid.model.decay=0.9 is not allowed; expected 0.99 (its "
+                                              "default) unless model.codebook_update=ema",
+    "+population.grid.model.decay=[0.99]": "model.decay=[0.99] is not allowed; expected no values unless "
+                                          "model.codebook_update=ema",
     "model.architecture=mlp model.code_size=30": "model.code_size=30 is not allowed; expected a multiple of "
                                                  "model.embedding_dim=16",
     "model.dense=[64]": "model.dense=[64] is not allowed; expected [] for model.family=vqvae",

@@ -313,6 +313,8 @@ def check(spec, s: VQVAESettings, grid: dict) -> None:
         require(not spec.dense, "model.dense", list(spec.dense),
                 "[] for model.family=vqvae (its code is the conv stack's feature map, one code per position)")
     ema = s.codebook_update == "ema"
+    require(ema or s.decay == VQVAESettings.decay, "model.decay", s.decay,
+            f"{VQVAESettings.decay} (its default) unless model.codebook_update=ema (the codebook loss has no decay)")
     require(ema or "model.decay" not in grid, "model.decay", list(grid.get("model.decay", ())),
             "no values unless model.codebook_update=ema (the codebook loss has no decay)")
     require(ema or s.dead_count == 0, "model.dead_count", s.dead_count,

@@ -26,6 +26,7 @@ from flax import nnx
 
 from aejax.config import require
 from aejax.errors import ConfigError
+from aejax.families import FAMILIES
 from aejax.models import member_model
 from aejax.objectives import bernoulli_nll, gaussian_nll
 from aejax.run import train_and_evaluate
@@ -74,6 +75,10 @@ def run(config: dict, workdir: Path) -> dict:
         raise ConfigError(f"study.{min(set(study) - {'samples'})} is not a setting; allowed study.* keys: samples")
     # iwae_nll draws its samples 250 at a time: any other count would be rounded down, silently.
     samples = study["samples"]
+    family = (config.get("model") or {}).get("family", "autoencoder")
+    with_posterior = [name for name, declared in FAMILIES.items() if declared.gaussian_latent]
+    require(family in with_posterior, "model.family", family,
+            f"{' or '.join(with_posterior)} for task={config.get('task')} (the NLL needs q(z|x) and a prior)")
     require(isinstance(samples, int) and not isinstance(samples, bool) and samples > 0 and samples % 250 == 0,
             "study.samples", samples, "a positive multiple of 250 (importance samples per test image)")
     return train_and_evaluate({**config, "task": "train"}, workdir, analyse=partial(analyse, samples=samples))

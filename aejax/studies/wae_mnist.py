@@ -22,6 +22,7 @@ import numpy as np
 
 from aejax.config import require
 from aejax.errors import ConfigError
+from aejax.families import FAMILIES
 from aejax.families.wae import mmd
 from aejax.frechet import features, frechet_distance, train_classifier
 from aejax.models import member_model
@@ -38,6 +39,12 @@ def run(config: dict, workdir: Path) -> dict:
         require(isinstance(value, int) and not isinstance(value, bool) and value >= (2 if key != "classifier_epochs"
                                                                                        else 1),
                 f"study.{key}", value, "an integer >= 2" if key != "classifier_epochs" else "an integer >= 1")
+    require(study["samples"] >= max(study["mmd_images"], 40), "study.samples", study["samples"],
+            f"an integer >= study.mmd_images={study['mmd_images']} and >= 40 (the MMD's samples and the sample grids)")
+    family = (config.get("model") or {}).get("family", "autoencoder")
+    samplers = [name for name, declared in FAMILIES.items() if declared.gaussian_latent or name == "wae"]
+    require(family in samplers, "model.family", family,
+            f"{' or '.join(samplers)} for task=wae_mnist (models with a prior to sample from)")
     return train_and_evaluate({**config, "task": "train"}, workdir, analyse=partial(analyse, **study))
 
 
