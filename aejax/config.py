@@ -14,6 +14,7 @@ the rules between fields are the `check_rules()` methods and each family's `chec
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = ["ConfigError", "DataSpec", "ModelSpec", "OptimSpec", "RunSpec", "flat
 # trainer.figure_members=auto: every member of a population this small, else the first ones (README's outputs)
 FIGURE_MEMBERS_AUTO = 8   # in reconstructions, samples, latent traversals, KL per latent (4 to a page)
 CURVE_MEMBERS_AUTO = 32   # lines in the training curves
+MAX_CHECKED_COMBINATIONS = 100_000  # grid combinations whose rules are checked before a run (each microseconds)
 
 
 def _member_numbers(value) -> bool:
@@ -274,15 +276,20 @@ def check_grid(spec: RunSpec) -> None:
             if integer:
                 require(is_int(v), f"population.grid.{key}", v, "integers")
             require(is_number(v), f"population.grid.{key}", v, "a list of finite numbers")
-    for key, values in spec.population.grid.items():
-        section, _, name = key.partition(".")
-        owner = owners[key]
-        for v in values:
-            changed = dataclasses.replace(owner, **{name: v if isinstance(getattr(owner, name), int) else float(v)})
+    # Every member's combination of one owner's grid values (the population is their Cartesian product):
+    # a rule between two settings (InfoVAE's alpha + lambda >= 1) must hold for each pair a member gets.
+    grid = spec.population.grid
+    for owner in {id(o): o for o in owners.values()}.values():
+        keys = [key for key in grid if owners[key] is owner]
+        section = keys[0].partition(".")[0]
+        for values in itertools.islice(itertools.product(*(grid[key] for key in keys)), MAX_CHECKED_COMBINATIONS):
+            changed = dataclasses.replace(owner, **{
+                key.partition(".")[2]: v if isinstance(getattr(owner, key.partition(".")[2]), int) else float(v)
+                for key, v in zip(keys, values)})
             try:
                 check_all(section, changed)
                 if owner is spec.model.family_settings:
-                    spec.model.declaration.check(spec.model, changed, spec.population.grid)
+                    spec.model.declaration.check(spec.model, changed, grid)
             except ConfigError as err:
                 raise ConfigError(f"population.grid.{err}") from None
 

@@ -144,6 +144,9 @@ BAD_INPUTS = {
     "model=info_vae model.alpha=1.5": "model.alpha=1.5 is not allowed; expected a number <= 1",
     "model=info_vae model.info_lambda=0.5": "model.info_lambda=0.5 is not allowed; expected a number >= 1 - model.alpha",
     "model=info_vae +population.grid.model.info_lambda=[1000,0.1]": "population.grid.model.info_lambda=0.1",
+    # Each member's pair: alpha 1 with lambda 0.5 is fine, alpha 0 with lambda 0.5 is not (the grid is a product).
+    "model=info_vae model.alpha=1 +population.grid.model.alpha=[0,1] +population.grid.model.info_lambda=[0.5,1000]":
+        "population.grid.model.info_lambda=0.5 is not allowed; expected a number >= 1 - model.alpha = 1.0",
     "model=wae trainer.batch_size=1":
         "trainer.batch_size=1 is not allowed; expected an integer >= 2 with model.family=wae",
     "model=info_vae trainer.batch_size=1":
