@@ -198,6 +198,9 @@ def refuse_foreign(name: str, value, fam: Family, objective: Objective | None, o
     same_family = [o for f, o, _ in owners if f == fam.name and o is not None]
     where = (f"model.{fam.variant_setting}={' or '.join(same_family)}" if same_family
              else f"model.family={' or '.join(dict.fromkeys(f for f, _, _ in owners))}")
+    if in_grid:  # the grid's values, not the config's, are what is refused
+        raise ConfigError(f"population.grid.model.{name} is not allowed; expected no grid over model.{name} "
+                          f"unless {where}")
     raise ConfigError(f"model.{name}={value!r} is not allowed; expected {yaml_word(owners[0][2].default)} "
                       f"unless {where}")
 

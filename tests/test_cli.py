@@ -48,7 +48,8 @@ BAD_INPUTS = {
     "model=sparse model.sparsity=topk model.top_k=5 +population.grid.model.top_k=[5,2.5]":
         "population.grid.model.top_k=2.5 is not allowed; expected integers",
     "+population.grid.optim.learning_rate=[abc,0.01]": "population.grid.optim.learning_rate='abc' is not allowed",
-    "+population.grid.model.beta=[0.5,2.0]": "model.beta=1.0 is not allowed; expected 1.0 unless model.family=vae",
+    "+population.grid.model.beta=[0.5,2.0]": "population.grid.model.beta is not allowed; expected no grid over "
+                                             "model.beta unless model.family=vae",
     # Booleans are true or false, nothing else.
     "model.tied_weights=no": "model.tied_weights='no' is not allowed; expected true or false",
     "trainer.resume=maybe": "trainer.resume='maybe' is not allowed; expected true or false",
@@ -106,8 +107,10 @@ BAD_INPUTS = {
     "model.objective=factor_vae": "model.objective='factor_vae' is not allowed; expected beta_vae unless model.family=vae",
     "model=vae model.gamma=10": "model.gamma=10.0 is not allowed; expected 1.0 unless model.objective=factor_vae or annealed_vae",
     "model=factor_vae model.beta=4": "model.beta=4.0 is not allowed; expected 1.0 unless model.objective=beta_vae or beta_tc_vae",
-    "model=dip_vae_i +population.grid.model.beta=[1,2]": "expected 1.0 unless model.objective=beta_vae or beta_tc_vae",
-    "model=factor_vae +population.grid.model.lambda_od=[1,2]": "expected 1.0 unless model.objective=dip_vae_i or dip_vae_ii",
+    "model=dip_vae_i +population.grid.model.beta=[1,2]": "expected no grid over model.beta unless "
+                                                         "model.objective=beta_vae or beta_tc_vae",
+    "model=factor_vae +population.grid.model.lambda_od=[1,2]": "expected no grid over model.lambda_od unless "
+                                                              "model.objective=dip_vae_i or dip_vae_ii",
     "model=vae model.c_max=5": "model.c_max=5.0 is not allowed; expected 0.0 unless model.objective=annealed_vae",
     "model=beta_tc_vae model.iteration_threshold=5": "model.iteration_threshold=5 is not allowed; expected 100000 unless",
     "model=vae model.lambda_d_factor=5": "model.lambda_d_factor=5.0 is not allowed; expected null unless model.objective=dip_vae_i",

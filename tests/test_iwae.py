@@ -188,7 +188,8 @@ def test_the_importance_sampled_nll_of_task_mnist_vae_reads_an_iwae():
     ("model=iwae +population.grid.model.k=[5,1.5]", "population.grid.model.k=1.5 is not allowed; expected integers"),
     ("model=iwae model.likelihood=poisson", "model.likelihood='poisson' is not allowed; expected one of bernoulli, "
                                             "gaussian"),
-    ("model=vae +population.grid.model.k=[1,5]", "unless model.family=iwae or sae"),
+    ("model=vae +population.grid.model.k=[1,5]", "population.grid.model.k is not allowed; expected no grid over "
+                                                 "model.k unless model.family=iwae or sae"),
 ])
 def test_bad_input_is_one_line_exit_2(args, says, tmp_path, capsys, monkeypatch):
     from aejax.cli import precheck
