@@ -132,6 +132,8 @@ class MetricsSpec(Settings):
     seed: int = setting(0, "the evaluation seed: it fixes the factors every member is scored on",
                         rule=NON_NEGATIVE_INT)
     sizes: dict | None = setting({}, "overrides of the preset's sizes; {} or null: the preset's")
+    workers: int = setting(0, "processes for the metrics' classifiers (members and DCI's factors side by side; "
+                           "the scores do not depend on it); 0: one per available core", rule=NON_NEGATIVE_INT)
 
     def resolved_mode(self) -> str:
         """`mode`, or the preset's when null."""

@@ -13,6 +13,7 @@ what their scores read), so a population at the study's sizes (1.92 million enco
 BetaVAE) never holds all its codes.
 
     aejax-metrics RUN_DIR [--preset paper|quick] [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
+                  [--workers 0]
 
 writes RUN_DIR/disentanglement.json (per member, with provenance) and changes nothing training
 wrote; `aejax-collect` reads it where summary.json has no metrics. A run stopped after its training
@@ -43,6 +44,8 @@ CALL_BUDGET = 8192   # images x members per compiled encoder call: bounds device
 UNROLL = 16          # conv members in one compiled encoder call (see population_encoder)
 CONV_ROWS_CPU = 64   # rows of a conv member's encoder call on CPU (see population_encoder)
 SEGMENT = 8192       # observations made on the host at once (dSprites: 128 MB of float32)
+TABLE_BYTES = 2 << 30  # the most memory the table of distinct codes may take (_code_table)
+PROGRESS_SECONDS = 30  # a progress line at most this often while the metrics encode
 
 
 def has_factors(data_spec) -> bool | None:
@@ -169,8 +172,58 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET,
     return encode
 
 
-def _codes(encode, truth, factors, group: int = 1, reduce=None, between=None):
-    """Codes `(M, n, K)` (and log-variances) of `factors`' observations, made SEGMENT rows at a time; with
+def _streamed(encode, truth):
+    """`codes_of(factors)`: render (or look up) the observations and encode them, every call."""
+    return lambda factors: encode(truth.observations(factors))
+
+
+def _code_table(encode, truth, draws, keep_logvar: bool, between=None):
+    """`codes_of(factors)` from a table of every distinct factor row the draws hold, each encoded once.
+
+    The study's sizes draw 2.97 million rows from dSprites' 737,280 (BetaVAE alone 1.92 million), so
+    about 724,000 are distinct: a quarter of the encodings. The codes of a row do not depend on the
+    rows encoded beside it, so the scores are those of encoding every draw. The table holds members x
+    rows x codes float32 (and the log-variances when `keep_logvar`): None (encode every draw's rows as
+    they come) when it would pass TABLE_BYTES. `between()` runs before each segment encoded (a stop's
+    safe point); a line every PROGRESS_SECONDS says how far the encoding is."""
+    from aejax.progress import clock
+
+    strides = truth.strides
+    rows = np.unique(np.concatenate([d.factors @ strides for d in draws]))
+    factors = np.stack(np.unravel_index(rows, truth.factor_sizes), axis=1).astype(np.int64)
+    mean = logvar = None
+    started = last = time.perf_counter()
+    for i in range(0, len(rows), SEGMENT):
+        if between is not None:
+            between()
+        if time.perf_counter() - last > PROGRESS_SECONDS:
+            last, elapsed = time.perf_counter(), time.perf_counter() - started
+            log.info("metrics: encoded %d of %d distinct observations, elapsed %s, ETA %s", i, len(rows),
+                     clock(elapsed), clock(elapsed / i * (len(rows) - i)))
+        part_mean, part_logvar = encode(truth.observations(factors[i:i + SEGMENT]))
+        if mean is None:
+            keep_logvar = keep_logvar and part_logvar is not None
+            members = len(part_mean)
+            need = members * len(rows) * part_mean.shape[-1] * 4 * (2 if keep_logvar else 1)
+            if need > TABLE_BYTES:
+                log.info("metrics: encoding each draw's observations (a table of the %d distinct ones would "
+                         "need %.1f GB)", len(rows), need / 1e9)
+                return None
+            mean = np.empty((members, len(rows), part_mean.shape[-1]), part_mean.dtype)
+            logvar = np.empty_like(mean) if keep_logvar else None
+        mean[:, i:i + SEGMENT] = part_mean
+        if logvar is not None:
+            logvar[:, i:i + SEGMENT] = part_logvar
+
+    def codes_of(f):
+        idx = np.searchsorted(rows, f @ strides)
+        return mean[:, idx], None if logvar is None else logvar[:, idx]
+
+    return codes_of
+
+
+def _codes(codes_of, factors, group: int = 1, reduce=None, between=None):
+    """Codes `(M, n, K)` (and log-variances) of `factors` from `codes_of`, SEGMENT rows at a time; with
     `reduce`, whole groups of `group` rows go to `reduce(codes (M, rows, K))` and only its output is kept.
     `between()` runs before each segment (a stop's safe point)."""
     per = max(1, SEGMENT // group) * group
@@ -178,7 +231,7 @@ def _codes(encode, truth, factors, group: int = 1, reduce=None, between=None):
     for i in range(0, len(factors), per):
         if between is not None:
             between()
-        mean, logvar = encode(truth.observations(factors[i:i + per]))
+        mean, logvar = codes_of(factors[i:i + per])
         parts.append(mean if reduce is None else reduce(mean))
         logvars.append(logvar)
     if reduce is not None:
@@ -198,59 +251,78 @@ def _fill(ok: np.ndarray, values) -> np.ndarray:
 
 
 def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None,
-                     check=None) -> dict:
+                     check=None, workers: int = 1) -> dict:
     """`{metric: (M,) float64}` for the metrics `names` (NaN where a member's codes are not finite).
 
-    Logs a line after each metric family (its time, the time so far, an ETA from the families done).
-    `check(where)` runs between families and between encoding segments (each a few seconds at most):
-    it may raise to stop, `where` saying how far the scoring got."""
-    from aejax.metrics import FAMILIES, beta_vae, draw_for, factor_vae
+    Every family's factors are drawn first; the distinct observations among them are encoded once
+    (`_code_table`), and each family reads its codes from that table. The classifiers run as jobs
+    on `workers` processes (0: one per core; 1: in this process; aejax.metrics.workers) while the
+    next family's codes are gathered. Logs a line after each metric family (its time, the time so
+    far, an ETA from the families done). `check(where)` runs between encoding segments and while
+    waiting for the classifiers (each a second or a few at most): it may raise to stop, `where`
+    saying how far the scoring got."""
+    from aejax.metrics import FAMILIES, INLINE, beta_vae, draw_for, factor_vae, member_jobs
+    from aejax.metrics.workers import Jobs
     from aejax.progress import clock
 
-    out = {}
     todo = [(fam, mod, tuple(n for n in mod.NAMES if n in names)) for fam, mod in FAMILIES.items()]
     todo = [(fam, mod, fam_names) for fam, mod, fam_names in todo if fam_names]
     started, done = time.perf_counter(), 0
     between = None if check is None else lambda: check(f"{done} of {len(todo)} metric families scored")
-    for fam, mod, fam_names in todo:
-        tic = time.perf_counter()
-        draw = draw_for(fam, truth, seed, sizes)
-        y, meta = draw.meta.get("labels"), draw.meta
-        if fam == "beta_vae":  # as beta_vae.score, on the per-point features only
-            b, n = meta["batch_size"], meta["num_train"]
-            x = _codes(encode, truth, draw.factors, 2 * b,
-                       lambda c: beta_vae.features(c.reshape(len(c), -1, 2, b, c.shape[-1])), between)
-            ok = _finite(x)
-
-            def one(m):  # a member's classifier: a safe point before each
-                if between is not None:
-                    between()
-                return beta_vae.score_features(m[:n], y[:n], m[n:], y[n:], meta["seed"])
-
-            scores = {"beta_vae_score": _fill(ok, [one(m) for m in x[ok]])}
-        elif fam == "factor_vae":  # as factor_vae.score, on the global and per-batch variances only
-            b, nv, n = meta["batch_size"], meta["num_variance_estimate"], meta["num_train"]
-            global_var = np.var(_codes(encode, truth, draw.factors[:nv], between=between)[0], axis=1, ddof=1)
-            local = _codes(encode, truth, draw.factors[nv:], b,
-                           lambda c: factor_vae.local_variances(c.reshape(len(c), -1, b, c.shape[-1])), between)
-            ok = _finite(global_var, local)
-            acc = factor_vae.score_variances(global_var[ok], local[ok][:, :n], y[:n], local[ok][:, n:], y[n:],
-                                             draw.factors.shape[1]) if ok.any() else []
-            scores = {"factor_vae_score": _fill(ok, acc)}
-        else:
-            mean, logvar = _codes(encode, truth, draw.factors, between=between)
-            logvar = logvar if "gaussian_tc_sampled" in fam_names else None
-            ok = _finite(mean, logvar)
-            got = mod.score(mean[ok], draw, mode=mode, posterior=None if logvar is None else (mean[ok], logvar[ok]),
-                            names=fam_names) if ok.any() else {n: [] for n in fam_names}
-            scores = {n: _fill(ok, got[n]) for n in fam_names}
-        out.update({n: scores[n] for n in fam_names})
-        done += 1
-        now = time.perf_counter()
-        log.info("metrics: family %d/%d (%s) done in %.0f s, elapsed %s, ETA %s", done, len(todo), fam, now - tic,
-                 clock(now - started), clock((now - started) / done * (len(todo) - done)))
-        if between is not None and done < len(todo):
-            between()
+    draws = {fam: draw_for(fam, truth, seed, sizes) for fam, _, _ in todo}
+    codes_of = _code_table(encode, truth, draws.values(), "gaussian_tc_sampled" in names, between) \
+        or _streamed(encode, truth)
+    log.info("metrics: %d famil%s drawn and encoded in %s; classifiers on %d worker process(es)", len(todo),
+             "y" if len(todo) == 1 else "ies", clock(time.perf_counter() - started), Jobs(workers).workers)
+    jobs, waiting = Jobs(workers, between), []
+    try:
+        for fam, mod, fam_names in todo:
+            draw = draws[fam]
+            y, meta = draw.meta.get("labels"), draw.meta
+            if fam == "beta_vae":  # as beta_vae.score, on the per-point features only
+                b, n = meta["batch_size"], meta["num_train"]
+                x = _codes(codes_of, draw.factors, 2 * b,
+                           lambda c: beta_vae.features(c.reshape(len(c), -1, 2, b, c.shape[-1])), between)
+                ok = _finite(x)
+                work = [(beta_vae.score_features, (m[:n], y[:n], m[n:], y[n:], meta["seed"])) for m in x[ok]]
+                combine = lambda results: {"beta_vae_score": np.asarray(results, np.float64)}  # noqa: E731
+            elif fam == "factor_vae":  # as factor_vae.score, on the global and per-batch variances only
+                b, nv, n = meta["batch_size"], meta["num_variance_estimate"], meta["num_train"]
+                global_var = np.var(_codes(codes_of, draw.factors[:nv], between=between)[0], axis=1, ddof=1)
+                local = _codes(codes_of, draw.factors[nv:], b,
+                               lambda c: factor_vae.local_variances(c.reshape(len(c), -1, b, c.shape[-1])), between)
+                ok = _finite(global_var, local)
+                acc = factor_vae.score_variances(global_var[ok], local[ok][:, :n], y[:n], local[ok][:, n:], y[n:],
+                                                 draw.factors.shape[1]) if ok.any() else []
+                work, combine = [], lambda _, acc=acc: {"factor_vae_score": np.asarray(acc, np.float64)}
+            else:
+                mean, logvar = _codes(codes_of, draw.factors, between=between)
+                logvar = logvar if "gaussian_tc_sampled" in fam_names else None
+                ok = _finite(mean, logvar)
+                posterior = None if logvar is None else (mean[ok], logvar[ok])
+                if not ok.any():
+                    work, combine = [], lambda _, fam_names=fam_names: {n: [] for n in fam_names}
+                elif fam in INLINE:
+                    got = mod.score(mean[ok], draw, mode=mode, posterior=posterior, names=fam_names)
+                    work, combine = [], lambda _, got=got: got
+                else:
+                    work, combine = member_jobs(fam, mean[ok], draw, mode, posterior, fam_names)
+            waiting.append((fam, fam_names, ok, [jobs.submit(fn, *args) for fn, args in work], combine))
+            if work:
+                log.info("metrics: %s's %d classifier job(s) started, elapsed %s", fam, len(work),
+                         clock(time.perf_counter() - started))
+        out, total, finished, fitting = {}, sum(len(w[3]) for w in waiting), 0, time.perf_counter()
+        for fam, fam_names, ok, futures, combine in waiting:
+            scores = combine(jobs.wait(futures))
+            out.update({n: _fill(ok, scores[n]) for n in fam_names})
+            done, finished = done + 1, finished + len(futures)
+            now = time.perf_counter()
+            eta = (now - fitting) / finished * (total - finished) if finished else 0.0  # from the jobs done
+            log.info("metrics: family %d/%d (%s) done, elapsed %s, ETA %s", done, len(todo), fam,
+                     clock(now - started), clock(eta))
+    except BaseException:  # a stop, or an error: no worker goes on fitting
+        jobs.kill()
+        raise
     return {n: out[n] for n in names}
 
 
@@ -267,7 +339,7 @@ def score_members(model_spec, graph, params, hp, truth, healthy, metrics: Metric
     encode = population_encoder(model_spec, graph, jax.tree.map(lambda a: a[index], params),
                                 {k: v[index] for k, v in hp.items()}, image_shape=truth.image_shape)
     scores = score_population(encode, truth, names, metrics.seed, metrics.resolved_mode(), metrics.size_overrides(),
-                              check)
+                              check, metrics.workers)
     for j, i in enumerate(index):
         out[i] = {n: float(scores[n][j]) if np.isfinite(scores[n][j]) else None for n in names}
     return out
@@ -291,13 +363,13 @@ def add_to_summaries(spec, data, graph, params, hp, healthy, summaries: list[dic
     return {"metrics_provenance": metrics_provenance(spec.model, spec.metrics), "metrics_seconds": seconds}
 
 
-def _settings(mode: str | None, sizes, seed: int, preset: str = "paper") -> MetricsSpec:
+def _settings(mode: str | None, sizes, seed: int, preset: str = "paper", workers: int = 0) -> MetricsSpec:
     return parse_section("metrics", MetricsSpec, {"preset": preset, "mode": mode, "sizes": dict(sizes or {}),
-                                                  "seed": seed})
+                                                  "seed": seed, "workers": workers})
 
 
 def score_model(spec, data, model, member: dict, mode: str | None = None, sizes=None, seed: int = 0,
-                preset: str = "paper") -> dict:
+                preset: str = "paper", workers: int = 0) -> dict:
     """One member (`aejax.trained.TrainedRun.disentanglement`): `{metric: float or None}`; `mode` and `sizes`
     override the preset's (`metrics.preset`)."""
     import jax
@@ -305,7 +377,7 @@ def score_model(spec, data, model, member: dict, mode: str | None = None, sizes=
 
     from aejax.population import hyperparameter_arrays
 
-    metrics = _settings(mode, sizes, seed, preset)
+    metrics = _settings(mode, sizes, seed, preset, workers)
     if data.ground_truth is None:
         raise _no_factors("disentanglement() on this run", spec.data.name)
     graph, state = nnx.split(model)
@@ -315,7 +387,7 @@ def score_model(spec, data, model, member: dict, mode: str | None = None, sizes=
 
 
 def score_run_dir(run_dir, mode: str | None = None, sizes=None, seed: int = 0, check=None,
-                  preset: str = "paper") -> tuple[Path, dict]:
+                  preset: str = "paper", workers: int = 0) -> tuple[Path, dict]:
     """Score every healthy member of the finished run in `run_dir` (or of a run stopped after its training
     ended: its final checkpoint is on disk, its summary.json is not); write `run_dir/disentanglement.json`.
     `check`: score_population's."""
@@ -325,7 +397,7 @@ def score_run_dir(run_dir, mode: str | None = None, sizes=None, seed: int = 0, c
     from aejax.restore import restore_population
 
     run_dir = Path(run_dir)
-    metrics = _settings(mode, sizes, seed, preset)
+    metrics = _settings(mode, sizes, seed, preset, workers)
     config, summary = read_json_yaml(run_dir / "config.yaml"), read_json(run_dir / "summary.json")
     status = (read_json(run_dir / "status.json") or {}).get("status")
     if not isinstance(config, dict):
@@ -396,6 +468,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_sizes, default={}, help="overrides of the preset's sizes, e.g. "
                    "num_train=1000,num_test=500,num_eval=500,dci.num_train=100 (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (default 0): fixes the sampled factors")
+    p.add_argument("--workers", type=int, default=0, help="processes for the classifiers (default 0: one per "
+                   "available core; 1: none beside this one); the scores do not depend on it")
     return p
 
 
@@ -414,7 +488,8 @@ def main(argv=None) -> int:
     with catch_signals() as stops:
         stops.nothing_saved = f"nothing was written: {again}"
         try:
-            path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed, check, args.preset)
+            path, record = score_run_dir(args.run_dir, args.mode, args.sizes, args.seed, check, args.preset,
+                                         args.workers)
         except ConfigError as err:
             print(f"aejax-metrics: error: {err}", file=sys.stderr)
             return 2

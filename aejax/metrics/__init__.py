@@ -80,6 +80,25 @@ def draw_for(family: str, ground_truth, seed: int = 0, sizes: dict | None = None
     return mod.sample(ground_truth, family_rng(seed, mod.SALT), **_family_sizes(family, sizes))
 
 
+INLINE = ("mig", "factor_vae", "unsupervised")  # vectorised over members: scored where the codes are
+
+
+def member_jobs(family: str, codes, draw: Draw, mode: str = "exact", posterior=None, names=None):
+    """A family's scoring of codes `(M, n, K)` as independent jobs for worker processes
+    (aejax.metrics.workers): the family's own `jobs` where it has one (DCI: one per member and factor),
+    else one `score` call per member. -> `([(fn, args), ...], combine(results) -> {name: (M,)})`."""
+    mod = FAMILIES[family]
+    names = tuple(mod.NAMES if names is None else names)
+    if hasattr(mod, "jobs"):
+        return mod.jobs(codes, draw, mode, posterior, names)
+
+    def one(m):
+        return None if posterior is None else tuple(p[m:m + 1] for p in posterior)
+
+    work = [(mod.score, (codes[m:m + 1], draw, mode, one(m), names)) for m in range(len(codes))]
+    return work, lambda results: {n: np.concatenate([np.atleast_1d(r[n]) for r in results]) for n in names}
+
+
 def evaluate_all(represent, ground_truth, seed: int = 0, names=None, mode: str = "exact",
                  represent_posterior=None, sizes: dict | None = None, encode_batch: int = 4096) -> dict[str, float]:
     """Score one member: `{metric name: float}` for `names` (default: all that the inputs allow).
@@ -115,5 +134,5 @@ def evaluate_all(represent, ground_truth, seed: int = 0, names=None, mode: str =
     return {n: out[n] for n in wanted}
 
 
-__all__ = ["Draw", "FAMILIES", "METRICS", "MODES", "SKLEARN_VERSION", "draw_for", "encode", "evaluate_all",
-           "family_rng", "provenance"]
+__all__ = ["Draw", "FAMILIES", "INLINE", "METRICS", "MODES", "SKLEARN_VERSION", "draw_for", "encode", "evaluate_all",
+           "family_rng", "member_jobs", "provenance"]

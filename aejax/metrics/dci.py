@@ -34,16 +34,23 @@ def _gbt(seed: int):
     return GradientBoostingClassifier(random_state=seed)
 
 
+def factor_fit(x_train, y_train, x_test, y_test, seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """One factor's boosted trees: `x (n, K)`, `y (n,)` -> `(importances (K,), train accuracy, test accuracy)`."""
+    model = _gbt(seed).fit(x_train, y_train)
+    return (np.abs(model.feature_importances_), float(np.mean(model.predict(x_train) == y_train)),
+            float(np.mean(model.predict(x_test) == y_test)))
+
+
 def importance_matrix(x_train, y_train, x_test, y_test, seed: int = 0) -> tuple[np.ndarray, float, float]:
     """One member: `x (n, K)`, `y (n, F)` -> `(R (K, F), train accuracy, test accuracy)`."""
-    r = np.zeros((x_train.shape[1], y_train.shape[1]))
-    train_acc, test_acc = [], []
-    for j in range(y_train.shape[1]):
-        model = _gbt(seed).fit(x_train, y_train[:, j])
-        r[:, j] = np.abs(model.feature_importances_)
-        train_acc.append(np.mean(model.predict(x_train) == y_train[:, j]))
-        test_acc.append(np.mean(model.predict(x_test) == y_test[:, j]))
-    return r, float(np.mean(train_acc)), float(np.mean(test_acc))
+    fits = [factor_fit(x_train, y_train[:, j], x_test, y_test[:, j], seed) for j in range(y_train.shape[1])]
+    return _assemble(fits)
+
+
+def _assemble(fits) -> tuple[np.ndarray, float, float]:
+    """Per-factor fits -> `(R (K, F), mean train accuracy, mean test accuracy)`."""
+    return (np.stack([f[0] for f in fits], axis=1), float(np.mean([f[1] for f in fits])),
+            float(np.mean([f[2] for f in fits])))
 
 
 def disentanglement(r: np.ndarray) -> float:
@@ -69,12 +76,34 @@ def dci(codes_train, factors_train, codes_test, factors_test, seed: int = 0, mod
         raise ValueError(f"mode must be 'exact' or 'fast', got {mode!r}")
     (xs, single), (xt, _) = as_members(codes_train), as_members(codes_test)
     ys, yt = check_factors(factors_train, xs.shape[1]), check_factors(factors_test, xt.shape[1])
-    rows = []
-    for m in range(xs.shape[0]):
-        r, _, test_acc = fit(xs[m], ys, xt[m], yt, seed)
-        rows.append((disentanglement(r), completeness(r), test_acc))
-    cols = np.asarray(rows).T
+    return _scores([fit(xs[m], ys, xt[m], yt, seed) for m in range(xs.shape[0])], single)
+
+
+def _scores(fits, single: bool = False) -> dict:
+    """Per member `(R, train accuracy, test accuracy)` -> {name: float or (M,)}."""
+    cols = np.asarray([(disentanglement(r), completeness(r), test_acc) for r, _, test_acc in fits]).T
     return {name: (float(c[0]) if single else c) for name, c in zip(NAMES, cols)}
+
+
+def jobs(codes, draw: Draw, mode: str = "exact", posterior=None, names=NAMES):
+    """Exact mode's independent pieces for worker processes (aejax.metrics.workers): one job per member
+    and factor, the factors with the most classes (the most trees) first; `combine(results)` -> `score`'s
+    dict for codes `(M, n, K)`. Fast mode grows all of a member's trees together: one job per member."""
+    del posterior, names
+    xs, ys, xt, yt = split(codes, draw)
+    seed, members, factors = draw.meta["seed"], len(xs), ys.shape[1]
+    if mode != "exact":
+        return [(dci, (xs[m], ys, xt[m], yt, seed, mode)) for m in range(members)], \
+            (lambda results: {n: np.array([r[n] for r in results]) for n in NAMES})
+    order = sorted(range(factors), key=lambda j: -len(np.unique(ys[:, j])))
+    pieces = [(m, j) for m in range(members) for j in order]
+    work = [(factor_fit, (xs[m], ys[:, j], xt[m], yt[:, j], seed)) for m, j in pieces]
+
+    def combine(results):
+        by_piece = dict(zip(pieces, results))
+        return _scores([_assemble([by_piece[m, j] for j in range(factors)]) for m in range(members)])
+
+    return work, combine
 
 
 def sample(ground_truth, rng, num_train: int = SIZES["num_train"], num_test: int = SIZES["num_test"]) -> Draw:
