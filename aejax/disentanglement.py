@@ -5,12 +5,14 @@ training on data with ground-truth factors (the `metrics.*` settings), on a fini
 The representation is the encoder's output: a VAE's posterior mean (its log-variance too, for
 `gaussian_tc_sampled`), an autoencoder's code f(x). Each metric family draws its factors once
 (`draw_for`, fixed by `metrics.seed` and the sizes of `metrics.preset` and `metrics.sizes`), so every member, and every run with the
-same metric settings, is scored on the same factors. All members' codes come from one compiled call
-per batch of observations (MLPs: the encoder vmapped over the member axis; conv models: the members'
-encoders side by side, with XLA's convolutions, see population_encoder). BetaVAE and
-FactorVAE keep only their per-batch reductions (`beta_vae.features`, `factor_vae.local_variances`,
-what their scores read), so a population at the study's sizes (1.92 million encodings each for
-BetaVAE) never holds all its codes.
+same metric settings, is scored on the same factors. Each distinct observation among all the draws is
+encoded once (`_code_table`: at the study's sizes 724,000 of dSprites' 737,280 images instead of 2.97
+million draws), all members' codes from one compiled call per batch of observations (MLPs: the
+encoder vmapped over the member axis; conv models: the members' encoders side by side, with XLA's
+convolutions, see population_encoder). BetaVAE and FactorVAE keep only their per-batch reductions
+(`beta_vae.features`, `factor_vae.local_variances`, what their scores read). The classifiers run in
+`metrics.workers` processes (aejax.metrics.workers: members, and DCI's factors, side by side), the
+scores those of one process.
 
     aejax-metrics RUN_DIR [--preset paper|quick] [--mode exact|fast] [--sizes num_train=1000,num_test=500] [--seed 0]
                   [--workers 0]
@@ -250,6 +252,15 @@ def _fill(ok: np.ndarray, values) -> np.ndarray:
     return out
 
 
+def _job_weight(fn, args) -> float:
+    """About how long a classifier job takes, for the ETA: DCI's boosted trees one unit per class of the
+    factor (a tree per class and stage: 113 units a dSprites member, about 2.7 s each on a 2-core CPU at
+    the study's sizes), any other classifier one unit."""
+    from aejax.metrics import dci
+
+    return float(len(np.unique(args[1]))) if fn is dci.factor_fit else 1.0
+
+
 def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None,
                      check=None, workers: int = 1) -> dict:
     """`{metric: (M,) float64}` for the metrics `names` (NaN where a member's codes are not finite).
@@ -274,7 +285,7 @@ def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", s
         or _streamed(encode, truth)
     log.info("metrics: %d famil%s drawn and encoded in %s; classifiers on %d worker process(es)", len(todo),
              "y" if len(todo) == 1 else "ies", clock(time.perf_counter() - started), Jobs(workers).workers)
-    jobs, waiting = Jobs(workers, between), []
+    jobs, waiting, fitting = Jobs(workers, between), [], time.perf_counter()
     try:
         for fam, mod, fam_names in todo:
             draw = draws[fam]
@@ -307,19 +318,37 @@ def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", s
                     work, combine = [], lambda _, got=got: got
                 else:
                     work, combine = member_jobs(fam, mean[ok], draw, mode, posterior, fam_names)
-            waiting.append((fam, fam_names, ok, [jobs.submit(fn, *args) for fn, args in work], combine))
             if work:
-                log.info("metrics: %s's %d classifier job(s) started, elapsed %s", fam, len(work),
+                log.info("metrics: %s's %d classifier job(s) start, elapsed %s", fam, len(work),
                          clock(time.perf_counter() - started))
-        out, total, finished, fitting = {}, sum(len(w[3]) for w in waiting), 0, time.perf_counter()
-        for fam, fam_names, ok, futures, combine in waiting:
-            scores = combine(jobs.wait(futures))
-            out.update({n: _fill(ok, scores[n]) for n in fam_names})
-            done, finished = done + 1, finished + len(futures)
-            now = time.perf_counter()
-            eta = (now - fitting) / finished * (total - finished) if finished else 0.0  # from the jobs done
-            log.info("metrics: family %d/%d (%s) done, elapsed %s, ETA %s", done, len(todo), fam,
-                     clock(now - started), clock(eta))
+            waiting.append((fam, fam_names, ok, [jobs.submit(fn, *args) for fn, args in work], combine,
+                            [_job_weight(fn, args) for fn, args in work]))
+        out, last = {}, time.perf_counter()
+        weight = {id(f): w for *_, futures, _, weights in waiting for f, w in zip(futures, weights)}
+        total = sum(weight.values())
+
+        def eta() -> str:  # from the classifier work done so far, weighted (`_job_weight`)
+            done_weight = sum(w for f in jobs.futures if f.done() for w in [weight[id(f)]])
+            if total == 0 or done_weight == total:
+                return clock(0)
+            return clock((time.perf_counter() - fitting) / done_weight * (total - done_weight)) if done_weight else "?"
+
+        while waiting:
+            for item in [w for w in waiting if all(f.done() for f in w[3])]:
+                fam, fam_names, ok, futures, combine, _ = item
+                scores = combine([f.result() for f in futures])
+                out.update({n: _fill(ok, scores[n]) for n in fam_names})
+                waiting.remove(item)
+                done += 1
+                log.info("metrics: family %d/%d (%s) done, elapsed %s, ETA %s", done, len(todo), fam,
+                         clock(time.perf_counter() - started), eta())
+            if waiting:
+                jobs.poll()
+                if time.perf_counter() - last > PROGRESS_SECONDS:
+                    last = time.perf_counter()
+                    left = sum(not f.done() for f in jobs.futures)
+                    log.info("metrics: %d of %d classifier job(s) left, elapsed %s, ETA %s", left, len(jobs.futures),
+                             clock(last - started), eta())
     except BaseException:  # a stop, or an error: no worker goes on fitting
         jobs.kill()
         raise

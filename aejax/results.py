@@ -35,11 +35,12 @@ from aejax.settings import flatten, shard_range  # no JAX behind them: the table
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: config.yaml parsing is most of the time
 SKIP = {"checkpoints", "wandb", "figures", "__pycache__"}  # and hidden folders (.submitit, .hydra)
-# Config keys that say where a run read its data or how it was watched, not what it computed
-# (what a resume may change, and the evaluation schedule): never columns, never a reason to refuse a group.
+# Config keys that say where a run read its data, how it was watched or on how many processes it scored, not
+# what it computed (what a resume may change, and the evaluation schedule): never columns, never a reason to
+# refuse a group.
 NOT_SETTINGS = ("hydra.", "logger.", "population.", "trainer.resume", "trainer.progress", "trainer.eval_every",
                 "trainer.figure_formats", "trainer.figure_members", "trainer.log_every", "trainer.checkpoint_every",
-                "data.root", "data.download", "metrics.disentanglement")
+                "data.root", "data.download", "metrics.disentanglement", "metrics.workers")
 STATUSES = ("finished", "diverged", "failed", "interrupted", "running", "unfinished")
 FIRST = ["name", "status", "message", "seed", "member"]
 LAST = ["train_seconds", "slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "requeue_count",

@@ -70,6 +70,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PEAK_SAMPLES = 4  # 2048^3 matmuls between two epochs (about 0.5 s)
 CONV_BATCH, CONV_STEPS_PER_EPOCH = 64, 200  # figures 5 and 6: batch 64, epochs of 200 steps (12,800 examples)
@@ -206,8 +207,6 @@ MNIST_CONV = dict(architecture="conv", channels=(16, 32), kernel_sizes=(3,), str
 
 
 def random_binary(n: int, dim: int):
-    import numpy as np
-
     return (np.random.default_rng(0).random((n, dim), dtype=np.float32) < 0.5).astype(np.float32)
 
 
@@ -342,8 +341,6 @@ def figure_8(data_root: str | None, rounds: int, round_seconds: float, chunk_ste
     torch.manual_seed(0)
     n = CONV_BATCH * CONV_STEPS_PER_EPOCH
     if data_root:
-        import numpy as np
-
         from aejax.data.mnist import load_mnist
 
         pixels = load_mnist(data_root, download=False)["train_images"][:n]
@@ -356,11 +353,44 @@ def figure_8(data_root: str | None, rounds: int, round_seconds: float, chunk_ste
     populations = (1, 4)
     for members in populations:
         sides[members] = aejax_chunk(IWAE, None, jnp.asarray(x), members, 1e-3, chunk_steps)
+    peaks = matmul_peaks(torch)  # before and after the rounds: the host drifts
     rates, single, ratios = populations_against_torch(sides, populations, rounds, round_seconds, "iwae", results)
+    peaks = {side: before + after for (side, before), after in zip(peaks.items(), matmul_peaks(torch).values())}
+    step = iwae_step_flops(CONV_BATCH, IWAE_K)
+    gflops = {"torch": single / CONV_BATCH * step / 1e9, "aejax": rates[1][0] / CONV_BATCH * step / 1e9}
+    peak = {side: float(np.mean(v)) / 1e9 for side, v in peaks.items()}
+    results.update({"iwae_step_gflop": step / 1e9, "iwae_gflops": gflops, "matmul_peak_gflops": peak,
+                    "matmul_peak_samples_gflops": {k: [p / 1e9 for p in v] for k, v in peaks.items()}})
     print(f"8. IWAE k={IWAE_K} (784-200-200 tanh, 50 latents, Bernoulli), batch {CONV_BATCH}, Adam 1e-3, {data}: "
           f"torch {torch.__version__} eager ({torch.get_num_threads()} threads) {single:,.0f} samples/s; "
           f"aejax E=4 {rates[4][0]:,.0f} member-samples/s ({ratios[4]:.2f}x torch single); "
           f"aejax E=1 {rates[1][0]:,.0f} samples/s: ratio {ratios[1]:.2f}")
+    print(f"   the step's matmuls are {step / 1e9:.2f} GFLOP: torch {gflops['torch']:.0f} GFLOP/s, aejax "
+          f"{gflops['aejax']:.0f}; a 2048^3 float32 matmul in the same run: XLA {peak['xla']:.0f} GFLOP/s, torch "
+          f"{peak['torch']:.0f} (mean of {len(peaks['xla'])} samples); 1.5x torch would need "
+          f"{1.5 * gflops['torch']:.0f} GFLOP/s, {1.5 * gflops['torch'] / peak['xla']:.0%} of XLA's matmul rate")
+
+
+def iwae_step_flops(batch: int, k: int, encoder=(784, 200, 200, 100), decoder=(50, 200, 200, 784)) -> int:
+    """Matmul FLOPs of one IWAE training step (figure 8's network): the forward pass (the decoder on k x batch
+    rows), and backward the weight gradients of every layer and the input gradients of every layer but the
+    first (x needs none). Elementwise work (tanh, the Bernoulli log-likelihood, Adam) is not counted."""
+    layers = lambda dims: sum(a * b for a, b in zip(dims[:-1], dims[1:]))  # noqa: E731
+    forward = batch * layers(encoder) + k * batch * layers(decoder)
+    return 2 * (3 * forward - batch * encoder[0] * encoder[1])
+
+
+def matmul_peaks(torch, samples: int = 8, n: int = 2048) -> dict:
+    """FLOP/s of `samples` n x n float32 matmuls each, XLA's (jitted) and torch's, alternated."""
+    xla, flops = matmul(n)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    on_torch = lambda: torch.mm(a, b)  # noqa: E731
+    xla(), on_torch()
+    out = {"xla": [], "torch": []}
+    for _ in range(samples):
+        out["xla"].append(flops / timed(xla))
+        out["torch"].append(flops / timed(on_torch))
+    return out
 
 
 def populations_against_torch(sides: dict, populations: tuple, rounds: int, round_seconds: float, prefix: str,

@@ -110,3 +110,10 @@ def test_metrics_workers_below_0_is_refused_in_one_line():
 
     with pytest.raises(ConfigError, match=r"metrics\.workers=-1 is not allowed; expected an integer >= 0"):
         parse_section("metrics", MetricsSpec, {"workers": -1})
+
+
+def test_aejax_metrics_workers_below_0_is_one_line_and_exit_2(tmp_path, capsys):
+    assert disentanglement.main([str(tmp_path), "--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["aejax-metrics: error: metrics.workers=-1 is not allowed; expected an integer >= 0"]
+    assert list(tmp_path.iterdir()) == []

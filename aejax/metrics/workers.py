@@ -3,8 +3,8 @@ in worker processes, while the caller goes on encoding the next family's observa
 
 The classifiers (scikit-learn's boosted trees, logistic regressions, linear SVMs) run on one core
 each, and a member's scores depend only on its own codes and the family's common draw, so members
-and factors are independent jobs: the numbers are those of the serial loop, bit for bit (each job
-fits the same estimator on the same rows with the same seed).
+and factors are independent jobs: each fits the same estimator on the same rows with the same seed,
+on one BLAS thread wherever it runs (`one_thread`), so the numbers do not depend on `workers`.
 
 Workers are separate processes (loky: fork then exec, safe beside JAX's threads), with one BLAS or
 OpenMP thread each, so W workers use W cores. They ignore SIGINT and SIGTERM: a signal is the
@@ -37,6 +37,16 @@ def resolve(workers: int) -> int:
     return available_cores() if workers == 0 else workers
 
 
+def one_thread(fn, *args):
+    """`fn(*args)` on one BLAS and OpenMP thread, wherever it runs: the classifiers' numbers then do not
+    depend on the workers or the machine's cores (scikit-learn's lbfgs, stopped at 100 iterations as
+    disentanglement_lib's, moves in the fifth decimal with the BLAS thread count)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return fn(*args)
+
+
 def _ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -54,26 +64,26 @@ class Jobs:
         self.workers = resolve(workers)
         self.between = between  # in-process jobs: a stop check before each
         self._pool = None
-        self._futures: list[Future] = []
+        self.futures: list[Future] = []
 
     def submit(self, fn, *args) -> Future:
         if self.workers <= 1:
             if self.between is not None:
                 self.between()
             future = Future()
-            future.set_result(fn(*args))
+            future.set_result(one_thread(fn, *args))
         else:
             if self._pool is None:
                 from joblib.externals.loky import get_reusable_executor
 
                 self._pool = get_reusable_executor(max_workers=self.workers, initializer=_ignore_signals,
                                                    env=ONE_THREAD, reuse=True)
-            future = self._pool.submit(fn, *args)
-        self._futures.append(future)
+            future = self._pool.submit(one_thread, fn, *args)
+        self.futures.append(future)
         return future
 
     def wait(self, futures=None) -> list:
-        futures = list(self._futures if futures is None else futures)
+        futures = list(self.futures if futures is None else futures)
         try:
             pending = {f for f in futures if not f.done()}
             while pending:
@@ -85,9 +95,17 @@ class Jobs:
             self.kill()
             raise
 
+    def poll(self) -> None:
+        """Wait up to POLL_SECONDS for any job to finish, after a stop check (`between`)."""
+        if self.between is not None:
+            self.between()
+        pending = [f for f in self.futures if not f.done()]
+        if pending:
+            wait_futures(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+
     def kill(self) -> None:
         """Stop every worker now (their unfinished jobs are lost); the next submit starts new ones."""
-        for future in self._futures:
+        for future in self.futures:
             future.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, kill_workers=True)
