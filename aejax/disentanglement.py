@@ -253,12 +253,16 @@ def _fill(ok: np.ndarray, values) -> np.ndarray:
 
 
 def _job_weight(fn, args) -> float:
-    """About how long a classifier job takes, for the ETA: DCI's boosted trees one unit per class of the
+    """About how long a classifier job takes, for the ETA: DCI's boosted trees one unit per class of a
     factor (a tree per class and stage: 113 units a dSprites member, about 2.7 s each on a 2-core CPU at
-    the study's sizes), any other classifier one unit."""
+    the study's sizes, exact mode), any other classifier a quarter."""
     from aejax.metrics import dci
 
-    return float(len(np.unique(args[1]))) if fn is dci.factor_fit else 1.0
+    if fn is dci.factor_fit:  # one factor's labels (n,)
+        return float(len(np.unique(args[1])))
+    if fn is dci.dci:  # fast mode: a member's every factor (n, F)
+        return float(sum(len(np.unique(column)) for column in np.asarray(args[1]).T))
+    return 0.25  # a logistic regression or linear SVMs: seconds at the study's sizes
 
 
 def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", sizes: dict | None = None,
@@ -328,10 +332,13 @@ def score_population(encode, truth, names, seed: int = 0, mode: str = "exact", s
         total = sum(weight.values())
 
         def eta() -> str:  # from the classifier work done so far, weighted (`_job_weight`)
-            done_weight = sum(w for f in jobs.futures if f.done() for w in [weight[id(f)]])
+            done_weights = [weight[id(f)] for f in jobs.futures if f.done()]
+            done_weight = sum(done_weights)
             if total == 0 or done_weight == total:
                 return clock(0)
-            return clock((time.perf_counter() - fitting) / done_weight * (total - done_weight)) if done_weight else "?"
+            if max(done_weights, default=0) < max(weight.values()):  # no boosted trees done yet: no rate
+                return "unknown until a DCI job ends"
+            return clock((time.perf_counter() - fitting) / done_weight * (total - done_weight))
 
         while waiting:
             for item in [w for w in waiting if all(f.done() for f in w[3])]:
