@@ -171,12 +171,19 @@ def population_encoder(model_spec, graph, params, hp, budget: int = CALL_BUDGET,
         logvar = None if logvars[0] is None else np.concatenate(logvars, axis=1)
         return np.concatenate(means, axis=1), logvar
 
+    encode.members = members  # the observations a stop may wait for scale with it (_segment)
     return encode
 
 
 def _streamed(encode, truth):
     """`codes_of(factors)`: render (or look up) the observations and encode them, every call."""
     return lambda factors: encode(truth.observations(factors))
+
+
+def _segment(encode) -> int:
+    """Observations encoded between two stop checks: SEGMENT rows for one or two members, fewer for more,
+    so that about 16,384 member-images (3 s of the study's conv encoder on 2 cores) lie between checks."""
+    return max(256, SEGMENT * 2 // max(2, getattr(encode, "members", 1)))
 
 
 def _code_table(encode, truth, draws, keep_logvar: bool, between=None):
@@ -195,14 +202,15 @@ def _code_table(encode, truth, draws, keep_logvar: bool, between=None):
     factors = np.stack(np.unravel_index(rows, truth.factor_sizes), axis=1).astype(np.int64)
     mean = logvar = None
     started = last = time.perf_counter()
-    for i in range(0, len(rows), SEGMENT):
+    segment = _segment(encode)
+    for i in range(0, len(rows), segment):
         if between is not None:
             between()
         if time.perf_counter() - last > PROGRESS_SECONDS:
             last, elapsed = time.perf_counter(), time.perf_counter() - started
             log.info("metrics: encoded %d of %d distinct observations, elapsed %s, ETA %s", i, len(rows),
                      clock(elapsed), clock(elapsed / i * (len(rows) - i)))
-        part_mean, part_logvar = encode(truth.observations(factors[i:i + SEGMENT]))
+        part_mean, part_logvar = encode(truth.observations(factors[i:i + segment]))
         if mean is None:
             keep_logvar = keep_logvar and part_logvar is not None
             members = len(part_mean)
@@ -213,9 +221,9 @@ def _code_table(encode, truth, draws, keep_logvar: bool, between=None):
                 return None
             mean = np.empty((members, len(rows), part_mean.shape[-1]), part_mean.dtype)
             logvar = np.empty_like(mean) if keep_logvar else None
-        mean[:, i:i + SEGMENT] = part_mean
+        mean[:, i:i + segment] = part_mean
         if logvar is not None:
-            logvar[:, i:i + SEGMENT] = part_logvar
+            logvar[:, i:i + segment] = part_logvar
 
     def codes_of(f):
         idx = np.searchsorted(rows, f @ strides)

@@ -117,3 +117,13 @@ def test_aejax_metrics_workers_below_0_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["aejax-metrics: error: metrics.workers=-1 is not allowed; expected an integer >= 0"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_larger_populations_encode_fewer_rows_between_two_stop_checks():
+    def encode(x):
+        return x
+
+    assert disentanglement._segment(encode) == disentanglement.SEGMENT  # no member count: one member
+    for members, rows in ((1, 8192), (2, 8192), (16, 1024), (10_000, 256)):
+        encode.members = members
+        assert disentanglement._segment(encode) == rows

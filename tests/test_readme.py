@@ -66,6 +66,10 @@ NOT_HERE = {
     "scancel --signal=USR2 <job>": "needs a SLURM job: tests/test_slurm.py preempts one so",
     "uv run python scripts/bench.py --data-root ../shared/data/mnist": BENCH,
     "uv run python scripts/bench.py --figures 4": BENCH,
+    "UV_PROJECT_ENVIRONMENT=.venv-dlib uv sync --locked --group dlib":
+        "installs disentanglement_lib 1.5's metric code into a second environment, for a benchmark's baseline",
+    "UV_PROJECT_ENVIRONMENT=.venv-dlib uv run --locked --group dlib python scripts/bench_metrics_dlib.py RUN_DIR "
+    "--members 1 --workers 1,0": BENCH,
     "uv run --locked aejax-collect multirun/disentanglement/<date>_<time>-<4 hex> --group-by model.objective,"
     "model.beta,model.gamma,model.lambda_od,model.c_max --markdown table.md":
         "needs the disentanglement study's six jobs (hours of CPU); tests/test_disentanglement_runs.py groups runs "
