@@ -181,6 +181,7 @@ BAD_INPUTS = {
     "metrics.disentanglement=true": "metrics.disentanglement=True is not allowed with data.name=digits; expected auto or false",
     "metrics.mode=slow": "metrics.mode='slow' is not allowed; expected one of exact, fast",
     "metrics.seed=-1": "metrics.seed=-1 is not allowed; expected an integer >= 0",
+    "metrics.workers=-1": "metrics.workers=-1 is not allowed; expected an integer >= 0",
     "metrics.seed=abc": "metrics.seed='abc' is not allowed; expected an integer",
     "metrics.sizes=5": "metrics.sizes=5 is not allowed; expected a mapping or null",
     "metrics.sizes={nope:5}": "metrics.sizes key='nope' is not allowed; expected one of batch_size, num_eval",
