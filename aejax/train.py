@@ -26,6 +26,20 @@ from aejax.errors import Diverged
 
 INIT, STEP, SHUFFLE = 0, 1, 2  # independent random streams of one member
 CRITIC = 3  # the critic's stream, folded into a step's (or the init) key
+MEMBER_AXIS = "member_block"  # compile_population's vmap axis: the members of one block
+
+
+def any_member(flag: jax.Array) -> jax.Array:
+    """Whether `flag` holds in any member of the block being trained, as ONE unbatched bool.
+
+    A `lax.cond` whose predicate is batched (differs per member) becomes a select under vmap that runs
+    both branches for every member; on this value it stays a real branch, taken once for the block.
+    Use it to skip work that every member would skip (SAE's AuxK while no latent is dead). Outside
+    compile_population's vmap (one member, an evaluation's own vmap) it is `flag` itself."""
+    try:
+        return jax.lax.psum(flag.astype(jnp.int32), MEMBER_AXIS) > 0
+    except NameError:  # the axis is not bound: no block of members around this call
+        return flag
 
 
 def member_keys(seeds) -> jax.Array:
@@ -184,7 +198,8 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     another inside the program: a block's parameters and optimiser state stay in cache for
     all its steps instead of streaming the whole population through memory at every step.
     """
-    batched = jax.vmap(member_program, in_axes=(0, 0, None if shared_data else 0, 0, None, None, None))
+    batched = jax.vmap(member_program, in_axes=(0, 0, None if shared_data else 0, 0, None, None, None),
+                       axis_name=MEMBER_AXIS)
 
     def vectorised(state, keys, x, hp, first_step, n_epochs, n_steps):
         if keys.shape[0] > 1:

@@ -356,11 +356,13 @@ def figure_8(data_root: str | None, rounds: int, round_seconds: float, chunk_ste
     peaks = matmul_peaks(torch)  # before and after the rounds: the host drifts
     rates, single, ratios = populations_against_torch(sides, populations, rounds, round_seconds, "iwae", results)
     peaks = {side: before + after for (side, before), after in zip(peaks.items(), matmul_peaks(torch).values())}
+    alone = iwae_matmuls_alone(torch, CONV_BATCH, IWAE_K)
     step = iwae_step_flops(CONV_BATCH, IWAE_K)
     gflops = {"torch": single / CONV_BATCH * step / 1e9, "aejax": rates[1][0] / CONV_BATCH * step / 1e9}
     peak = {side: float(np.mean(v)) / 1e9 for side, v in peaks.items()}
     results.update({"iwae_step_gflop": step / 1e9, "iwae_gflops": gflops, "matmul_peak_gflops": peak,
-                    "matmul_peak_samples_gflops": {k: [p / 1e9 for p in v] for k, v in peaks.items()}})
+                    "matmul_peak_samples_gflops": {k: [p / 1e9 for p in v] for k, v in peaks.items()},
+                    "iwae_matmuls_alone_ms": {k: v * 1e3 for k, v in alone.items()}})
     print(f"8. IWAE k={IWAE_K} (784-200-200 tanh, 50 latents, Bernoulli), batch {CONV_BATCH}, Adam 1e-3, {data}: "
           f"torch {torch.__version__} eager ({torch.get_num_threads()} threads) {single:,.0f} samples/s; "
           f"aejax E=4 {rates[4][0]:,.0f} member-samples/s ({ratios[4]:.2f}x torch single); "
@@ -369,6 +371,10 @@ def figure_8(data_root: str | None, rounds: int, round_seconds: float, chunk_ste
           f"{gflops['aejax']:.0f}; a 2048^3 float32 matmul in the same run: XLA {peak['xla']:.0f} GFLOP/s, torch "
           f"{peak['torch']:.0f} (mean of {len(peaks['xla'])} samples); 1.5x torch would need "
           f"{1.5 * gflops['torch']:.0f} GFLOP/s, {1.5 * gflops['torch'] / peak['xla']:.0%} of XLA's matmul rate")
+    step_ms = {"torch": CONV_BATCH / single * 1e3, "aejax": CONV_BATCH / rates[1][0] * 1e3}
+    print(f"   a step: torch {step_ms['torch']:.1f} ms, aejax {step_ms['aejax']:.1f} ms; its matmuls alone (the "
+          f"step's shapes, best of 8): XLA {alone['xla'] * 1e3:.1f} ms, torch {alone['torch'] * 1e3:.1f} ms; "
+          f"1.5x torch allows {step_ms['torch'] / 1.5:.1f} ms a step for everything")
 
 
 def iwae_step_flops(batch: int, k: int, encoder=(784, 200, 200, 100), decoder=(50, 200, 200, 784)) -> int:
@@ -378,6 +384,36 @@ def iwae_step_flops(batch: int, k: int, encoder=(784, 200, 200, 100), decoder=(5
     layers = lambda dims: sum(a * b for a, b in zip(dims[:-1], dims[1:]))  # noqa: E731
     forward = batch * layers(encoder) + k * batch * layers(decoder)
     return 2 * (3 * forward - batch * encoder[0] * encoder[1])
+
+
+def iwae_matmul_layers(batch: int, k: int, encoder=(784, 200, 200, 100), decoder=(50, 200, 200, 784)):
+    """(rows, fan_in, fan_out, needs the input's gradient) of every dense layer of figure 8's step."""
+    layers = [(batch, a, b, i > 0) for i, (a, b) in enumerate(zip(encoder[:-1], encoder[1:]))]
+    return layers + [(k * batch, a, b, True) for a, b in zip(decoder[:-1], decoder[1:])]
+
+
+def iwae_matmuls_alone(torch, batch: int, k: int, samples: int = 8) -> dict:
+    """Seconds (best of `samples`) of the step's matmuls alone, each side's own: for every layer the forward
+    x @ W, the weight gradient x^T @ G and the input gradient G @ W^T, on random arrays of the step's shapes,
+    all in one jitted function (XLA) or one after another (torch). What a step costs with no elementwise work."""
+    rng = np.random.default_rng(0)
+    arrays = [tuple(rng.standard_normal(shape, dtype=np.float32) for shape in ((r, a), (a, b), (r, b)))
+              for r, a, b, _ in iwae_matmul_layers(batch, k)]
+    needs = [n for *_, n in iwae_matmul_layers(batch, k)]
+
+    def products(mm, transpose, arrays):
+        out = []
+        for (x, w, g), need in zip(arrays, needs):
+            out += [mm(x, w), mm(transpose(x), g)] + ([mm(g, transpose(w))] if need else [])
+        return out
+
+    on_xla = jax.jit(lambda arrays: products(jnp.matmul, jnp.transpose, arrays))
+    xla_arrays = jax.tree.map(jnp.asarray, arrays)
+    torch_arrays = [tuple(torch.from_numpy(a) for a in layer) for layer in arrays]
+    xla = lambda: jax.block_until_ready(on_xla(xla_arrays))  # noqa: E731
+    on_torch = lambda: products(torch.mm, torch.t, torch_arrays)  # noqa: E731
+    xla(), on_torch()
+    return {"xla": min(timed(xla) for _ in range(samples)), "torch": min(timed(on_torch) for _ in range(samples))}
 
 
 def matmul_peaks(torch, samples: int = 8, n: int = 2048) -> dict:

@@ -31,11 +31,17 @@ b. A population of `--members` small SAEs (width `--pop-width`), member k (TopK)
 c. TopK selection cost in aejax (population of b): k per member, traced (the bit search
    `at_least_kth_largest`), against the same program with one static k (`lax.top_k`) and against the same
    program with the selection removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k
-   rate / no-selection rate.
+   rate / no-selection rate. AuxK's own selection runs only while some member of the block has a dead
+   latent (SAELens skips it too), so in these short runs (no latent dead yet) c times the code's selection.
 d. Quality at equal steps: each side's SAE of (a) topped up to `--quality-steps` steps; MCC
    (aejax.sae_metrics.mcc: Hungarian on |cos| of decoder rows against the true directions) and FVU
    (aejax.sae_metrics.reconstruction_stats, about the eval set's mean) on the same held-out rows;
    ratio = aejax FVU / SAELens FVU (below 1: aejax reconstructs better).
+e. Why calls are whole epochs here: the population of b (ReLU) in calls of a fifth of an epoch against calls of
+   one epoch. Each call draws every member's shuffle of the epoch (`jax.random.permutation`, a sort, which
+   XLA's CPU runs slowly: 43% of the population's time in 20-step calls, by the profiler), so calls shorter than
+   an epoch repeat it; aejax-train sizes calls by time (trainer.call_seconds, 10 s: whole epochs at these sizes).
+   ratio = short-call rate / whole-epoch rate.
 
 Timing: both sides are compiled/warmed first; then rounds alternate (SAELens chunk, aejax chunk, ...),
 each side's rate is the median over its rounds. torch.set_num_threads(os.cpu_count()); JAX uses every core
@@ -318,6 +324,18 @@ def figure_7(args, results: dict) -> None:
               f"{rates['static']:,.1f}; no selection (ReLU) {rates['none']:,.1f}; ratio {ratio:.2f}")
         results["sae_topk_selection"] = dict(rates, ratio=ratio)
 
+    if "relu" in archs and not quick:  # (e)
+        values = spread(args.l1 / 4, args.l1 * 4, members, False)
+        short = max(1, steps_per_epoch // 5)
+        sides = {calls: AejaxSide("relu", pop_width, x_train, batch, args.lr, calls, range(members),
+                                  {"sparsity_coefficient": values}) for calls in (short, steps_per_epoch)}
+        rates = alternate(sides, rounds)
+        ratio = rates[short] / rates[steps_per_epoch]
+        print(f"7e. {members} relu SAEs {args.dim}->{pop_width} in aejax, SAE-steps/s: calls of {short} steps "
+              f"{rates[short]:,.1f}; calls of a whole epoch ({steps_per_epoch} steps) {rates[steps_per_epoch]:,.1f} "
+              f"(every call draws each member's shuffle of the epoch's {len(x_train):,} rows, a sort); ratio {ratio:.2f}")
+        results["sae_call_length"] = {str(k): v for k, v in rates.items()} | dict(ratio=ratio)
+
     for arch, (ours, theirs) in single.items():  # (d)
         for side in (ours, theirs):
             while side.steps < quality_steps:
@@ -343,7 +361,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--k", type=int, default=16, help="TopK's k (the population: k/4..k)")
     group.add_argument("--l1", type=float, default=1.0, help="ReLU's L1 coefficient (the population: l1/4..4 l1)")
     group.add_argument("--lr", type=float, default=1e-3)
-    group.add_argument("--chunk", type=int, default=20, help="steps per timed call")
+    group.add_argument("--chunk", type=int, default=100,
+                       help="steps per timed call (default: one epoch, as aejax-train's calls of trainer.call_seconds "
+                            "are at these sizes; shorter calls shuffle again each call: figure 7e)")
     group.add_argument("--rounds", type=int, default=5, help="timed calls per side (median)")
     group.add_argument("--epoch-steps", type=int, default=100, help="steps per epoch (training rows / batch)")
     group.add_argument("--quality-steps", type=int, default=1000, help="steps before the quality figure (d)")

@@ -115,6 +115,26 @@ def test_aux_k_loss_against_a_direct_computation():
     assert float(none) == 0.0
 
 
+def test_aux_k_is_skipped_for_a_block_without_dead_latents_and_exact_otherwise():
+    """Under compile_population's member axis AuxK is a real branch taken once per block: skipped when no
+    member has a dead latent, run for all when one has (each member keeps its own value, 0 without dead)."""
+    from aejax.train import MEMBER_AXIS
+
+    rng = np.random.default_rng(1)
+    pre, residual = rng.normal(size=(2, 4, W)).astype(np.float32), rng.normal(size=(2, 4, D)).astype(np.float32)
+    w_dec = jnp.asarray(rng.normal(size=(2, W, D)).astype(np.float32))
+    one = lambda w, p, r, d: sae.aux_k_loss({"W_dec": w}, p, r, d, 3)
+    block = jax.vmap(one, axis_name=MEMBER_AXIS)
+    dead = np.zeros((2, W), bool)
+    dead[1, [2, 5, 11]] = True
+    got = block(w_dec, pre, residual, dead)
+    alone = [float(one(w_dec[m], pre[m], residual[m], dead[m])) for m in range(2)]
+    assert float(got[0]) == 0.0 and alone[1] > 0
+    np.testing.assert_allclose(np.asarray(got), alone, rtol=1e-6)
+    jaxpr = str(jax.make_jaxpr(block)(w_dec, pre, residual, np.zeros((2, W), bool)))
+    assert "cond[" in jaxpr and "psum" in jaxpr  # one branch for the block, not a per-member select
+
+
 def losses(kind: str, x, hp=None, **settings):
     spec, m = model(kind, **settings)
     params = nnx.to_pure_dict(nnx.split(m)[1])

@@ -9,7 +9,7 @@ import pytest
 
 from aejax.config import parse_run
 from aejax.models import build_model
-from aejax.families.autoencoder import keep_top_k
+from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.studies.sparse_codes import copying_tests, jacobian_diagonal_share
 from aejax.tasks import load_task
 from conftest import TINY, compose
@@ -22,6 +22,24 @@ def test_top_k_with_a_traced_k_matches_the_static_one():
     for k in (1, 5, 17, 40):
         np.testing.assert_array_equal(traced(h, jnp.float32(k)), keep_top_k(h, k))
         assert np.all(np.sum(np.asarray(traced(h, jnp.float32(k))) != 0, axis=-1)[2:] == k)
+
+
+@pytest.mark.parametrize("width", [40, 128])  # the int16 count, and the int8 count per 64 entries
+def test_kth_largest_mask_against_numpy_with_ties_infinities_and_a_k_per_member(width):
+    """The bit search's mask equals NumPy's 'entries >= the k-th largest of the row' for rows of distinct
+    values (where the search stops early), rows with ties at the k-th value (where it cannot), zeros,
+    negatives and -inf (AuxK's masked latents), with each member's own k under vmap."""
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(3, 6, width)).astype(np.float32)
+    h[0, 1, : width // 2] = 0.0                          # many ties at zero
+    h[1, 2] = np.round(h[1, 2], 1)                       # ties everywhere
+    h[2, 3, ::3] = -np.inf
+    h[2, 4] = -np.abs(h[2, 4])                           # all negative
+    ks = np.array([1, 7, width])
+    got = np.asarray(jax.jit(jax.vmap(at_least_kth_largest))(jnp.asarray(h), jnp.asarray(ks)))
+    kth = np.take_along_axis(-np.sort(-h, axis=-1), (ks - 1)[:, None, None].repeat(6, 1), axis=-1)
+    np.testing.assert_array_equal(got, h >= kth)
+    assert (got.sum(-1) >= ks[:, None]).all()
 
 
 def linear_autoencoder(dim: int, weights: np.ndarray):

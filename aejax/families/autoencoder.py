@@ -73,24 +73,41 @@ def keep_top_k(h: jax.Array, k) -> jax.Array:
 
 
 def at_least_kth_largest(h: jax.Array, k) -> jax.Array:
-    """Mask of the entries >= the k-th largest of their row, for a traced k: exact, in 32 steps.
+    """Mask of the entries >= the k-th largest of their row, for a traced k: exact, in at most 32 steps.
 
     float32 maps to uint32 keys in the same order (flip every bit of a negative number, the
     sign bit of a non-negative one); the k-th largest key is then built bit by bit, highest
-    first, keeping a bit when at least k keys are still >= the candidate. (Searching 8 rows at a
-    time, to keep their keys in cache, won at some widths and lost at others:
-    scripts/topk_selection.py, README Speed.)
+    first, keeping a bit when at least k keys are still >= the candidate. The search stops early
+    once every row has exactly k keys >= its candidate: that set is already the answer (with ties
+    at the k-th value it never happens, and all 32 bits are built, keeping every tie).
+    Each step is one counting pass over the keys; counting in int8 per 64 entries moves a
+    quarter of the bytes of an int32 count (scripts/topk_selection.py, docs/speed.md). (Searching 8
+    rows at a time, to keep their keys in cache, won at some widths and lost at others.)
     """
     bits = jax.lax.bitcast_convert_type(h.astype(jnp.float32), jnp.uint32)
     keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
     k = jnp.asarray(k).astype(jnp.int32)
+    width = h.shape[-1]
 
-    def take_bit(i, kth):
+    def count(candidate):
+        at_least = keys >= candidate[..., None]
+        if width % 64 == 0:  # int8 partial counts (at most 64) then int32 across the chunks
+            chunks = at_least.reshape(*at_least.shape[:-1], width // 64, 64)
+            return jnp.sum(jnp.sum(chunks, axis=-1, dtype=jnp.int8), axis=-1, dtype=jnp.int32)
+        small = jnp.int16 if width < 2 ** 15 else jnp.int32
+        return jnp.sum(at_least, axis=-1, dtype=small).astype(jnp.int32)
+
+    def take_bit(carry):
+        i, kth, at_kth = carry
         candidate = kth | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
-        enough = jnp.sum(keys >= candidate[..., None], axis=-1) >= k
-        return jnp.where(enough, candidate, kth)
+        n = count(candidate)
+        enough = n >= k
+        return i + 1, jnp.where(enough, candidate, kth), jnp.where(enough, n, at_kth)
 
-    kth = jax.lax.fori_loop(0, 32, take_bit, jnp.zeros(h.shape[:-1], jnp.uint32))
+    unresolved = lambda carry: (carry[0] < 32) & jnp.any(carry[2] != k)  # noqa: E731
+    rows = h.shape[:-1]
+    start = (jnp.int32(0), jnp.zeros(rows, jnp.uint32), jnp.full(rows, width, jnp.int32))  # every key >= 0
+    _, kth, _ = jax.lax.while_loop(unresolved, take_bit, start)
     return keys >= kth[..., None]
 
 

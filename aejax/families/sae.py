@@ -61,6 +61,7 @@ from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
 from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
 from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, require, setting
+from aejax.train import any_member
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 WITH_K = ("topk", "batchtopk", "matryoshka")            # sparsity set by k
@@ -234,14 +235,21 @@ def summed_squares(a):
 
 def aux_k_loss(params, pre, residual, dead, k_aux: int):
     """AuxK (Gao et al. 2024 A.2, SAELens's TopK): the k_aux largest pre-activations among dead latents
-    reconstruct the detached residual x - x^ (decoder without bias), scaled by min(dead / k_aux, 1)."""
-    masked = jnp.where(dead, pre, -jnp.inf)
-    # The bit search rather than lax.top_k: faster on a CPU at these sizes (scripts/topk_selection.py).
-    acts = jnp.where(dead & at_least_kth_largest(masked, k_aux), jax.nn.relu(pre), 0.0)
+    reconstruct the detached residual x - x^ (decoder without bias), scaled by min(dead / k_aux, 1).
+    0 while no latent is dead."""
     n_dead = jnp.sum(dead)
-    scale = jnp.minimum(n_dead / k_aux, 1.0)
-    loss = scale * summed_squares(acts @ params["W_dec"] - jax.lax.stop_gradient(residual))
-    return jnp.where(n_dead > 0, loss, 0.0)
+
+    def loss():
+        masked = jnp.where(dead, pre, -jnp.inf)
+        # The bit search rather than lax.top_k: faster on a CPU at these sizes (scripts/topk_selection.py).
+        acts = jnp.where(dead & at_least_kth_largest(masked, k_aux), jax.nn.relu(pre), 0.0)
+        scale = jnp.minimum(n_dead / k_aux, 1.0)
+        value = scale * summed_squares(acts @ params["W_dec"] - jax.lax.stop_gradient(residual))
+        return jnp.where(n_dead > 0, value, 0.0)
+
+    # Skipped while no member of the block has a dead latent (SAELens skips it too): its selection costs
+    # as much as the code's (scripts/bench_sae.py, figure 7e). Same value and gradient either way.
+    return jax.lax.cond(any_member(n_dead > 0), loss, lambda: jnp.zeros((), pre.dtype))
 
 
 def loss(spec, s: SAESettings, dataset_size: int | None = None):
