@@ -79,3 +79,19 @@ def contractive_penalty(encode: Callable, x: jax.Array) -> jax.Array:
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dimensions, `(B,)`."""
     return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
+
+
+MEMBER_AXIS = "member_block"  # aejax.train.compile_population's vmap axis: the members of one block
+
+
+def any_member(flag: jax.Array) -> jax.Array:
+    """Whether `flag` holds in any member of the block being trained, as ONE unbatched bool.
+
+    A `lax.cond` whose predicate is batched (differs per member) becomes a select under vmap that runs
+    both branches for every member; on this value it stays a real branch, taken once for the block.
+    Use it to skip work that every member would skip (SAE's AuxK while no latent is dead). Outside
+    compile_population's vmap (one member, an evaluation's own vmap) it is `flag` itself."""
+    try:
+        return jax.lax.psum(flag.astype(jnp.int32), MEMBER_AXIS) > 0
+    except NameError:  # the axis is not bound: no block of members around this call
+        return flag

@@ -23,23 +23,10 @@ import jax.numpy as jnp
 import optax
 
 from aejax.errors import Diverged
+from aejax.objectives import MEMBER_AXIS
 
 INIT, STEP, SHUFFLE = 0, 1, 2  # independent random streams of one member
 CRITIC = 3  # the critic's stream, folded into a step's (or the init) key
-MEMBER_AXIS = "member_block"  # compile_population's vmap axis: the members of one block
-
-
-def any_member(flag: jax.Array) -> jax.Array:
-    """Whether `flag` holds in any member of the block being trained, as ONE unbatched bool.
-
-    A `lax.cond` whose predicate is batched (differs per member) becomes a select under vmap that runs
-    both branches for every member; on this value it stays a real branch, taken once for the block.
-    Use it to skip work that every member would skip (SAE's AuxK while no latent is dead). Outside
-    compile_population's vmap (one member, an evaluation's own vmap) it is `flag` itself."""
-    try:
-        return jax.lax.psum(flag.astype(jnp.int32), MEMBER_AXIS) > 0
-    except NameError:  # the axis is not bound: no block of members around this call
-        return flag
 
 
 def member_keys(seeds) -> jax.Array:

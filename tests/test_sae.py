@@ -118,7 +118,7 @@ def test_aux_k_loss_against_a_direct_computation():
 def test_aux_k_is_skipped_for_a_block_without_dead_latents_and_exact_otherwise():
     """Under compile_population's member axis AuxK is a real branch taken once per block: skipped when no
     member has a dead latent, run for all when one has (each member keeps its own value, 0 without dead)."""
-    from aejax.train import MEMBER_AXIS
+    from aejax.objectives import MEMBER_AXIS
 
     rng = np.random.default_rng(1)
     pre, residual = rng.normal(size=(2, 4, W)).astype(np.float32), rng.normal(size=(2, 4, D)).astype(np.float32)

@@ -59,9 +59,9 @@ from aejax import sae_figures
 from aejax.data.features import save_truth
 from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
+from aejax.objectives import any_member
 from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
 from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, require, setting
-from aejax.train import any_member
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 WITH_K = ("topk", "batchtopk", "matryoshka")            # sparsity set by k
