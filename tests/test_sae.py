@@ -161,6 +161,26 @@ def test_losses_against_direct_computations():
     np.testing.assert_allclose(warm_total, warm_terms["sse"] + 2.0 * 0.5 * warm_terms["l1"], rtol=1e-5)
 
 
+def test_a_topk_step_takes_the_encoders_gradient_once():
+    """TopK's code and AuxK read the same pre-activations: the gradient has one matmul pair through the encoder
+    (weights, and the input for the decoder bias), not one per reader. Outside AuxK's branch: the forward's
+    two matmuls and two through each of the decoder and the encoder."""
+    spec, m = model("topk")
+    graph, state = nnx.split(m)
+    params = nnx.to_pure_dict(state)
+    x = jax.random.normal(jax.random.key(6), (6, D))
+    hp = {"k": 3, "aux_coefficient": 1.0, "sparsity_coefficient": 0.0, "step": 0}
+
+    def total(p):
+        recon, aux = nnx.merge(graph, p)(x, k=hp["k"])
+        return sae.loss(spec, spec.family_settings)(p, x, recon, aux, hp)[0]
+
+    jaxpr = jax.make_jaxpr(jax.grad(total))(params).jaxpr
+    top_level = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+    inner = [e for e in jaxpr.eqns if e.primitive.name == "pjit"]  # nothing hides a matmul in a sub-call
+    assert len(top_level) + sum(str(e).count("dot_general") for e in inner) == 6
+
+
 def test_the_gate_reconstruction_does_not_train_the_decoder():
     spec, m = model("gated")
     params = nnx.to_pure_dict(nnx.split(m)[1])

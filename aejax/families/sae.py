@@ -218,8 +218,12 @@ class SparseAutoencoder(nnx.Module):
                 f = batch_top_k(jax.nn.relu(pre), k)
             elif self.kind == "jumprelu":
                 f = jumprelu(pre, jnp.exp(self.log_threshold[...]), self.bandwidth if bandwidth is None else bandwidth)
+            elif self.kind == "topk":
+                # From this `pre`, not `encode`'s own: AuxK also reads `pre`, and two copies would each carry a
+                # gradient back through the encoder (twice its weight gradient and the decoder bias's matmul).
+                f = jax.nn.relu(keep_top_k(pre, k))
             else:
-                f = self.encode(x, k)
+                f = jax.nn.relu(pre)
         return self.decode(f), dict(aux, code=f, pre=pre)
 
 
