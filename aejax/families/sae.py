@@ -155,6 +155,13 @@ def batch_top_k(acts: jax.Array, k) -> jax.Array:
     return jnp.where(keep & (acts > 0), acts, 0.0)
 
 
+def firing_rates(f: jax.Array) -> jax.Array:
+    """Each latent's share of the batch's rows `(B, W)` where it fired: the loss's L0 is their sum and the dead-
+    latent counters' "fired" is > 0, one pass over the code for both (counting per row in int32, XLA's CPU
+    spent as long as on a matmul)."""
+    return jnp.mean((f != 0).astype(f.dtype), axis=-2)
+
+
 class SparseAutoencoder(nnx.Module):
     def __init__(self, dim: int, width: int, s: SAESettings, rngs: nnx.Rngs):
         rows = jax.random.normal(rngs.params(), (width, dim))
@@ -174,16 +181,21 @@ class SparseAutoencoder(nnx.Module):
         self.kind, self.k, self.bandwidth = s.sae, s.k, s.bandwidth
         self.subtract_decoder_bias = s.subtract_decoder_bias
 
-    def _input(self, x):
-        return x - self.b_dec[...] if self.subtract_decoder_bias else x
+    def _encoded(self, x):
+        """(x - b_dec) W_enc, computed as x W_enc - b_dec W_enc: the same value, but b_dec's gradient is then
+        -W_enc (sum of the rows' gradients), a vector product, where through x - b_dec it took a full
+        (B x W) x (W x d) matmul, as much as the forward's (scripts/bench_sae.py 7b's profile)."""
+        w = self.W_enc[...]
+        return x @ w - self.b_dec[...] @ w if self.subtract_decoder_bias else x @ w
 
     def pre_activations(self, x):
-        return self._input(x) @ self.W_enc[...] + self.b_enc[...]
+        return self._encoded(x) + self.b_enc[...]
 
     def _gated(self, x):
-        x_in = self._input(x)
-        gate = x_in @ self.W_enc[...] + self.b_enc[...]
-        magnitude = x_in @ (self.W_enc[...] * jnp.exp(self.r_mag[...])) + self.b_mag[...]
+        encoded = self._encoded(x)
+        gate = encoded + self.b_enc[...]
+        # x (W_enc * exp(r_mag)) scales the columns of x W_enc: one matmul serves both paths.
+        magnitude = encoded * jnp.exp(self.r_mag[...]) + self.b_mag[...]
         return gate, (gate > 0) * jax.nn.relu(magnitude)
 
     def encode(self, x, k=None, bandwidth=None):
@@ -224,7 +236,7 @@ class SparseAutoencoder(nnx.Module):
                 f = jax.nn.relu(keep_top_k(pre, k))
             else:
                 f = jax.nn.relu(pre)
-        return self.decode(f), dict(aux, code=f, pre=pre)
+        return self.decode(f), dict(aux, code=f, pre=pre, firing=firing_rates(f))
 
 
 def build(spec, s: SAESettings, input_dim: int, image_shape, rngs: nnx.Rngs) -> SparseAutoencoder:
@@ -269,7 +281,9 @@ def loss(spec, s: SAESettings, dataset_size: int | None = None):
             coefficient = coefficient * jnp.minimum(1.0, (hp["step"] + 1) / s.sparsity_warmup_steps)
         if s.sae in ("relu", "gated"):
             gate = jax.nn.relu(aux["gate"]) if s.sae == "gated" else f
-            out["l1"] = jnp.mean(jnp.sum(gate * row_norms, axis=-1))
+            # sum_i mean_rows(f_i) n_i: the norms meet the code after the batch's mean, so neither the
+            # penalty nor its gradient broadcasts them over (B, W).
+            out["l1"] = jnp.sum(jnp.mean(gate, axis=0) * row_norms)
             total = total + coefficient * out["l1"]
         if s.sae == "gated":  # the gate alone must reconstruct x through the frozen decoder
             frozen = jax.lax.stop_gradient
@@ -289,7 +303,7 @@ def loss(spec, s: SAESettings, dataset_size: int | None = None):
                         for w in s.matryoshka_widths[:-1]]
             out["prefix_sse"] = sum(prefixes) if prefixes else jnp.float32(0)
             total = total + out["prefix_sse"]
-        out["l0"] = jnp.mean(jnp.sum(f != 0, axis=-1).astype(jnp.float32))
+        out["l0"] = jnp.sum(aux["firing"])
         out["dead"] = jnp.mean((params["steps_since_fired"] >= s.dead_window).astype(jnp.float32))
         return total, out
 
@@ -323,7 +337,7 @@ def adjust_grads(grads: dict, params: dict, s: SAESettings) -> dict:
 def after_update(new: dict, old: dict, aux: dict, hp: dict, s: SAESettings) -> dict:
     """What the gradient does not train: the steps since each latent fired, unit decoder rows, BatchTopK's
     inference threshold (EMA of the smallest activation kept in the batch)."""
-    fired = jnp.any(aux["code"] != 0, axis=0)
+    fired = aux["firing"] > 0
     new = dict(new, steps_since_fired=jnp.where(fired, 0.0, old["steps_since_fired"] + 1.0))
     if unit_rows(s):
         new["W_dec"] = new["W_dec"] / jnp.linalg.norm(new["W_dec"], axis=1, keepdims=True)
