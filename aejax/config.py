@@ -68,6 +68,9 @@ class TrainerSpec(Settings):
         rule=Rule(_member_numbers, "one of auto, all; or a non-empty list of distinct member numbers (integers >= 0)"))
     call_seconds: float = setting(10.0, "target duration of one compiled call (signals, progress wait for it)",
                                   rule=Rule(lambda v: v > 0, "seconds > 0 (the target duration of one compiled call)"))
+    shuffle: str = setting("sort", "how each epoch's order of the rows is drawn: sort (jax.random.permutation, "
+                           "every run before this setting) | feistel (a keyed Feistel permutation, no sort: faster "
+                           "for small models, aejax/shuffle.py)", choices=("sort", "feistel"))
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def prepare(spec: RunSpec) -> Setup:
         make_member_program(make_step(loss, optimizer, critic, hooks), data.num_train, spec.trainer.batch_size,
                             norms_every=spec.trainer.log_every, last_step=total_steps,
                             mask_divergence=divergence_policy(spec, len(rows)) == "mask", decode=data.train_decode,
-                            streamed=data.stream is not None),
+                            streamed=data.stream is not None, shuffle=spec.trainer.shuffle),
         shared_data=True, block=population_block(spec.model.architecture))
     state = init_population(lambda k: init_params(spec.model, data.dim, data.image_shape, k), optimizer, keys, critic,
                             hp, hooks.member_init)

@@ -4,7 +4,7 @@ on a CPU: a loop over members, `population_block`).
     step(state, batch, key, hp, with_norms) -> (state, terms)
 
 Keys are never stored: member m's key for step t is `fold_in(fold_in(key(seed_m), STEP), t)`
-and its shuffle for epoch e is `fold_in(fold_in(key(seed_m), SHUFFLE), e)`, so a run resumed
+and its shuffle for epoch e is drawn from `fold_in(fold_in(key(seed_m), SHUFFLE), e)` (`aejax.shuffle`), so a run resumed
 from a checkpoint replays exactly the randomness of an uninterrupted one.
 
 A population's training state is `{"params", "opt_state", "diverged_at"}` (plus "critic" for an
@@ -24,6 +24,7 @@ import optax
 
 from aejax.errors import Diverged
 from aejax.objectives import MEMBER_AXIS
+from aejax.shuffle import epoch_order
 
 INIT, STEP, SHUFFLE = 0, 1, 2  # independent random streams of one member
 CRITIC = 3  # the critic's stream, folded into a step's (or the init) key
@@ -87,7 +88,7 @@ NORM_TERMS = ("grad_norm", "update_norm", "param_norm")  # only valid at steps w
 
 def make_member_program(step: Callable, n_train: int, batch_size: int, norms_every: int = 1,
                         last_step: int = -1, mask_divergence: bool = False, decode: Callable | None = None,
-                        streamed: bool = False) -> Callable:
+                        streamed: bool = False, shuffle: str = "sort") -> Callable:
     """`run(state, key, x, hp, first_step, n_epochs, n_steps) -> (state, terms)` for ONE member.
 
     Trains `n_epochs` epochs' worth of `n_steps` steps each from step `first_step`: whole epochs
@@ -106,6 +107,8 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
     `streamed`: `x` holds only this call's rows, already in their order (`aejax.data.activations`: data
     larger than memory, fed one chunk per call): step j of the call takes rows [j*B, (j+1)*B). Every
     member sees the same order; the training step is the same.
+
+    `shuffle`: how an epoch's order is drawn, `trainer.shuffle` (`aejax.shuffle`: sort or feistel).
     """
     steps_per_epoch = n_train // batch_size
     full_batch = not streamed and steps_per_epoch == 1 and batch_size == n_train  # order is irrelevant
@@ -114,8 +117,8 @@ def make_member_program(step: Callable, n_train: int, batch_size: int, norms_eve
         first_epoch, offset = first_step // steps_per_epoch, first_step % steps_per_epoch
 
         def one_epoch(carry, epoch):
-            perm = None if full_batch or streamed else jax.random.permutation(
-                jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), epoch), n_train)
+            perm = None if full_batch or streamed else epoch_order(
+                jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), epoch), n_train, shuffle)
 
             def one_step(carry, i):
                 trained, diverged_at = carry

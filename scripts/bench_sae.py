@@ -27,7 +27,8 @@ divergence (the default for populations), a single SAE does not.
 a. One SAE per architecture: steps/s of aejax against SAELens; ratio = aejax / SAELens.
 b. A population of `--members` small SAEs (width `--pop-width`), member k (TopK) or l1 coefficient (ReLU)
    differing per member: aejax as one population program, SAELens's MultiSAETrainer; SAE-steps/s, ratio
-   = aejax / SAELens.
+   = aejax / SAELens. Two aejax lines: each epoch's order drawn by sorting random keys (trainer.shuffle=sort,
+   the default) and by a Feistel permutation (trainer.shuffle=feistel, aejax/shuffle.py: no sort).
 c. TopK selection cost in aejax (population of b): k per member, traced (the bit search
    `at_least_kth_largest`), against the same program with one static k (`lax.top_k`) and against the same
    program with the selection removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k
@@ -100,7 +101,7 @@ class AejaxSide:
     "static" (lax.top_k with the first member's k for every member) or "none" (no top-k: ReLU)."""
 
     def __init__(self, arch: str, width: int, x, batch: int, lr: float, chunk: int, seeds, member: dict,
-                 selection: str | None = None):
+                 selection: str | None = None, shuffle: str = "sort"):
         from aejax.config import OptimSpec, member_hyperparameters, model_spec
         from aejax.families import sae as sae_family
         from aejax.models import init_params, make_loss, model_graph, state_hooks
@@ -117,7 +118,7 @@ class AejaxSide:
         program = compile_population(
             make_member_program(make_step(make_loss(spec, self.graph, use_contractive=False, use_corruption=False,
                                                     dataset_size=self.n), optimizer, None, hooks),
-                                self.n, batch, norms_every=100, mask_divergence=len(seeds) > 1),
+                                self.n, batch, norms_every=100, mask_divergence=len(seeds) > 1, shuffle=shuffle),
             shared_data=True, block=population_block(spec.architecture))
         self.keys = member_keys(list(seeds))
         names = [key.split(".")[-1] for key in member_hyperparameters(spec)]
@@ -302,16 +303,19 @@ def figure_7(args, results: dict) -> None:
         name, value = coefficient[arch]
         values = spread(max(1, value // 4), value, members, True) if arch == "topk" else \
             spread(value / 4, value * 4, members, False)
-        ours = AejaxSide(arch, pop_width, x_train, batch, args.lr, chunk, range(members), {name: values})
+        ours = {shuffle: AejaxSide(arch, pop_width, x_train, batch, args.lr, chunk, range(members), {name: values},
+                                   shuffle=shuffle) for shuffle in ("sort", "feistel")}
         theirs = SAELensSide(arch, pop_width, x_train, batch, args.lr, chunk,
                              values if arch == "topk" else [args.k] * members,
                              values if arch == "relu" else [args.l1] * members)
-        rates = alternate({"saelens": theirs, "aejax": ours}, rounds)
-        ratio = rates["aejax"] / rates["saelens"]
-        print(f"7b. {members} {arch} SAEs {args.dim}->{pop_width} ({name} {values[0]:g}..{values[-1]:g} per member), "
-              f"batch {batch}: SAELens MultiSAETrainer {rates['saelens']:,.1f} SAE-steps/s; aejax one population "
-              f"program {rates['aejax']:,.1f} SAE-steps/s; ratio {ratio:.2f}")
-        results[f"sae_population_{arch}"] = dict(rates, ratio=ratio, members=members)
+        rates = alternate({"saelens": theirs, "aejax": ours["sort"], "aejax_feistel": ours["feistel"]}, rounds)
+        for side, how in (("aejax", "trainer.shuffle=sort, the default"), ("aejax_feistel", "trainer.shuffle=feistel")):
+            ratio = rates[side] / rates["saelens"]
+            print(f"7b. {members} {arch} SAEs {args.dim}->{pop_width} ({name} {values[0]:g}..{values[-1]:g} per member), "
+                  f"batch {batch}: SAELens MultiSAETrainer {rates['saelens']:,.1f} SAE-steps/s; aejax one population "
+                  f"program ({how}) {rates[side]:,.1f} SAE-steps/s; ratio {ratio:.2f}")
+        results[f"sae_population_{arch}"] = dict(rates, ratio=rates["aejax"] / rates["saelens"],
+                                                 ratio_feistel=rates["aejax_feistel"] / rates["saelens"], members=members)
 
     if "topk" in archs:  # (c)
         ks = spread(max(1, args.k // 4), args.k, members, True)

@@ -83,7 +83,7 @@ LAYERS = {
     "families": ["aejax.families"],
     "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.settings_help", "aejax.models", "aejax.population",
                             "aejax.schedule"],
-    "engine": ["aejax.train", "aejax.evaluate", "aejax.checkpoint"],
+    "engine": ["aejax.train", "aejax.shuffle", "aejax.evaluate", "aejax.checkpoint"],
     "running": ["aejax.rundir", "aejax.resume", "aejax.provenance", "aejax.loggers", "aejax.progress",
                 "aejax.latents", "aejax.metrics", "aejax.disentanglement", "aejax.restore",
                 "aejax.run", "aejax.run_figures", "aejax.slurm_launcher", "aejax.cli"],
