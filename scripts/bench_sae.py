@@ -51,7 +51,9 @@ each side's rate is the median over its rounds. torch.set_num_threads(os.cpu_cou
 Caveats (both libraries at their defaults where they differ):
 - TopK decoder rows: aejax keeps them unit norm (renormalised after each step, the gradient's radial part
   removed); SAELens leaves them free and multiplies the pre-activations by the rows' norms
-  (`rescale_acts_by_decoder_norm=True`). The same model class, different parameterisations.
+  (`rescale_acts_by_decoder_norm=True`). The same model class, different parameterisations. With
+  `--decoder-norm free --decoder-init-norm 0.1` aejax's rows are free and start at SAELens's norm 0.1: at
+  d = 768 that learns faster in the first few hundred steps (docs/speed.md, "TopK at d = 768: quality").
 - aejax's TopK uses the traced-k bit search even for one SAE (k is a member hyperparameter); SAELens uses
   `torch.topk` with a static k.
 - SAELens's step also updates `act_freq_scores` (feature-density logging) and syncs to the host once a step
@@ -97,11 +99,12 @@ def make_rows(features: int, dim: int, n_train: int, n_test: int, seed: int = 0)
 # ----------------------------------------------------------------------------- aejax
 class AejaxSide:
     """A population of SAEs of one architecture in aejax's engine, compiled for `chunk`-step calls.
-    `member`: {setting: values per member} (k, sparsity_coefficient). `selection`: None (the family's own),
+    `member`: {setting: values per member} (k, sparsity_coefficient); `settings`: other model settings
+    (decoder_norm, decoder_init_norm). `selection`: None (the family's own),
     "static" (lax.top_k with the first member's k for every member) or "none" (no top-k: ReLU)."""
 
     def __init__(self, arch: str, width: int, x, batch: int, lr: float, chunk: int, seeds, member: dict,
-                 selection: str | None = None, shuffle: str = "sort"):
+                 selection: str | None = None, shuffle: str = "sort", settings: dict | None = None):
         from aejax.config import OptimSpec, member_hyperparameters, model_spec
         from aejax.families import sae as sae_family
         from aejax.models import init_params, make_loss, model_graph, state_hooks
@@ -110,7 +113,7 @@ class AejaxSide:
             population_block
 
         first = {name: values[0] for name, values in member.items()}
-        self.spec = spec = model_spec(family="sae", sae=arch, hidden=(), code_size=width, **first)
+        self.spec = spec = model_spec(family="sae", sae=arch, hidden=(), code_size=width, **first, **(settings or {}))
         self.dim, self.n, self.batch, self.chunk = x.shape[1], len(x), batch, chunk
         self.graph = model_graph(spec, self.dim, None)
         optimizer = make_optimizer(OptimSpec(learning_rate=lr, clip_norm=1.0), 10 ** 6)
@@ -285,12 +288,16 @@ def figure_7(args, results: dict) -> None:
           f"{args.features} true features in d={args.dim} (mean true L0 {true_l0:.1f}), "
           f"{len(x_train):,} training rows, batch {batch}, Adam lr {args.lr:g}, clip 1.0, chunks of {chunk} steps")
     results["sae_lens_version"] = sae_lens.__version__
+    own = dict(decoder_norm=args.decoder_norm, decoder_init_norm=args.decoder_init_norm)
+    if args.decoder_norm != "auto":
+        print(f"7. aejax's decoder rows: model.decoder_norm={args.decoder_norm}, model.decoder_init_norm="
+              f"{args.decoder_init_norm:g} (SAELens's parameterisation: free rows of norm 0.1)")
     coefficient = dict(topk=("k", args.k), relu=("sparsity_coefficient", args.l1))
 
     single = {}
     for arch in archs:  # (a)
         name, value = coefficient[arch]
-        ours = AejaxSide(arch, width, x_train, batch, args.lr, chunk, [0], {name: [value]})
+        ours = AejaxSide(arch, width, x_train, batch, args.lr, chunk, [0], {name: [value]}, settings=own)
         theirs = SAELensSide(arch, width, x_train, batch, args.lr, chunk, [args.k], [args.l1])
         rates = alternate({"saelens": theirs, "aejax": ours}, rounds)
         ratio = rates["aejax"] / rates["saelens"]
@@ -304,7 +311,7 @@ def figure_7(args, results: dict) -> None:
         values = spread(max(1, value // 4), value, members, True) if arch == "topk" else \
             spread(value / 4, value * 4, members, False)
         ours = {shuffle: AejaxSide(arch, pop_width, x_train, batch, args.lr, chunk, range(members), {name: values},
-                                   shuffle=shuffle) for shuffle in ("sort", "feistel")}
+                                   shuffle=shuffle, settings=own) for shuffle in ("sort", "feistel")}
         theirs = SAELensSide(arch, pop_width, x_train, batch, args.lr, chunk,
                              values if arch == "topk" else [args.k] * members,
                              values if arch == "relu" else [args.l1] * members)
@@ -320,7 +327,7 @@ def figure_7(args, results: dict) -> None:
     if "topk" in archs:  # (c)
         ks = spread(max(1, args.k // 4), args.k, members, True)
         sides = {sel: AejaxSide("topk", pop_width, x_train, batch, args.lr, chunk, range(members), {"k": ks},
-                                selection=None if sel == "traced" else sel) for sel in ("traced", "static", "none")}
+                                selection=None if sel == "traced" else sel, settings=own) for sel in ("traced", "static", "none")}
         rates = alternate(sides, rounds)
         ratio = rates["traced"] / rates["none"]
         print(f"7c. {members} topk SAEs {args.dim}->{pop_width} in aejax, SAE-steps/s: k per member traced "
@@ -332,7 +339,7 @@ def figure_7(args, results: dict) -> None:
         values = spread(args.l1 / 4, args.l1 * 4, members, False)
         short = max(1, steps_per_epoch // 5)
         sides = {calls: AejaxSide("relu", pop_width, x_train, batch, args.lr, calls, range(members),
-                                  {"sparsity_coefficient": values}) for calls in (short, steps_per_epoch)}
+                                  {"sparsity_coefficient": values}, settings=own) for calls in (short, steps_per_epoch)}
         rates = alternate(sides, rounds)
         ratio = rates[short] / rates[steps_per_epoch]
         print(f"7e. {members} relu SAEs {args.dim}->{pop_width} in aejax, SAE-steps/s: calls of {short} steps "
@@ -372,6 +379,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epoch-steps", type=int, default=100, help="steps per epoch (training rows / batch)")
     group.add_argument("--quality-steps", type=int, default=1000, help="steps before the quality figure (d)")
     group.add_argument("--test-rows", type=int, default=10_000)
+    group.add_argument("--decoder-norm", default="auto", choices=("auto", "unit", "free"),
+                       help="aejax's model.decoder_norm (auto: unit rows for TopK, Gao et al. and sparsify's "
+                            "convention; free with --decoder-init-norm 0.1 is SAELens's)")
+    group.add_argument("--decoder-init-norm", type=float, default=0.1, help="aejax's model.decoder_init_norm")
     group.add_argument("--torch-threads", type=int, default=0,
                        help="torch threads (0: every core, the figure's setting; on a host shared with other work "
                             "torch's OpenMP threads at every core can be 10x slower than at 1)")
