@@ -222,9 +222,9 @@ def wait_for_epoch(run: Path, epoch: int, process, timeout: float = 300) -> None
 
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp_path):
-    from aejax.checkpoint import PopulationCheckpointer
-
+def test_a_signal_checkpoints_where_it_stopped_and_exits_with_the_signals_status(sig, status, tmp_path):
+    """That resuming such a checkpoint ends bitwise where an uninterrupted run does is tested for a signal inside
+    an epoch (tests/test_schedule.py, the slow model) and for a SLURM preemption (tests/test_slurm.py)."""
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     process = subprocess.Popen([str(EXE), *SLOW, f"hydra.run.dir={run}"], cwd=tmp_path, env=env, text=True,
@@ -240,21 +240,7 @@ def test_a_signal_checkpoints_and_resuming_is_bitwise_identical(sig, status, tmp
     assert "Traceback" not in err
     assert state["step"] == state["epoch"] * state["steps_per_epoch"]  # calls of whole epochs here
     assert (run / "checkpoints" / str(state["step"])).is_dir()
-    if sig == signal.SIGINT:
-        return  # the resume below is the same for both signals
-    resumed = aejax_train([f"hydra.run.dir={run}", "trainer.resume=true"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    full = tmp_path / "full"
-    assert aejax_train([*SLOW, f"hydra.run.dir={full}"], tmp_path).returncode == 0
-    a, b = (PopulationCheckpointer(r / "checkpoints") for r in (run, full))
-    import jax
-
-    for x, y in zip(*(jax.tree.leaves(c.manager.restore(8 * state["steps_per_epoch"])) for c in (a, b))):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert json.loads((run / "summary.json").read_text())["members"][0]["test"] == \
-        json.loads((full / "summary.json").read_text())["members"][0]["test"]
-    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) == [json.loads(l)["step"] for l in (full / "metrics.jsonl").read_text().splitlines()]
+    assert not (run / "summary.json").exists()  # nothing that looks like a finished run's result
 
 
 def test_a_second_signal_stops_at_once_and_says_which_checkpoint_is_on_disk(tmp_path):
