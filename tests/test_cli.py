@@ -145,6 +145,7 @@ BAD_INPUTS = {
     "trainer.log_every=0": "trainer.log_every=0 is not allowed; expected an integer > 0",
     "trainer.checkpoint_every=-1": "trainer.checkpoint_every=-1 is not allowed; expected an integer >= 0",
     "trainer.call_seconds=0": "trainer.call_seconds=0.0 is not allowed; expected seconds > 0",
+    "trainer.shuffle=random": "trainer.shuffle='random' is not allowed; expected one of sort, feistel",
     "logger.max_member_runs=0": "logger.max_member_runs=0 is not allowed; expected an integer >= 1",
     # Synthetic data.
     "data=synthetic data.dim=0": "data.dim=0 is not allowed; expected an integer > 0",

@@ -378,9 +378,12 @@ def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
     new = compose(TINY + ["trainer.resume=true"])
     saved = compose(TINY)
     for section, key in (("trainer", "on_divergence"), ("trainer", "eval_every"), ("trainer", "figure_formats"),
-                         ("population", "shards"), ("data", "loader")):
+                         ("trainer", "shuffle"), ("population", "shards"), ("data", "loader")):
         saved[section].pop(key)
     assert resume_differences(saved, new) == []
     saved["population"]["shards"] = 1
     new["population"]["shards"] = 2
     assert resume_differences(saved, new) == ["population.shards: the run has 1, the command line 2"]
+    new["population"]["shards"] = 1
+    new["trainer"]["shuffle"] = "feistel"  # another order of the rows from here on: not the run that was saved
+    assert resume_differences(saved, new) == ["trainer.shuffle: the run has 'sort', the command line 'feistel'"]
