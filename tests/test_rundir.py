@@ -223,8 +223,9 @@ def wait_for_epoch(run: Path, epoch: int, process, timeout: float = 300) -> None
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_checkpoints_where_it_stopped_and_exits_with_the_signals_status(sig, status, tmp_path):
-    """That resuming such a checkpoint ends bitwise where an uninterrupted run does is tested for a signal inside
-    an epoch (tests/test_schedule.py, the slow model) and for a SLURM preemption (tests/test_slurm.py)."""
+    """That resuming after a signal ends bitwise where an uninterrupted run does (summary, checkpoint leaves,
+    logged steps) is tested with calls sized by time, the signal landing inside an epoch or at its end
+    (tests/test_schedule.py, the slow model), and for a SLURM preemption (tests/test_slurm.py)."""
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     process = subprocess.Popen([str(EXE), *SLOW, f"hydra.run.dir={run}"], cwd=tmp_path, env=env, text=True,

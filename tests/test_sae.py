@@ -150,6 +150,7 @@ def test_losses_against_direct_computations():
     sse = np.mean(np.sum((np.asarray(recon) - np.asarray(x)) ** 2, axis=1))
     l1 = np.mean(np.sum(np.asarray(aux["code"]) * np.linalg.norm(params["W_dec"], axis=1), axis=1))
     np.testing.assert_allclose([terms["sse"], terms["l1"], total], [sse, l1, sse + 2.0 * l1], rtol=1e-5)
+    np.testing.assert_allclose(terms["l0"], np.mean(np.sum(np.asarray(aux["code"]) != 0, axis=1)), rtol=1e-6)
 
     params, recon, aux, (total, terms) = losses("matryoshka", x, matryoshka_widths=[4, 8, W])
     f = np.asarray(aux["code"])
@@ -159,6 +160,33 @@ def test_losses_against_direct_computations():
 
     _, _, _, (warm_total, warm_terms) = losses("relu", x, hp={"step": 4}, sparsity_warmup_steps=10)
     np.testing.assert_allclose(warm_total, warm_terms["sse"] + 2.0 * 0.5 * warm_terms["l1"], rtol=1e-5)
+
+
+def test_the_decoder_bias_is_subtracted_with_the_direct_formulas_value_and_gradient():
+    """With a non-zero b_dec, ReLU's loss and gradient equal those of the textbook formula written directly,
+    (x - b_dec) W_enc + b_enc, though aejax routes b_dec's gradient through a vector product."""
+    spec, m = model("relu")
+    graph, state = nnx.split(m)
+    params = nnx.to_pure_dict(state)
+    params["b_dec"] = jax.random.normal(jax.random.key(8), (D,)) * 3.0
+    params["b_enc"] = jax.random.normal(jax.random.key(9), (W,)) * 0.1
+    x = jax.random.normal(jax.random.key(7), (6, D)) + 3.0
+    hp = {"sparsity_coefficient": 2.0, "step": 0}
+
+    def ours(p):
+        recon, aux = nnx.merge(graph, p)(x)
+        return sae.loss(spec, spec.family_settings)(p, x, recon, aux, hp)[0]
+
+    def direct(p):
+        f = jax.nn.relu((x - p["b_dec"]) @ p["W_enc"] + p["b_enc"])
+        recon = f @ p["W_dec"] + p["b_dec"]
+        norms = jnp.linalg.norm(p["W_dec"], axis=1)
+        return jnp.mean(jnp.sum((recon - x) ** 2, axis=1)) + 2.0 * jnp.mean(jnp.sum(f * norms, axis=1))
+
+    np.testing.assert_allclose(ours(params), direct(params), rtol=1e-6)
+    got, want = jax.grad(ours)(params), jax.grad(direct)(params)
+    for name in ("b_dec", "W_enc", "b_enc", "W_dec"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def batch_matmuls(jaxpr, rows: int) -> int:

@@ -97,3 +97,11 @@ def test_a_signal_to_a_slow_model_is_answered_within_about_one_call(tmp_path):
     assert full.returncode == 0, full.stderr
     summaries = [json.loads((r / "summary.json").read_text()) for r in (run, tmp_path / "full")]
     assert summaries[0]["members"][0]["test"] == summaries[1]["members"][0]["test"]  # bitwise: the same floats
+    from aejax.checkpoint import PopulationCheckpointer
+
+    last = 2 * status["steps_per_epoch"]
+    a, b = (PopulationCheckpointer(r / "checkpoints") for r in (run, tmp_path / "full"))
+    for x, y in zip(*(jax.tree.leaves(c.manager.restore(last)) for c in (a, b))):  # parameters and Adam's moments
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    steps = [[json.loads(l)["step"] for l in (r / "metrics.jsonl").read_text().splitlines()] for r in (run, tmp_path / "full")]
+    assert steps[0] == sorted(set(steps[0])) == steps[1]  # each logged step once, as in the uninterrupted run

@@ -40,8 +40,9 @@ def test_feistel_places_each_row_uniformly_and_independently_of_its_neighbours()
 
 @pytest.mark.parametrize("shuffle", ["sort", "feistel"])
 def test_every_epoch_visits_each_row_once_in_its_own_order(shuffle):
-    """The member program's batches: each epoch is a permutation of the rows, epochs differ, and the default
-    (sort) is jax.random.permutation of the member's shuffle key, the order of every run before the setting."""
+    """The member program's batches: each epoch is a permutation of the rows, epochs differ, and the order is the
+    method's draw from the member's shuffle key (sort: jax.random.permutation, the order of every run before the
+    setting)."""
     n, batch = 96, 8
 
     def step(state, x, key, hp, with_norms):
@@ -56,6 +57,22 @@ def test_every_epoch_visits_each_row_once_in_its_own_order(shuffle):
     for epoch in rows:
         np.testing.assert_array_equal(np.sort(epoch), np.arange(n))
     assert (rows[0] != rows[1]).any()
-    if shuffle == "sort":
-        want = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), 1), n)
-        np.testing.assert_array_equal(rows[1], np.asarray(want))
+    draw = jax.random.permutation if shuffle == "sort" else feistel_permutation
+    want = draw(jax.random.fold_in(jax.random.fold_in(key, SHUFFLE), 1), n)
+    np.testing.assert_array_equal(rows[1], np.asarray(want))
+
+
+def test_trainer_shuffle_reaches_the_run(tmp_path):
+    """aejax-train's setting orders the rows of the run's program: the same run (same seed, so the same initial
+    parameters) ends with other parameters under the other order, and the config that ran records it."""
+    import yaml
+
+    from conftest import TINY, compose, trained
+
+    params = {}
+    for shuffle in ("sort", "feistel"):
+        _, params[shuffle] = trained(compose([*TINY, "trainer.epochs=1", f"trainer.shuffle={shuffle}"]),
+                                     tmp_path / shuffle)
+        assert yaml.safe_load((tmp_path / shuffle / "config.yaml").read_text())["trainer"]["shuffle"] == shuffle
+    a, b = (jax.tree.leaves(params[s]) for s in ("sort", "feistel"))
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))

@@ -159,7 +159,7 @@ def firing_rates(f: jax.Array) -> jax.Array:
     """Each latent's share of the batch's rows `(B, W)` where it fired: the loss's L0 is their sum and the dead-
     latent counters' "fired" is > 0, one pass over the code for both (counting per row in int32, XLA's CPU
     spent as long as on a matmul)."""
-    return jnp.mean((f != 0).astype(f.dtype), axis=-2)
+    return jnp.mean((f != 0).astype(f.dtype), axis=0)
 
 
 class SparseAutoencoder(nnx.Module):
@@ -182,11 +182,15 @@ class SparseAutoencoder(nnx.Module):
         self.subtract_decoder_bias = s.subtract_decoder_bias
 
     def _encoded(self, x):
-        """(x - b_dec) W_enc, computed as x W_enc - b_dec W_enc: the same value, but b_dec's gradient is then
-        -W_enc (sum of the rows' gradients), a vector product, where through x - b_dec it took a full
-        (B x W) x (W x d) matmul, as much as the forward's (scripts/bench_sae.py 7b's profile)."""
+        """(x - b_dec) W_enc, with b_dec's gradient taken through a vector product: through x - b_dec it took a
+        full (B x W) x (W x d) matmul, as much as the forward's (scripts/profile_sae_step.py). The second term is
+        zero in value (b - sg(b)), so the value is (x - b_dec) W_enc to the bit, with no cancellation between
+        x W_enc and b_dec W_enc when b_dec is large; its gradient is -W_enc times the rows' summed gradient."""
         w = self.W_enc[...]
-        return x @ w - self.b_dec[...] @ w if self.subtract_decoder_bias else x @ w
+        if not self.subtract_decoder_bias:
+            return x @ w
+        b, frozen = self.b_dec[...], jax.lax.stop_gradient(self.b_dec[...])
+        return (x - frozen) @ w - (b - frozen) @ w
 
     def pre_activations(self, x):
         return self._encoded(x) + self.b_enc[...]
