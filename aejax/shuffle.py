@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 
 ROUNDS = 6
-METHODS = ("sort", "feistel")
 
 
 def _mix(x: jax.Array) -> jax.Array:

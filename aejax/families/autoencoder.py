@@ -86,9 +86,10 @@ def at_least_kth_largest(h: jax.Array, k) -> jax.Array:
     beat the prefix built so far (counted once per byte, `above`) or equal it and its byte p is >=
     the candidate's. So one pass over the keys per byte writes a uint8 array (byte p where the higher
     bytes equal the prefix, else 0; the candidate's byte is never 0) and the byte's 8 steps read it:
-    a quarter of the bytes a step moved (the search is bound by memory traffic on a CPU). Counting in
-    int8 per 64 entries moves a quarter of the bytes of an int32 count (scripts/topk_selection.py,
-    docs/speed.md). (Searching 8 rows at a time, to keep their keys in cache, won at some widths and
+    a quarter of the bytes a step read. That gained 1.15x at a population's size (8 x 1,024 x 256) and
+    nothing on one block of rows: the counting, not the reading, is most of a step's cost on a CPU
+    (docs/speed.md, session 33). Counting in int8 per 64 entries moves a quarter of the bytes of an
+    int32 count (scripts/topk_selection.py, docs/speed.md). (Searching 8 rows at a time, to keep their keys in cache, won at some widths and
     lost at others.)
     """
     bits = jax.lax.bitcast_convert_type(h.astype(jnp.float32), jnp.uint32)
