@@ -4,12 +4,26 @@ checked): `aejax.data.cache.cache_dir("mnist")`, the folder `data=mnist` itself 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import pytest
+# The suite compiles the same small programs many times over (every run builds its own step, in this
+# process or in an `aejax-train` subprocess, which inherits these variables). JAX's persistent compilation
+# cache lets every compile after the first read the executable back: the same program, the same results.
+# One folder per pytest invocation, made by the first process (xdist's workers inherit it) and removed
+# when that process ends; set before JAX is imported. A user's own JAX_COMPILATION_CACHE_DIR wins.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _jax_cache = tempfile.mkdtemp(prefix="aejax-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the default, 1 s, skips most of ours
 
-from aejax.data.cache import cache_dir
+import pytest  # noqa: E402
+
+from aejax.data.cache import cache_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"

@@ -98,6 +98,27 @@ def test_a_stop_while_the_workers_fit_is_answered_within_a_second_and_kills_them
     assert not any(p.is_alive() for p in workers), "a worker outlived the stop"
 
 
+def test_a_stop_with_jobs_still_queued_leaves_no_traceback(monkeypatch):
+    """A stop with more jobs than workers: loky's own thread ends the queued jobs' futures, so none may be
+    cancelled before it (that printed an InvalidStateError traceback under aejax-train's one-line stop)."""
+    import threading
+
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    jobs = Jobs(2, lambda: None)
+    futures = [jobs.submit(time.sleep, 60) for _ in range(8)]  # 2 running, 1 in loky's call queue, 5 waiting
+    deadline = time.perf_counter() + 30
+    while not all(f.running() for f in futures[:2]) and time.perf_counter() < deadline:
+        time.sleep(0.05)  # the workers have taken their first jobs; the last ones still wait
+    assert not futures[-1].running()
+    manager = jobs._pool._executor_manager_thread
+    jobs.kill()
+    manager.join(timeout=30)
+    assert not manager.is_alive()
+    assert not raised, raised
+    assert all(f.done() for f in futures)
+
+
 def test_in_process_jobs_check_for_a_stop_before_each_and_workers_0_means_every_core():
     calls = []
     jobs = Jobs(1, lambda: calls.append("check"))

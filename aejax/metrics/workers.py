@@ -104,9 +104,9 @@ class Jobs:
             wait_futures(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
 
     def kill(self) -> None:
-        """Stop every worker now (their unfinished jobs are lost); the next submit starts new ones."""
-        for future in self.futures:
-            future.cancel()
+        """Stop every worker now (their unfinished jobs are lost); the next submit starts new ones.
+        The futures are not cancelled here: loky's shutdown sets each unfinished one's exception from its
+        own thread, and one cancelled first makes that thread print an InvalidStateError traceback."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, kill_workers=True)
             self._pool = None
