@@ -24,6 +24,15 @@ class UnreadableCheckpoint(RuntimeError):
         self.path = path
 
 
+def _on_this_process(leaf) -> jax.ShapeDtypeStruct:
+    """`leaf`'s shape and dtype, with its own sharding or else this process's first device."""
+    abstract = ocp.utils.to_shape_dtype_struct(leaf)
+    if getattr(abstract, "sharding", None) is None:
+        abstract = jax.ShapeDtypeStruct(abstract.shape, abstract.dtype,
+                                        sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    return abstract
+
+
 class PopulationCheckpointer:
     def __init__(self, directory: Path, max_to_keep: int = 3):
         self.directory = Path(directory).absolute()
@@ -44,8 +53,11 @@ class PopulationCheckpointer:
 
     def restore(self, step: int, state_like: dict) -> dict:
         """The state saved at `step`; `state_like` gives the tree, shapes and dtypes (arrays or
-        `jax.ShapeDtypeStruct`s). Raises `UnreadableCheckpoint` with one line."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+        `jax.ShapeDtypeStruct`s). A leaf without a sharding (shapes only) is read onto this process's
+        first device: a run trained with its members split across several devices (XLA_FLAGS'
+        device count) then reads anywhere, where Orbax alone refuses the saved topology.
+        Raises `UnreadableCheckpoint` with one line."""
+        abstract = jax.tree.map(_on_this_process, state_like)
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # TensorStore, JSON, shape or tree mismatch: all mean "this one is unusable"
