@@ -106,7 +106,7 @@ def test_a_stop_with_jobs_still_queued_leaves_no_traceback(monkeypatch):
     raised = []
     monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
     jobs = Jobs(2, lambda: None)
-    futures = [jobs.submit(time.sleep, 60) for _ in range(8)]  # 2 running, 1 in loky's call queue, 5 waiting
+    futures = [jobs.submit(time.sleep, 60) for _ in range(8)]  # loky marks the ones it queues running; the last wait
     deadline = time.perf_counter() + 30
     while not all(f.running() for f in futures[:2]) and time.perf_counter() < deadline:
         time.sleep(0.05)  # the workers have taken their first jobs; the last ones still wait

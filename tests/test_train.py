@@ -118,7 +118,7 @@ def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
 
 
 def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_device_to_rounding(tmp_path):
-    """With XLA_FLAGS=--xla_force_host_platform_device_count=2 (README, Populations; the benchmarks' setting) the
+    """With XLA_FLAGS=--xla_force_host_platform_device_count=2 (the benchmarks' setting) the
     member axis is split across the two CPU devices (aejax.train._shard_members). Its checkpoints read in this
     one-device process (Orbax alone refused the saved topology), and every member matches the same population
     on one device to float rounding, not bitwise (README, Populations)."""
