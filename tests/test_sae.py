@@ -224,8 +224,11 @@ def test_a_topk_step_takes_the_encoders_gradient_once():
     assert batch_matmuls(jaxpr, rows) == 5 + 3  # + AuxK's branch: its forward, its gradients to the decoder and the code
 
 
-def test_the_gate_reconstruction_does_not_train_the_decoder():
-    spec, m = model("gated")
+@pytest.mark.parametrize("decoder_norm,frozen", [("unit", True), ("auto", False)])
+def test_the_gate_reconstruction_trains_the_decoder_only_when_its_rows_are_free(decoder_norm, frozen):
+    """Unit rows: the paper's frozen decoder. Free rows (gated's default), whose norms the penalty reads:
+    the live decoder, as SAELens, not frozen in one term and live in the other."""
+    spec, m = model("gated", decoder_norm=decoder_norm)
     params = nnx.to_pure_dict(nnx.split(m)[1])
     graph = nnx.split(m)[0]
     x = jax.random.normal(jax.random.key(5), (6, D))
@@ -235,7 +238,7 @@ def test_the_gate_reconstruction_does_not_train_the_decoder():
         return sae.loss(spec, spec.family_settings)(p, x, recon, aux, {"sparsity_coefficient": 0.0, "step": 0})[1]["gate_sse"]
 
     grads = jax.grad(gate_sse)(params)
-    assert not np.asarray(grads["W_dec"]).any()   # b_dec still moves it through the input, x - b_dec
+    assert np.asarray(grads["W_dec"]).any() != frozen   # b_dec moves either way, through the input x - b_dec
     assert np.asarray(grads["W_enc"]).any()
 
 

@@ -15,7 +15,7 @@ the batch (SAELens's `mse_loss`; logged as train/sse), plus the architecture's o
 | topk         | keep the k largest pre-activations, ReLU; AuxK on dead latents            | Gao et al. 2024, arXiv 2406.04093 |
 | batchtopk    | keep the k*B largest ReLU(pre) across the batch; AuxK; inference: f > theta | Bussmann et al. 2024, arXiv 2412.06410 |
 | jumprelu     | pre * H(pre - theta), theta learned by a straight-through estimator; lambda * L0 | Rajamanoharan et al. 2024, arXiv 2407.14435 |
-| gated        | 1[pi_gate > 0] * ReLU(magnitude path); lambda * L1 of ReLU(pi_gate) weighted by norms + the gate's own reconstruction | Rajamanoharan et al. 2024, arXiv 2404.16014 |
+| gated        | 1[pi_gate > 0] * ReLU(magnitude path); lambda * L1 of ReLU(pi_gate) weighted by norms + the gate's own reconstruction (decoder frozen there only with unit rows) | Rajamanoharan et al. 2024, arXiv 2404.16014 |
 | matryoshka   | BatchTopK, plus the reconstruction of every prefix of model.matryoshka_widths | Bussmann et al. 2025, arXiv 2503.17547 |
 
 Conventions that change results, each a setting (SAELens's choice where it has one):
@@ -255,8 +255,9 @@ def summed_squares(a):
 
 def aux_k_loss(params, pre, residual, dead, k_aux: int):
     """AuxK (Gao et al. 2024 A.2, SAELens's TopK): the k_aux largest pre-activations among dead latents
-    reconstruct the detached residual x - x^ (decoder without bias), scaled by min(dead / k_aux, 1).
-    0 while no latent is dead."""
+    reconstruct the detached residual x - x^, scaled by min(dead / k_aux, 1). 0 while no latent is dead.
+    The decoder without its bias, as Gao et al.: the residual has none to explain (SAELens's decode adds
+    b_dec here; sparsify did too until EleutherAI/sparsify#134 called it a bug)."""
     n_dead = jnp.sum(dead)
 
     def loss():
@@ -289,8 +290,11 @@ def loss(spec, s: SAESettings, dataset_size: int | None = None):
             # penalty nor its gradient broadcasts them over (B, W).
             out["l1"] = jnp.sum(jnp.mean(gate, axis=0) * row_norms)
             total = total + coefficient * out["l1"]
-        if s.sae == "gated":  # the gate alone must reconstruct x through the frozen decoder
-            frozen = jax.lax.stop_gradient
+        if s.sae == "gated":  # the gate alone must reconstruct x
+            # Through a frozen decoder with unit rows (the paper's setup); with free rows, whose norms the
+            # penalty reads, through the live one (SAELens): a decoder frozen in one term and not the other
+            # trains worse, its authors found (Rajamanoharan's comment on the paper's LessWrong post).
+            frozen = jax.lax.stop_gradient if unit else (lambda a: a)
             out["gate_sse"] = summed_squares(jax.nn.relu(aux["gate"]) @ frozen(params["W_dec"])
                                              + frozen(params["b_dec"]) - x)
             total = total + out["gate_sse"]
