@@ -244,8 +244,11 @@ def _task(cfg: DictConfig) -> None:
             config = command_line_config(cfg, hc)
             if multirun and not config["logger"].get("group"):
                 config["logger"]["group"] = f"{config['name']}-{Path(hc.sweep.dir).name}"  # jobs share a group
-            parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
+            spec = parse_run(config)  # settings first: a typo fails in a second, before JAX is imported
             from aejax.tasks import load_task
+            from aejax.train import use_cpu_devices
+
+            use_cpu_devices(spec.trainer.cpu_devices)  # every task's, before its first JAX operation
 
             run_dir = RunDirectory.open(workdir, config, list(hc.overrides.task))
             stops.run_dir = run_dir  # a second signal says what this directory holds

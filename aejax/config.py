@@ -71,6 +71,10 @@ class TrainerSpec(Settings):
     shuffle: str = setting("sort", "how each epoch's order of the rows is drawn: sort (jax.random.permutation, "
                            "every run before this setting) | feistel (a keyed Feistel permutation, no sort: faster "
                            "for small models, aejax/shuffle.py)", choices=("sort", "feistel"))
+    cpu_devices: int | None = setting(None, "XLA CPU devices the population's members are split over, set when JAX "
+                                      "starts (null: JAX's own, one unless XLA_FLAGS sets "
+                                      "--xla_force_host_platform_device_count)",
+                                      rule=Rule(lambda v: v > 0, "null or an integer > 0"))
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from aejax.progress import Progress
 from aejax.run_figures import make_figures
 from aejax.rundir import Interrupted, RunDirectory, catch_signals, hold, what_is_saved, write_atomic
 from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
-                         make_step, member_keys, population_block)
+                         make_step, member_keys, population_block, use_cpu_devices)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def train_and_evaluate(config: dict, workdir: str | Path | RunDirectory, analyse
     the run as a whole (`study`, a dict: summary.json's "study") before summary.json, the last file, is
     written."""
     spec = parse_run(config)
+    use_cpu_devices(spec.trainer.cpu_devices)  # before anything starts JAX's backend
     setup = prepare(spec)  # data errors stop the run before its directory is touched
     run_dir, owner = hold(workdir, config)
     status, epoch, message = "failed", None, None

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aejax.errors import Diverged
+from aejax.errors import ConfigError, Diverged
 from aejax.objectives import MEMBER_AXIS
 from aejax.shuffle import epoch_order
 
@@ -223,9 +223,27 @@ def compile_population(member_program: Callable, shared_data: bool, block: int |
     return jax.jit(run, static_argnums=(5, 6))
 
 
+def use_cpu_devices(count: int | None) -> None:
+    """`trainer.cpu_devices`: split the CPU into `count` XLA devices, so that a population's members train as
+    `count` programs side by side (`_shard_members`). JAX fixes the count when its CPU backend starts: in a
+    process where it already runs with another count (a Python session, a multirun on Hydra's basic launcher)
+    the setting is refused rather than silently not applied. None leaves JAX's own (XLA_FLAGS')."""
+    if count is None:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # the backend runs: fine if it runs with this count
+        running = len(jax.devices("cpu"))
+        if running != count:
+            raise ConfigError(f"trainer.cpu_devices={count} is not allowed in this process; expected {running} or "
+                              f"null: JAX's CPU backend already runs with {running} device(s) here, and the count "
+                              "is fixed when it starts (one value per process: a multirun on Hydra's basic "
+                              "launcher shares one)") from None
+
+
 def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
-    """Split the member axis across devices (GPUs, TPU cores, or CPU devices made with
-    XLA_FLAGS=--xla_force_host_platform_device_count=N): each trains its share independently."""
+    """Split the member axis across devices (GPUs, TPU cores, or CPU devices made with `trainer.cpu_devices`
+    or XLA_FLAGS=--xla_force_host_platform_device_count=N): each trains its share independently."""
     from jax.sharding import Mesh, PartitionSpec as P
 
     mesh = Mesh(devices, ("members",))

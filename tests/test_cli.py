@@ -146,6 +146,7 @@ BAD_INPUTS = {
     "trainer.checkpoint_every=-1": "trainer.checkpoint_every=-1 is not allowed; expected an integer >= 0",
     "trainer.call_seconds=0": "trainer.call_seconds=0.0 is not allowed; expected seconds > 0",
     "trainer.shuffle=random": "trainer.shuffle='random' is not allowed; expected one of sort, feistel",
+    "trainer.cpu_devices=0": "trainer.cpu_devices=0 is not allowed; expected null or an integer > 0",
     "logger.max_member_runs=0": "logger.max_member_runs=0 is not allowed; expected an integer >= 1",
     # Synthetic data.
     "data=synthetic data.dim=0": "data.dim=0 is not allowed; expected an integer > 0",

@@ -118,7 +118,7 @@ def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
 
 
 def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_device_to_rounding(tmp_path):
-    """With XLA_FLAGS=--xla_force_host_platform_device_count=2 (the benchmarks' setting) the
+    """With trainer.cpu_devices=2 (XLA_FLAGS=--xla_force_host_platform_device_count=2 is the same for JAX) the
     member axis is split across the two CPU devices (aejax.train._shard_members). Its checkpoints read in this
     one-device process (Orbax alone refused the saved topology), and every member matches the same population
     on one device to float rounding, not bitwise (README, Populations)."""
@@ -134,8 +134,8 @@ def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_de
     for devices in (1, 2):
         run = tmp_path / f"devices{devices}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-        result = subprocess.run([str(Path(sys.executable).parent / "aejax-train"), *TINY, *grid, f"hydra.run.dir={run}"],
+        result = subprocess.run([str(Path(sys.executable).parent / "aejax-train"), *TINY, *grid,
+                                 f"trainer.cpu_devices={devices}", f"hydra.run.dir={run}"],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
                                 stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -147,6 +147,21 @@ def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_de
             np.testing.assert_allclose(a["test"][key], b["test"][key], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(one_params), jax.tree.leaves(two_params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=2e-5)  # measured: at most 4.2e-6
+
+
+def test_cpu_devices_are_refused_where_jax_already_runs_with_another_count():
+    """JAX fixes its CPU device count when the backend starts: a second value in the same process (a Python
+    session, a multirun on Hydra's basic launcher) is an error, not a setting silently not applied."""
+    from aejax.errors import ConfigError
+    from aejax.train import use_cpu_devices
+
+    running = len(jax.devices("cpu"))  # starts the backend if nothing has yet
+    use_cpu_devices(running)  # the count it runs with: nothing to change
+    use_cpu_devices(None)
+    with pytest.raises(ConfigError, match=rf"trainer.cpu_devices={running + 1} is not allowed in this process; "
+                                          rf"expected {running} or null"):
+        use_cpu_devices(running + 1)
+    assert len(jax.devices("cpu")) == running
 
 
 def test_shards_together_are_bitwise_the_unsharded_population(tmp_path):
