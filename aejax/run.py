@@ -38,8 +38,8 @@ from aejax.population import hyperparameter_arrays, members, varied_settings
 from aejax.progress import Progress
 from aejax.run_figures import make_figures
 from aejax.rundir import Interrupted, RunDirectory, catch_signals, hold, what_is_saved, write_atomic
-from aejax.train import (NORM_TERMS, check_finite, compile_population, init_population, make_member_program,
-                         make_step, member_keys, population_block, use_cpu_devices)
+from aejax.train import (NORM_TERMS, check_finite, compile_population, devices_for, init_population,
+                         make_member_program, make_step, member_keys, population_block, use_cpu_devices)
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,10 @@ def start(run_dir: RunDirectory, setup: Setup) -> None:
     run_dir.check_same_data(checksums)
     run_dir.start()
     devices = jax.devices()
-    log.info("training %d member(s) on %d %s device(s) (%s); run dir %s", len(setup.rows), len(devices),
-             devices[0].platform, devices[0].device_kind, run_dir.path)
+    used = len(devices_for(len(setup.rows), devices))
+    log.info("training %d member(s) on %s%d %s device(s) (%s); run dir %s", len(setup.rows),
+             f"{used} of " if used < len(devices) else "", len(devices), devices[0].platform, devices[0].device_kind,
+             run_dir.path)
     run_dir.record(seeds=[r["seed"] for r in setup.rows], data_files=checksums)
 
 

@@ -241,17 +241,23 @@ def use_cpu_devices(count: int | None) -> None:
                               "launcher shares one)") from None
 
 
+def devices_for(population: int, devices: list) -> list:
+    """The devices a population's members are split over: as many as divide it evenly (6 members on 4 devices:
+    3 of them, 2 members each), so that every device runs the same program on the same number of members."""
+    return devices[:max(d for d in range(1, len(devices) + 1) if population % d == 0)]
+
+
 def _shard_members(run: Callable, devices, shared_data: bool) -> Callable:
     """Split the member axis across devices (GPUs, TPU cores, or CPU devices made with `trainer.cpu_devices`
     or XLA_FLAGS=--xla_force_host_platform_device_count=N): each trains its share independently."""
     from jax.sharding import Mesh, PartitionSpec as P
 
-    mesh = Mesh(devices, ("members",))
-
     def sharded(state, keys, x, hp, first_step, n_epochs, n_steps):
-        if keys.shape[0] % len(devices):
-            return run(state, keys, x, hp, first_step, n_epochs, n_steps)  # uneven: one device
-        local = jax.shard_map(lambda s, k, xx, h, e: run(s, k, xx, h, e, n_epochs, n_steps), mesh=mesh,
+        used = devices_for(keys.shape[0], devices)
+        if len(used) == 1:
+            return run(state, keys, x, hp, first_step, n_epochs, n_steps)
+        local = jax.shard_map(lambda s, k, xx, h, e: run(s, k, xx, h, e, n_epochs, n_steps),
+                              mesh=Mesh(used, ("members",)),
                               in_specs=(P("members"), P("members"), P() if shared_data else P("members"),
                                         P("members"), P()),
                               out_specs=P("members"), check_vma=False)
