@@ -164,7 +164,9 @@ class RunOutputs:
         if run_dir.resumed:
             run_dir.check_checkpoint_numbering(setup.steps_per_epoch)
             self.first_step, restored = self.checkpoints.restore_newest_readable(setup.state)
-            setup.state = restored if restored is not None else setup.state
+            # As host arrays: a restore is committed to one device, which a population split over several
+            # (trainer.cpu_devices, GPUs) refuses; uncommitted, the program places them where it splits.
+            setup.state = jax.tree.map(np.asarray, restored) if restored is not None else setup.state
             done, within = divmod(self.first_step, setup.steps_per_epoch)
             log.info("resuming from step %s of %s (epoch %d%s)", f"{self.first_step:,}", f"{setup.total_steps:,}",
                      done, f", +{within} of its {setup.steps_per_epoch} steps" if within else "")
@@ -233,6 +235,8 @@ def train(run_dir: RunDirectory, setup: Setup, out: RunOutputs, stops) -> tuple[
         except Diverged:
             out.save_unless_saved(call.first_step, state)  # the last good state
             raise
+        if state is setup.state:  # this attempt's first call: where its members trained, as run, not as planned
+            run_dir.record(devices_used=len(jax.tree.leaves(new_state)[0].sharding.device_set))
         state = new_state
         after_call(run_dir, setup, out, call, state, terms, seconds_per_step)
         if stops.requested is not None and call.end < total:

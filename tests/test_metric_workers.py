@@ -99,18 +99,22 @@ def test_a_stop_while_the_workers_fit_is_answered_within_a_second_and_kills_them
 
 
 def test_a_stop_with_jobs_still_queued_leaves_no_traceback(monkeypatch):
-    """A stop with more jobs than workers: loky's own thread ends the queued jobs' futures, so none may be
-    cancelled before it (that printed an InvalidStateError traceback under aejax-train's one-line stop)."""
+    """A stop with more jobs than workers, in the state that exposed both of loky's shutdown races (Jobs.kill):
+    a quick first job has finished and its worker has taken the next one from loky's call queue, which loky
+    refills only when a result comes, so job ids still wait in its queue of ids. Without the drain in
+    Jobs.kill, 6 of 6 tries printed a KeyError traceback from loky's thread; cancelling the futures there
+    printed an InvalidStateError."""
     import threading
 
     raised = []
     monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
     jobs = Jobs(2, lambda: None)
-    futures = [jobs.submit(time.sleep, 60) for _ in range(8)]  # loky marks the ones it queues running; the last wait
+    futures = [jobs.submit(time.sleep, 0.01)] + [jobs.submit(time.sleep, 60) for _ in range(9)]
     deadline = time.perf_counter() + 30
-    while not all(f.running() for f in futures[:2]) and time.perf_counter() < deadline:
-        time.sleep(0.05)  # the workers have taken their first jobs; the last ones still wait
-    assert not futures[-1].running()
+    while not futures[0].done() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its worker takes the next job
+    assert futures[0].done() and not futures[-1].running()
     manager = jobs._pool._executor_manager_thread
     jobs.kill()
     manager.join(timeout=30)

@@ -117,11 +117,12 @@ def test_divergence_names_step_and_member_and_keeps_checkpoint(tmp_path):
     assert any((tmp_path / "nan" / "checkpoints").iterdir())
 
 
-def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_device_to_rounding(tmp_path):
+def test_a_population_split_across_cpu_devices_resumes_reads_anywhere_and_matches_one_device_to_rounding(tmp_path):
     """With trainer.cpu_devices=4 (XLA_FLAGS=--xla_force_host_platform_device_count=4 is the same for JAX) the
     member axis of 6 members is split across 3 of the 4 CPU devices, 2 members each (aejax.train.devices_for).
-    Its checkpoints read in this one-device process (Orbax alone refused the saved topology), and every member
-    matches the same population on one device to float rounding, not bitwise (README, Populations)."""
+    It resumes (a restore is committed to one device, which the split program refused), its checkpoints read
+    in this one-device process (Orbax alone refused the saved topology), and every member matches the same
+    population on one device to float rounding, not bitwise (README, Populations)."""
     import os
     import subprocess
     import sys
@@ -131,15 +132,22 @@ def test_a_population_split_across_cpu_devices_reads_anywhere_and_matches_one_de
 
     grid = ["population.seeds=[0,1,2]", "+population.grid.optim.learning_rate=[0.001,0.01]"]  # 6 members
     runs = {}
-    for devices, shown in ((1, "1"), (4, "3 of 4")):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    aejax_train = lambda *args: subprocess.run([str(Path(sys.executable).parent / "aejax-train"), *args], cwd=tmp_path,
+                                               env=env, capture_output=True, text=True, timeout=600,
+                                               stdin=subprocess.DEVNULL)
+    for devices, shown, used in ((1, "1", 1), (4, "3 of 4", 3)):
         run = tmp_path / f"devices{devices}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-        result = subprocess.run([str(Path(sys.executable).parent / "aejax-train"), *TINY, *grid,
-                                 f"trainer.cpu_devices={devices}", f"hydra.run.dir={run}"],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-                                stdin=subprocess.DEVNULL)
+        split = devices > 1  # trained for one of TINY's two epochs, then resumed for the second
+        result = aejax_train(*TINY, *grid, f"trainer.cpu_devices={devices}", f"hydra.run.dir={run}",
+                             *(["trainer.epochs=1"] if split else []))
         assert result.returncode == 0, result.stderr[-2000:]
+        if split:
+            result = aejax_train(f"hydra.run.dir={run}", "trainer.resume=true", "trainer.epochs=2")
+            assert result.returncode == 0, result.stderr[-2000:]
         assert f"training 6 member(s) on {shown} cpu device(s)" in (run / "aejax-train.log").read_text()
+        attempts = json.loads((run / "provenance.json").read_text())["attempts"]
+        assert [a["devices_used"] for a in attempts] == [used] * (1 + split)  # the trained state's own sharding
         runs[devices] = (json.loads((run / "summary.json").read_text()), restore_population(run).params)
     (one, one_params), (split, split_params) = runs[1], runs[4]
     for a, b in zip(one["members"], split["members"]):

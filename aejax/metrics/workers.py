@@ -16,6 +16,7 @@ job in the calling process when it is submitted, with no pool.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_futures
@@ -105,8 +106,18 @@ class Jobs:
 
     def kill(self) -> None:
         """Stop every worker now (their unfinished jobs are lost); the next submit starts new ones.
-        The futures are not cancelled here: loky's shutdown sets each unfinished one's exception from its
-        own thread, and one cancelled first makes that thread print an InvalidStateError traceback."""
+
+        Two races in loky's shutdown(kill_workers=True) print a traceback from its manager thread, each
+        under aejax-train's one-line stop in a test run: a future cancelled here first (InvalidStateError
+        when loky sets its exception), so none is; and a job whose id still waits in the executor's
+        `_work_ids` queue (KeyError: loky drops the pending jobs, then moves that id to its call queue),
+        so the ids are drained first. The dropped jobs' futures still end, with loky's shutdown error."""
         if self._pool is not None:
+            waiting = getattr(self._pool, "_work_ids", None)
+            while waiting is not None:
+                try:
+                    waiting.get_nowait()
+                except queue.Empty:
+                    break
             self._pool.shutdown(wait=False, kill_workers=True)
             self._pool = None
