@@ -29,9 +29,10 @@ b. A population of `--members` small SAEs (width `--pop-width`), member k (TopK)
    differing per member: aejax as one population program, SAELens's MultiSAETrainer; SAE-steps/s, ratio
    = aejax / SAELens. Two aejax lines: each epoch's order drawn by sorting random keys (trainer.shuffle=sort,
    the default) and by a Feistel permutation (trainer.shuffle=feistel, aejax/shuffle.py: no sort).
-c. TopK selection cost in aejax (population of b): k per member, traced (the bit search
-   `at_least_kth_largest`), against the same program with one static k (`lax.top_k`) and against the same
-   program with the selection removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k
+c. TopK selection cost in aejax (population of b): k per member, traced (`at_least_kth_largest`: the
+   sorting network up to width 512, else the bit search; aejax/selection.py), against the same program with
+   one static k by `lax.top_k` (before session 36 this line ran the bit search with a static k, though it
+   was labelled lax.top_k) and against the same program with the selection removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k
    rate / no-selection rate. AuxK's own selection runs only while some member of the block has a dead
    latent (SAELens skips it too), so in these short runs (no latent dead yet) c times the code's selection.
 d. Quality at equal steps: each side's SAE of (a) topped up to `--quality-steps` steps; MCC
@@ -54,8 +55,8 @@ Caveats (both libraries at their defaults where they differ):
   (`rescale_acts_by_decoder_norm=True`). The same model class, different parameterisations. With
   `--decoder-norm free --decoder-init-norm 0.1` aejax's rows are free and start at SAELens's norm 0.1: at
   d = 768 that learns faster in the first few hundred steps (docs/speed.md, "TopK at d = 768: quality").
-- aejax's TopK uses the traced-k bit search even for one SAE (k is a member hyperparameter); SAELens uses
-  `torch.topk` with a static k.
+- aejax's TopK selects with a traced k even for one SAE (k is a member hyperparameter; the sorting network
+  up to width 512, the bit search above); SAELens uses `torch.topk` with a static k.
 - SAELens's step also updates `act_freq_scores` (feature-density logging) and syncs to the host once a step
   to count dead latents (`int(dead_neuron_mask.sum())` in the AuxK loss); aejax's step keeps its counters
   on the device, with no host round trip inside a call.
@@ -113,7 +114,11 @@ class AejaxSide:
             population_block
 
         first = {name: values[0] for name, values in member.items()}
-        self.spec = spec = model_spec(family="sae", sae=arch, hidden=(), code_size=width, **first, **(settings or {}))
+        spec = model_spec(family="sae", sae=arch, hidden=(), code_size=width, **first, **(settings or {}))
+        if "k" in member:  # the bound aejax-train's from_grid takes from population.grid (aejax/selection.py)
+            spec = dataclasses.replace(spec, family_settings=dataclasses.replace(spec.family_settings,
+                                                                                 k_max=int(max(member["k"]))))
+        self.spec = spec
         self.dim, self.n, self.batch, self.chunk = x.shape[1], len(x), batch, chunk
         self.graph = model_graph(spec, self.dim, None)
         optimizer = make_optimizer(OptimSpec(learning_rate=lr, clip_norm=1.0), 10 ** 6)
@@ -133,10 +138,11 @@ class AejaxSide:
         self.x = jnp.asarray(x)
         original = sae_family.keep_top_k
         if selection == "none":
-            sae_family.keep_top_k = lambda h, k: h
-        elif selection == "static":
+            sae_family.keep_top_k = lambda h, k, k_max=None: h
+        elif selection == "static":  # lax.top_k with one k for every member, ties at the k-th value kept
             static_k = int(first["k"])
-            sae_family.keep_top_k = lambda h, k: original(h, static_k)
+            sae_family.keep_top_k = lambda h, k, k_max=None: jnp.where(
+                h >= jax.lax.top_k(h, static_k)[0][..., -1:], h, 0.0)
         try:
             self.program = program.lower(self.state, self.keys, self.x, self.hp, 0, 1, chunk).compile()
         finally:
@@ -271,6 +277,7 @@ def figure_7(args, results: dict) -> None:
         print(SAELENS_MISSING)
         return
     from aejax.sae_metrics import mcc  # noqa: F401  (fails early if aejax lacks the SAE metrics)
+    from aejax.selection import network_pays
 
     threads = os.cpu_count()
     torch.set_num_threads(args.torch_threads or threads)
@@ -331,7 +338,7 @@ def figure_7(args, results: dict) -> None:
         rates = alternate(sides, rounds)
         ratio = rates["traced"] / rates["none"]
         print(f"7c. {members} topk SAEs {args.dim}->{pop_width} in aejax, SAE-steps/s: k per member traced "
-              f"({ks[0]}..{ks[-1]}, bit search) {rates['traced']:,.1f}; one static k={ks[0]} (lax.top_k) "
+              f"({ks[0]}..{ks[-1]}, {'sorting network' if network_pays(pop_width, max(ks)) else 'bit search'}) {rates['traced']:,.1f}; one static k={ks[0]} (lax.top_k) "
               f"{rates['static']:,.1f}; no selection (ReLU) {rates['none']:,.1f}; ratio {ratio:.2f}")
         results["sae_topk_selection"] = dict(rates, ratio=ratio)
 

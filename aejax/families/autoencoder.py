@@ -17,6 +17,7 @@ from flax import nnx
 
 from aejax.errors import ConfigError
 from aejax.families.registry import Family, register
+from aejax.selection import at_least_kth_largest, keep_top_k  # noqa: F401 (imported from here too)
 from aejax.settings import NON_NEGATIVE, OPEN_UNIT, setting
 from aejax.nets import ACTIVATIONS, backbone
 from aejax.objectives import bernoulli_nll, kl_sparsity, l1_penalty, squared_error
@@ -59,72 +60,6 @@ def check(spec, s: AutoencoderSettings, grid: dict) -> None:
 
 def _refuse(setting_: str, value, allowed: str):
     raise ConfigError(f"{setting_}={value!r} is not allowed; expected {allowed}")
-
-
-def keep_top_k(h: jax.Array, k) -> jax.Array:
-    """Zero all but the k largest entries of each code vector `(..., code_size)`.
-
-    `k` is a Python int, or a traced scalar when a population varies `model.top_k` per
-    member. Both take the bit search below, faster on a CPU than `lax.top_k` at an SAE's k and
-    width (`scripts/topk_selection.py`, README Speed). Ties at the threshold are all kept; gradients
-    flow through the kept entries only.
-    """
-    return jnp.where(at_least_kth_largest(h, k), h, 0.0)
-
-
-def at_least_kth_largest(h: jax.Array, k) -> jax.Array:
-    """Mask of the entries >= the k-th largest of their row, for a traced k: exact, in at most 32 steps.
-
-    float32 maps to uint32 keys in the same order (flip every bit of a negative number, the
-    sign bit of a non-negative one); the k-th largest key is then built bit by bit, highest
-    first, keeping a bit when at least k keys are still >= the candidate. The search stops early
-    once every row has exactly k keys >= its candidate: that set is already the answer (with ties
-    at the k-th value it never happens, and all 32 bits are built, keeping every tie).
-
-    Each step is one counting pass, and the passes read bytes, not the 4-byte keys: the bits are
-    built a byte at a time, and for byte p a key counts as >= the candidate when its higher bytes
-    beat the prefix built so far (counted once per byte, `above`) or equal it and its byte p is >=
-    the candidate's. So one pass over the keys per byte writes a uint8 array (byte p where the higher
-    bytes equal the prefix, else 0; the candidate's byte is never 0) and the byte's 8 steps read it:
-    a quarter of the bytes a step read. That gained 1.15x at a population's size (8 x 1,024 x 256) and
-    nothing on one block of rows: the counting, not the reading, is most of a step's cost on a CPU
-    (docs/speed.md, session 33). Counting in int8 per 64 entries moves a quarter of the bytes of an
-    int32 count (scripts/topk_selection.py, docs/speed.md). (Searching 8 rows at a time, to keep their keys in cache, won at some widths and
-    lost at others.)
-    """
-    bits = jax.lax.bitcast_convert_type(h.astype(jnp.float32), jnp.uint32)
-    keys = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
-    k = jnp.asarray(k).astype(jnp.int32)
-    width = h.shape[-1]
-
-    def count(at_least):
-        if width % 64 == 0:  # int8 partial counts (at most 64) then int32 across the chunks
-            chunks = at_least.reshape(*at_least.shape[:-1], width // 64, 64)
-            return jnp.sum(jnp.sum(chunks, axis=-1, dtype=jnp.int8), axis=-1, dtype=jnp.int32)
-        small = jnp.int16 if width < 2 ** 15 else jnp.int32
-        return jnp.sum(at_least, axis=-1, dtype=small).astype(jnp.int32)
-
-    rows = h.shape[:-1]
-    kth, at_kth = jnp.zeros(rows, jnp.uint32), jnp.full(rows, width, jnp.int32)  # every key >= 0
-    unresolved = lambda carry: (carry[0] < 8) & jnp.any(carry[2] != k)  # noqa: E731
-    for shift in (24, 16, 8, 0):
-        if shift == 24:
-            above, byte = jnp.zeros(rows, jnp.int32), (keys >> 24).astype(jnp.uint8)
-        else:
-            high, prefix = keys >> (shift + 8), (kth >> (shift + 8))[..., None]
-            above = count(high > prefix)
-            byte = jnp.where(high == prefix, (keys >> shift) & 0xFF, 0).astype(jnp.uint8)
-
-        def take_bit(carry, shift=shift, above=above, byte=byte):
-            i, kth, at_kth = carry
-            bit = jnp.uint32(1) << (7 - i).astype(jnp.uint32)
-            candidate = ((kth >> shift) & 0xFF) | bit
-            n = above + count(byte >= candidate.astype(jnp.uint8)[..., None])
-            enough = n >= k
-            return i + 1, jnp.where(enough, kth | (bit << shift), kth), jnp.where(enough, n, at_kth)
-
-        _, kth, at_kth = jax.lax.while_loop(unresolved, take_bit, (jnp.int32(0), kth, at_kth))
-    return keys >= kth[..., None]
 
 
 class Autoencoder(nnx.Module):

@@ -46,7 +46,8 @@ activation, SAELens's topk_threshold_lr=0.01). Their gradients are zero, and `af
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,12 @@ from flax import nnx
 
 from aejax import sae_figures
 from aejax.data.features import save_truth
-from aejax.families.autoencoder import at_least_kth_largest, keep_top_k
+from aejax.selection import at_least_kth_largest, keep_top_k
 from aejax.families.registry import Family, register
 from aejax.objectives import any_member
 from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
-from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, positive_ints, require, setting
+from aejax.settings import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Rule, is_number, positive_ints, require, \
+    setting
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 WITH_K = ("topk", "batchtopk", "matryoshka")            # sparsity set by k
@@ -97,6 +99,9 @@ class SAESettings:
     threshold_lr: float = setting(0.01, "batchtopk, matryoshka: EMA rate of the inference threshold",
                                   rule=Rule(lambda v: 0 < v <= 1, "a number in (0, 1]"))
     sparsity_warmup_steps: int = setting(0, "steps over which lambda ramps linearly from 0", rule=NON_NEGATIVE_INT)
+    # The largest k of the population (`from_grid`): a static bound that lets one sorting network select for
+    # every member's traced k (aejax/selection.py). 0: model.k.
+    k_max: int = field(default=0, metadata={"derived": True})
 
 
 def unit_rows(s: SAESettings) -> bool:
@@ -178,7 +183,7 @@ class SparseAutoencoder(nnx.Module):
         if s.sae == "gated":
             self.r_mag = nnx.Param(jnp.zeros(width))
             self.b_mag = nnx.Param(jnp.zeros(width))
-        self.kind, self.k, self.bandwidth = s.sae, s.k, s.bandwidth
+        self.kind, self.k, self.k_max, self.bandwidth = s.sae, s.k, s.k_max or s.k, s.bandwidth
         self.subtract_decoder_bias = s.subtract_decoder_bias
 
     def _encoded(self, x):
@@ -208,7 +213,7 @@ class SparseAutoencoder(nnx.Module):
             return self._gated(x)[1]
         pre = self.pre_activations(x)
         if self.kind == "topk":
-            return jax.nn.relu(keep_top_k(pre, self.k if k is None else k))
+            return jax.nn.relu(keep_top_k(pre, self.k if k is None else k, self.k_max))
         if self.kind in BATCH_TOPK:
             acts = jax.nn.relu(pre)
             return jnp.where(acts > jax.lax.stop_gradient(self.threshold[...]), acts, 0.0)
@@ -237,7 +242,7 @@ class SparseAutoencoder(nnx.Module):
             elif self.kind == "topk":
                 # From this `pre`, not `encode`'s own: AuxK also reads `pre`, and two copies would each carry a
                 # gradient back through the encoder (twice its weight gradient and the decoder bias's matmul).
-                f = jax.nn.relu(keep_top_k(pre, k))
+                f = jax.nn.relu(keep_top_k(pre, k, self.k_max))
             else:
                 f = jax.nn.relu(pre)
         return self.decode(f), dict(aux, code=f, pre=pre, firing=firing_rates(f))
@@ -423,6 +428,13 @@ def _figures(s: SAESettings, per_member, frequencies, healthy, with_truth: bool,
     return {k: str(v) for k, v in figures.items()}
 
 
+def from_grid(s: SAESettings, grid: dict) -> SAESettings:
+    """k_max: the largest k any member trains with (the grid's, or model.k when the grid does not vary it);
+    values the checks will refuse are left to them."""
+    ks = [v for v in grid.get("model.k", (s.k,)) if is_number(v)]
+    return dataclasses.replace(s, k_max=int(max(ks, default=s.k)))
+
+
 def check(spec, s: SAESettings, grid: dict) -> None:
     width = spec.code_size
     require(spec.architecture == "mlp" and not spec.hidden, "model.hidden", list(spec.hidden),
@@ -448,5 +460,5 @@ def check(spec, s: SAESettings, grid: dict) -> None:
 
 SAE = register(Family(
     name="sae", settings=SAESettings, build=build, loss=loss, label="SAE", check=check, member_call=member_call,
-    member_init=member_init, adjust_grads=adjust_grads, after_update=after_update,
+    member_init=member_init, from_grid=from_grid, adjust_grads=adjust_grads, after_update=after_update,
     buffers=("steps_since_fired", "threshold"), report=report))
