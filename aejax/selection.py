@@ -9,9 +9,9 @@ would give). Two exact methods give it, bit for bit the same mask:
   (`k_max`, static: the largest k of the population), then each member's own k-th of them.
 
 The network does far fewer operations per entry, but each of its steps writes the whole array; the bit
-search's passes read bytes. At an SAE's width of a few hundred and k of tens the network wins inside a
-training step (docs/speed.md, figure 7, session 36: 1.10x to 1.21x for a TopK population's whole step);
-`NETWORK_MAX_WIDTH` and `NETWORK_MAX_FRACTION` keep it to the sizes measured.
+search's passes read bytes. At an SAE's width of a few hundred and k up to an eighth of it the network wins
+inside a training step (docs/speed.md, session 36: 1.1x to 1.3x a TopK step); `NETWORK_MAX_WIDTH` and
+`NETWORK_MAX_FRACTION` keep it to the sizes where it was measured to win.
 
 Float32 maps to int32 keys in the same total order (`ordered_keys`: -inf < ... < -0.0 < 0.0 < ... < inf),
 so both methods compare integers and agree on zeros, ties and infinities.
@@ -23,8 +23,11 @@ import jax
 import jax.numpy as jnp
 
 INT32_MIN = -2 ** 31
-NETWORK_MAX_WIDTH = 512      # widths above it: the bit search (the network lost at 2,048 in scratch timings)
-NETWORK_MAX_FRACTION = 4     # K at most width / 4: above it the network's sort approaches a full sort
+# Where the network serves: measured in whole training steps (docs/speed.md, session 36). It won at width 256
+# with K = 16 and 32 and at 512 with K = 16 (1.1x to 1.3x a step), tied at 256 with K = 64 and at 1,024, and
+# lost at 2,048 with K = 32 (0.83x) and in sae_bench's TopK run at 256 with K = 64.
+NETWORK_MAX_WIDTH = 512
+NETWORK_MAX_FRACTION = 8     # K at most width / 8
 
 
 def keep_top_k(h: jax.Array, k, k_max: int | None = None) -> jax.Array:

@@ -1,7 +1,8 @@
-"""What top-k selection costs on this machine: lax.top_k, a sort, and aejax's bit search for the k-th
-largest (aejax.families.autoencoder.at_least_kth_largest; and the same search 8 rows at a time, which
-keeps each block's keys in cache), against a matmul of an SAE of the same width with d = 64. Best of 3
-rounds of 30 calls each.
+"""What top-k selection costs on this machine: lax.top_k, a sort, aejax's two exact methods for a traced k
+(aejax/selection.py: the bit search for the k-th largest, also 8 rows at a time, which keeps each block's
+keys in cache; and the bitonic sorting network, here with k_max = k), against a matmul of an SAE of the
+same width with d = 64. Best of 3 rounds of 30 calls each. One block of rows, outside a training step:
+which method aejax uses is decided by whole steps (docs/speed.md, session 36).
 
     uv run --locked python scripts/topk_selection.py
 """
@@ -13,7 +14,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from aejax.families.autoencoder import at_least_kth_largest
+from aejax.selection import bit_search, sorting_network
 
 
 def best_ms(f, *args, calls: int = 30) -> float:
@@ -30,15 +31,16 @@ def best_ms(f, *args, calls: int = 30) -> float:
 
 def main() -> None:
     print("| batch 1024: width | k | lax.top_k ms | sort ms | bit search ms | bit search, 8 rows at a time ms "
-          "| matmul (1024x64)x(64xW) ms |")
+          "| sorting network ms | matmul (1024x64)x(64xW) ms |")
     for width, k in ((256, 32), (512, 16), (512, 32), (2048, 32)):
         x = jax.random.normal(jax.random.key(0), (1024, width))
         traced_k = jnp.int32(k)
         row = [best_ms(jax.jit(lambda x: jax.lax.top_k(x, k)[0]), x),
                best_ms(jax.jit(lambda x: jnp.sort(x, axis=-1)), x),
-               best_ms(jax.jit(lambda x: at_least_kth_largest(x, traced_k)), x),
-               best_ms(jax.jit(lambda x: jax.lax.map(lambda b: at_least_kth_largest(b, traced_k),
+               best_ms(jax.jit(lambda x: bit_search(x, traced_k)), x),
+               best_ms(jax.jit(lambda x: jax.lax.map(lambda b: bit_search(b, traced_k),
                                                      x.reshape(-1, 8, x.shape[1])).reshape(x.shape)), x),
+               best_ms(jax.jit(lambda x: sorting_network(x, traced_k, k)), x),
                best_ms(jax.jit(lambda a, w: a @ w), jnp.ones((1024, 64)), jnp.ones((64, width)))]
         print(f"| {width} | {k} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
 

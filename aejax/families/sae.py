@@ -58,7 +58,7 @@ from flax import nnx
 
 from aejax import sae_figures
 from aejax.data.features import save_truth
-from aejax.selection import at_least_kth_largest, keep_top_k
+from aejax.selection import at_least_kth_largest, bit_search, keep_top_k
 from aejax.families.registry import Family, register
 from aejax.objectives import any_member
 from aejax.sae_metrics import FiringF1, ReconstructionStats, best_match, mcc, mmcs, uniqueness
@@ -267,8 +267,9 @@ def aux_k_loss(params, pre, residual, dead, k_aux: int):
 
     def loss():
         masked = jnp.where(dead, pre, -jnp.inf)
-        # The bit search rather than lax.top_k: faster on a CPU at these sizes (scripts/topk_selection.py).
-        acts = jnp.where(dead & at_least_kth_largest(masked, k_aux), jax.nn.relu(pre), 0.0)
+        # The bit search, not lax.top_k (faster on a CPU at these sizes, scripts/topk_selection.py) nor the
+        # sorting network, which ran slower inside this lax.cond branch (docs/speed.md, session 36).
+        acts = jnp.where(dead & bit_search(masked, k_aux), jax.nn.relu(pre), 0.0)
         scale = jnp.minimum(n_dead / k_aux, 1.0)
         value = scale * summed_squares(acts @ params["W_dec"] - jax.lax.stop_gradient(residual))
         return jnp.where(n_dead > 0, value, 0.0)
