@@ -30,10 +30,10 @@ b. A population of `--members` small SAEs (width `--pop-width`), member k (TopK)
    = aejax / SAELens. Two aejax lines: each epoch's order drawn by sorting random keys (trainer.shuffle=sort,
    the default) and by a Feistel permutation (trainer.shuffle=feistel, aejax/shuffle.py: no sort).
 c. TopK selection cost in aejax (population of b): k per member, traced (`at_least_kth_largest`: the
-   sorting network up to width 512, else the bit search; aejax/selection.py), against the same program with
-   one static k by `lax.top_k` (before session 36 this line ran the bit search with a static k, though it
-   was labelled lax.top_k) and against the same program with the selection removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k
-   rate / no-selection rate. AuxK's own selection runs only while some member of the block has a dead
+   sorting network where it pays, else the bit search; aejax/selection.py), against the same program with
+   the bit search whatever aejax would choose, with one static k by `lax.top_k` (before session 36 this
+   line ran the bit search with a static k, though it was labelled lax.top_k), and with the selection
+   removed (ReLU, everything else equal: AuxK, unit rows); ratio = traced-k rate / no-selection rate. AuxK's own selection runs only while some member of the block has a dead
    latent (SAELens skips it too), so in these short runs (no latent dead yet) c times the code's selection.
 d. Quality at equal steps: each side's SAE of (a) topped up to `--quality-steps` steps; MCC
    (aejax.sae_metrics.mcc: Hungarian on |cos| of decoder rows against the true directions) and FVU
@@ -101,8 +101,9 @@ def make_rows(features: int, dim: int, n_train: int, n_test: int, seed: int = 0)
 class AejaxSide:
     """A population of SAEs of one architecture in aejax's engine, compiled for `chunk`-step calls.
     `member`: {setting: values per member} (k, sparsity_coefficient); `settings`: other model settings
-    (decoder_norm, decoder_init_norm). `selection`: None (the family's own),
-    "static" (lax.top_k with the first member's k for every member) or "none" (no top-k: ReLU)."""
+    (decoder_norm, decoder_init_norm). `selection`: None (the family's own), "bit" (the bit search,
+    whatever aejax/selection.py would choose), "static" (lax.top_k with the first member's k for every
+    member) or "none" (no top-k: ReLU)."""
 
     def __init__(self, arch: str, width: int, x, batch: int, lr: float, chunk: int, seeds, member: dict,
                  selection: str | None = None, shuffle: str = "sort", settings: dict | None = None):
@@ -139,6 +140,8 @@ class AejaxSide:
         original = sae_family.keep_top_k
         if selection == "none":
             sae_family.keep_top_k = lambda h, k, k_max=None: h
+        elif selection == "bit":  # no bound given: the bit search, whatever the width and k
+            sae_family.keep_top_k = lambda h, k, k_max=None: original(h, k)
         elif selection == "static":  # lax.top_k with one k for every member, ties at the k-th value kept
             static_k = int(first["k"])
             sae_family.keep_top_k = lambda h, k, k_max=None: jnp.where(
@@ -333,14 +336,17 @@ def figure_7(args, results: dict) -> None:
 
     if "topk" in archs:  # (c)
         ks = spread(max(1, args.k // 4), args.k, members, True)
+        chosen = "sorting network" if network_pays(pop_width, max(ks)) else "bit search"
         sides = {sel: AejaxSide("topk", pop_width, x_train, batch, args.lr, chunk, range(members), {"k": ks},
-                                selection=None if sel == "traced" else sel, settings=own) for sel in ("traced", "static", "none")}
+                                selection=None if sel == "traced" else sel, settings=own)
+                 for sel in ("traced", "bit", "static", "none")}
         rates = alternate(sides, rounds)
         ratio = rates["traced"] / rates["none"]
         print(f"7c. {members} topk SAEs {args.dim}->{pop_width} in aejax, SAE-steps/s: k per member traced "
-              f"({ks[0]}..{ks[-1]}, {'sorting network' if network_pays(pop_width, max(ks)) else 'bit search'}) {rates['traced']:,.1f}; one static k={ks[0]} (lax.top_k) "
-              f"{rates['static']:,.1f}; no selection (ReLU) {rates['none']:,.1f}; ratio {ratio:.2f}")
-        results["sae_topk_selection"] = dict(rates, ratio=ratio)
+              f"({ks[0]}..{ks[-1]}, {chosen}, aejax's choice) {rates['traced']:,.1f}; the same by the bit search "
+              f"{rates['bit']:,.1f}; one static k={ks[0]} (lax.top_k) {rates['static']:,.1f}; no selection (ReLU) "
+              f"{rates['none']:,.1f}; ratio {ratio:.2f}")
+        results["sae_topk_selection"] = dict(rates, ratio=ratio, chosen=chosen)
 
     if "relu" in archs and not quick:  # (e)
         values = spread(args.l1 / 4, args.l1 * 4, members, False)

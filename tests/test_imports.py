@@ -78,7 +78,7 @@ def test_the_cycle_finder_finds_one():
 # The layers of the README's "The tree", lowest first: a module imports only from its own layer or below.
 LAYERS = {
     "settings": ["aejax.errors", "aejax.settings", "aejax.paths", "aejax.tasks"],
-    "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.sae_metrics", "aejax.figures",
+    "data and networks": ["aejax.data", "aejax.nets", "aejax.objectives", "aejax.selection", "aejax.sae_metrics", "aejax.figures",
                           "aejax.sae_figures", "aejax.frechet"],
     "families": ["aejax.families"],
     "config and builders": ["aejax.model_spec", "aejax.optim", "aejax.config", "aejax.settings_help", "aejax.models", "aejax.population",

@@ -64,7 +64,7 @@ def test_an_sae_population_bounds_its_k_by_the_grid():
 
 def test_a_topk_population_trains_bitwise_the_same_with_the_network_or_the_bit_search(tmp_path, monkeypatch):
     """Width 32, k 2 and 4: the network serves the code (K = 4 <= 32 / 8); AuxK runs too (dead after 5 steps)."""
-    config = sae_config("model.sae=topk", "+population.grid.model.k=[2,4]", "model.dead_window=5")
+    config = sae_config("model.sae=topk", "+population.grid.model.k=[2,4]", "model.dead_window=5", "trainer.epochs=2")
     assert selection.network_pays(32, 4)
     _, with_network = trained(config, tmp_path / "network")
     monkeypatch.setattr(selection, "network_pays", lambda width, k_max: False)
