@@ -72,3 +72,16 @@ def test_linear_cka_is_basis_invariant_and_spearman_interval_covers():
     a = rng.normal(size=300)
     stats = spearman_with_ci(a, a + 0.5 * rng.normal(size=300), rng, n_boot=200)
     assert 0.7 < stats["lo"] < stats["rho"] < stats["hi"] < 1.0
+
+
+def test_the_study_called_from_python_applies_trainer_cpu_devices(tmp_path):
+    """Not only through aejax-train: a count other than the one JAX runs with here is refused, before the run
+    directory holds anything."""
+    import jax
+
+    from aejax.errors import ConfigError
+
+    other = len(jax.devices("cpu")) + 1
+    with pytest.raises(ConfigError, match=f"trainer.cpu_devices={other} is not allowed in this process"):
+        run(compose([*TINY_STUDY, f"trainer.cpu_devices={other}"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aejax.config import DataSpec, LoggerSpec, OptimSpec, parse_model
+from aejax.config import DataSpec, LoggerSpec, OptimSpec, TrainerSpec, parse_model
 from aejax.rundir import hold
 from aejax.settings import parse_section
+from aejax.train import use_cpu_devices
 from aejax.studies.single_vector_similarity.similarity import spearman, spearman_with_ci
 from aejax.studies.single_vector_similarity.pairs import (CONDITIONS, Trainer, measure, mnist_pairs, parse_study,
                                                          synthetic_pairs)
@@ -72,6 +73,9 @@ def fit_report(pooled: dict) -> dict:
 def run(config: dict, workdir) -> dict:
     """The study; `workdir` a path, or the run directory aejax-train holds (`aejax.rundir.hold`)."""
     study = parse_study(config.get("study"))
+    # trainer.cpu_devices, as aejax-train's task applies it, for a call from Python too (before the run
+    # directory: a refused count leaves nothing behind).
+    use_cpu_devices(parse_section("trainer", TrainerSpec, config.get("trainer")).cpu_devices)
     # The study trains outside train_and_evaluate: it starts its run directory itself.
     run_dir, owner = hold(workdir, config)
     try:
