@@ -9,9 +9,10 @@ would give). Two exact methods give it, bit for bit the same mask:
   (`k_max`, static: the largest k of the population), then each member's own k-th of them.
 
 The network does far fewer operations per entry, but each of its steps writes the whole array; the bit
-search's passes read bytes. At an SAE's width of a few hundred and k up to an eighth of it the network wins
+search's passes read bytes. At an SAE's width of a few hundred, with K up to an eighth of it, the network wins
 inside a training step (docs/speed.md, session 36: 1.1x to 1.3x a TopK step); `NETWORK_MAX_WIDTH` and
-`NETWORK_MAX_FRACTION` keep it to the sizes where it was measured to win.
+`NETWORK_MAX_FRACTION` keep it to those sizes. Both give the same mask for 1 <= k <= K, k a scalar per row
+block (one per member under vmap).
 
 Float32 maps to int32 keys in the same total order (`ordered_keys`: -inf < ... < -0.0 < 0.0 < ... < inf),
 so both methods compare integers and agree on zeros, ties and infinities.
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 INT32_MIN = -2 ** 31
-# Where the network serves: measured in whole training steps (docs/speed.md, session 36). It won at width 256
-# with K = 16 and 32 and at 512 with K = 16 (1.1x to 1.3x a step), tied at 256 with K = 64 and at 1,024, and
-# lost at 2,048 with K = 32 (0.83x) and in sae_bench's TopK run at 256 with K = 64.
+# Where the network serves: measured in whole training steps (docs/speed.md, session 36). At width 256 it won
+# with K = 16 (1.15x to 1.21x) and 32 (1.14x); with K = 64 it won without AuxK running (1.10x, 1.21x), tied with
+# it (1.03x) and lost in sae_bench's TopK run. At 512 it won with K = 16 (1.31x) and 32 (1.07x); at 1,024 with
+# K = 32 it tied (1.02x), at 2,048 it lost (0.83x). Not measured: 512 with K = 64, widths below 256.
 NETWORK_MAX_WIDTH = 512
 NETWORK_MAX_FRACTION = 8     # K at most width / 8
 
@@ -46,8 +49,8 @@ def at_least_kth_largest(h: jax.Array, k, k_max: int | None = None) -> jax.Array
     k_max takes the bit search; a traced k must not exceed k_max (the network would keep only its K)."""
     if isinstance(k, int):
         k_max = k
-    elif k_max is not None and not isinstance(k, jax.core.Tracer) and bool(jnp.any(jnp.asarray(k) > k_max)):
-        k_max = None  # a concrete k above the bound: the bit search serves any k
+    elif k_max is not None and not isinstance(k, jax.core.Tracer) and bool(np.any(np.asarray(k) > k_max)):
+        k_max = None  # a concrete k above the bound (NumPy: no staging under jit): the bit search serves any k
     width = h.shape[-1]
     if k_max is not None and network_pays(width, k_max):
         return sorting_network(h, k, k_max)

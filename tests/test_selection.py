@@ -27,10 +27,10 @@ def awkward_rows(width: int) -> np.ndarray:
     return h
 
 
-@pytest.mark.parametrize("width,k_max", [(40, 8), (96, 16), (256, 16), (256, 60), (33, 1)])
+@pytest.mark.parametrize("width,k_max", [(40, 8), (96, 16), (256, 16), (256, 60), (33, 1), (50, 16), (200, 16)])
 def test_the_sorting_network_gives_numpys_mask_for_each_members_own_k(width, k_max):
-    """Widths that are not a multiple of the network's block (40, 96 with K = 16: an odd number of blocks to
-    merge; 33), k per member under vmap up to k_max, and the bit search on the same rows."""
+    """Odd numbers of blocks to merge (40 of 8: 5; 96 of 16: 6, then 3; 33 of 1), widths padded to whole blocks
+    (50 and 200 of 16), k per member under vmap up to k_max, and the bit search on the same rows."""
     h = awkward_rows(width)
     ks = np.array([1, max(1, k_max // 2), k_max])
     kth = np.take_along_axis(-np.sort(-h, axis=-1), (ks - 1)[:, None, None].repeat(6, 1), axis=-1)
@@ -74,7 +74,29 @@ def test_a_topk_population_trains_bitwise_the_same_with_the_network_or_the_bit_s
 
 
 def test_a_concrete_k_above_the_bound_takes_the_bit_search():
-    """A model built for k <= 8 asked for k = 20 outside a traced program (a user's own call) is still exact."""
+    """k = 20 with a bound of 8, eager or as a constant under jit (a user's own call), is still exact."""
     h = jnp.asarray(awkward_rows(64)[0])
     kth = -np.sort(-np.asarray(h), axis=-1)[:, 19:20]
     np.testing.assert_array_equal(np.asarray(at_least_kth_largest(h, jnp.int32(20), k_max=8)), np.asarray(h) >= kth)
+    for k in (np.int64(20), jnp.int32(20)):
+        got = jax.jit(lambda a: at_least_kth_largest(a, k, k_max=8))(h)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(h) >= kth)
+
+
+def test_an_saes_own_k_is_bounded_only_by_what_member_call_hands_it():
+    """A model built for model.k=4 (no grid) asked, under jit, for a traced k = 16: no bound comes with it, so
+    the bit search keeps 16 a row; with member_call's bound the network serves (width 256, K = 4)."""
+    from aejax.families import sae
+    from aejax.config import model_spec
+    from aejax.models import build_model
+
+    spec = model_spec(family="sae", hidden=[], code_size=256, sae="topk", k=4)
+    m = build_model(spec, 8, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (20, 8))
+    pre = np.asarray(m.pre_activations(x))
+    own = jax.jit(lambda a, k: m.encode(a, k=k))(x, 16)
+    np.testing.assert_array_equal(np.asarray(own), np.maximum(np.where(pre >= np.sort(pre)[:, -16:-15], pre, 0), 0))
+    call = sae.member_call(spec.family_settings, {"k": jnp.int32(3)})
+    assert call["k_max"] == 4 and selection.network_pays(256, call["k_max"])
+    bounded = jax.jit(lambda a, k: m.encode(a, **dict(call, k=k)))(x, 3)
+    np.testing.assert_array_equal(np.asarray(bounded), np.maximum(np.where(pre >= np.sort(pre)[:, -3:-2], pre, 0), 0))

@@ -100,7 +100,7 @@ class SAESettings:
                                   rule=Rule(lambda v: 0 < v <= 1, "a number in (0, 1]"))
     sparsity_warmup_steps: int = setting(0, "steps over which lambda ramps linearly from 0", rule=NON_NEGATIVE_INT)
     # The largest k of the population (`from_grid`): a static bound that lets one sorting network select for
-    # every member's traced k (aejax/selection.py). 0: model.k.
+    # every member's traced k (aejax/selection.py); `member_call` hands it to the model with k. 0: model.k.
     k_max: int = field(default=0, metadata={"derived": True})
 
 
@@ -183,7 +183,7 @@ class SparseAutoencoder(nnx.Module):
         if s.sae == "gated":
             self.r_mag = nnx.Param(jnp.zeros(width))
             self.b_mag = nnx.Param(jnp.zeros(width))
-        self.kind, self.k, self.k_max, self.bandwidth = s.sae, s.k, s.k_max or s.k, s.bandwidth
+        self.kind, self.k, self.bandwidth = s.sae, s.k, s.bandwidth
         self.subtract_decoder_bias = s.subtract_decoder_bias
 
     def _encoded(self, x):
@@ -207,13 +207,15 @@ class SparseAutoencoder(nnx.Module):
         magnitude = encoded * jnp.exp(self.r_mag[...]) + self.b_mag[...]
         return gate, (gate > 0) * jax.nn.relu(magnitude)
 
-    def encode(self, x, k=None, bandwidth=None):
-        """The code used at inference and for every metric (BatchTopK: f > theta, the learned threshold)."""
+    def encode(self, x, k=None, bandwidth=None, k_max=None):
+        """The code used at inference and for every metric (BatchTopK: f > theta, the learned threshold).
+        `k`: a member's own (traced) k; `k_max`: a static bound on it, which `member_call` passes with it
+        from the same grid (aejax/selection.py's sorting network needs one). Without it, any k is exact."""
         if self.kind == "gated":
             return self._gated(x)[1]
         pre = self.pre_activations(x)
         if self.kind == "topk":
-            return jax.nn.relu(keep_top_k(pre, self.k if k is None else k, self.k_max))
+            return jax.nn.relu(keep_top_k(pre, self.k if k is None else k, k_max))
         if self.kind in BATCH_TOPK:
             acts = jax.nn.relu(pre)
             return jnp.where(acts > jax.lax.stop_gradient(self.threshold[...]), acts, 0.0)
@@ -224,7 +226,7 @@ class SparseAutoencoder(nnx.Module):
     def decode(self, f):
         return f @ self.W_dec[...] + self.b_dec[...]
 
-    def __call__(self, x, key=None, k=None, bandwidth=None):
+    def __call__(self, x, key=None, k=None, bandwidth=None, k_max=None):
         """Training forward: `(reconstruction, {"code": f, "pre": pre-activations[, "gate": pi_gate]})`.
         BatchTopK selects across this batch here (its inference rule is `encode`'s); JumpReLU carries
         its straight-through estimator."""
@@ -242,7 +244,7 @@ class SparseAutoencoder(nnx.Module):
             elif self.kind == "topk":
                 # From this `pre`, not `encode`'s own: AuxK also reads `pre`, and two copies would each carry a
                 # gradient back through the encoder (twice its weight gradient and the decoder bias's matmul).
-                f = jax.nn.relu(keep_top_k(pre, k, self.k_max))
+                f = jax.nn.relu(keep_top_k(pre, k, k_max))
             else:
                 f = jax.nn.relu(pre)
         return self.decode(f), dict(aux, code=f, pre=pre, firing=firing_rates(f))
@@ -326,9 +328,10 @@ def loss(spec, s: SAESettings, dataset_size: int | None = None):
 
 # ----------------------------------------------------------------------------- the rest of the declaration
 def member_call(s: SAESettings, hp: dict) -> dict:
-    """A member's own k (top-k kinds) and bandwidth (JumpReLU): traced, so one program serves all."""
+    """A member's own k (top-k kinds) and bandwidth (JumpReLU): traced, so one program serves all. With k
+    goes its static bound, the grid's largest k (`from_grid`), so that the sorting network can select."""
     if s.sae in WITH_K:
-        return {"k": hp["k"]}
+        return {"k": hp["k"], "k_max": s.k_max or s.k}
     return {"bandwidth": hp["bandwidth"]} if s.sae == "jumprelu" else {}
 
 
