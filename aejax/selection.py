@@ -45,11 +45,10 @@ def keep_top_k(h: jax.Array, k, k_max: int | None = None) -> jax.Array:
 
 def at_least_kth_largest(h: jax.Array, k, k_max: int | None = None) -> jax.Array:
     """Mask of the entries >= the k-th largest of their row. `k`: an int or a traced scalar; `k_max`:
-    a static bound on k (a population's largest; a Python int k is its own bound). A concrete k above
-    k_max takes the bit search; a traced k must not exceed k_max (the network would keep only its K)."""
-    if isinstance(k, int):
-        k_max = k
-    elif k_max is not None and not isinstance(k, jax.core.Tracer) and bool(np.any(np.asarray(k) > k_max)):
+    a static bound on k (a population's largest), given only by callers whose speed was measured with the
+    network (the SAE family, through `member_call`); without it, the bit search, as before. A concrete k
+    above k_max takes the bit search; a traced k must not exceed k_max (the network would keep only its K)."""
+    if k_max is not None and not isinstance(k, jax.core.Tracer) and bool(np.any(np.asarray(k) > k_max)):
         k_max = None  # a concrete k above the bound (NumPy: no staging under jit): the bit search serves any k
     width = h.shape[-1]
     if k_max is not None and network_pays(width, k_max):
